@@ -1,0 +1,113 @@
+"""Plain event records that flow from the training thread to whatever listens.
+
+Hooks emit them on an :class:`EventBus`; models (history, stores) and views subscribe. Nothing
+here knows TensorFlow or widgets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+log = logging.getLogger("nbhooks")
+
+RunState = Literal["idle", "running", "paused", "stopping", "finished", "stopped", "failed"]
+#: States in which no training thread is alive.
+ENDED_STATES: frozenset[str] = frozenset({"idle", "finished", "stopped", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """Training progress at a step boundary (coalesced: only the latest matters)."""
+
+    step: int
+    target: int | None
+    steps_per_sec: float | None
+    elapsed: float
+    eta: float | None
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStateEvent:
+    """The run changed state. ``reason`` says why it stopped; ``error`` is set on failure."""
+
+    state: RunState
+    step: int | None = None
+    reason: str | None = None
+    error: BaseException | None = None
+    traceback: str | None = None
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalEvent:
+    """One evaluation: every metric the model's eval_metric_ops gave (plus loss)."""
+
+    name: str
+    step: int
+    metrics: Mapping[str, float]
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalOpsEvent:
+    """A session ended: the rows of final-op values it fetched (or a failure note)."""
+
+    run_id: int
+    mode: str
+    step: int | None
+    rows: tuple[Mapping[str, Any], ...]
+    failed: bool = False
+    message: str | None = None
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineEvent:
+    """An input-pipeline checkpoint action: requested, saved, restored, deleted or failed."""
+
+    action: Literal["requested", "saved", "restored", "deleted", "failed"]
+    step: int | None = None
+    path: str | None = None
+    message: str | None = None
+    wall_time: float = field(default_factory=time.time)
+
+
+Event = StepEvent | RunStateEvent | EvalEvent | FinalOpsEvent | PipelineEvent
+Listener = Callable[[Any], None]
+
+
+class EventBus:
+    """Thread-safe fan-out of events to listeners.
+
+    ``emit`` is called from the training thread and must stay cheap: listeners should only
+    record the event (the :class:`~nbhooks.publish.Publisher` does the widget work on its own
+    thread). A listener that raises is logged and kept; it never breaks training.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add ``listener``; returns a function that removes it again."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def emit(self, event: Any) -> None:
+        for listener in self._listeners:  # a tuple snapshot: no lock on the hot path
+            try:
+                listener(event)
+            except Exception:
+                log.exception("nbhooks: an event listener failed on %r", type(event).__name__)

@@ -1,0 +1,1 @@
+"""SessionRunHooks (TensorFlow only, no widgets). Importing a module here imports TensorFlow."""

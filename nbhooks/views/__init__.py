@@ -1,0 +1,1 @@
+"""Views: small plugins with ``widget``, ``on_events(events)`` and ``close()``."""
