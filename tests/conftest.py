@@ -36,3 +36,52 @@ def eval_fn():
     import models
 
     return models.input_fn(n=256, repeat=False, seed=1)
+
+
+class CommLog(list):
+    """Messages sent to the frontend by widgets: (msg_type, data, buffers) tuples."""
+
+    def updates(self) -> list[dict]:
+        return [d for t, d, _ in self if t == "comm_msg" and d.get("method") == "update"]
+
+    def nbytes(self) -> int:
+        import json
+
+        return sum(
+            len(json.dumps(d, default=str)) + sum(len(b) for b in (bufs or ()))
+            for _, d, bufs in self
+        )
+
+
+@pytest.fixture
+def comm_log(monkeypatch) -> CommLog:
+    """Real widgets with a recording comm: every message a widget would send is kept.
+
+    The one place that patches the kernel side: ``comm.create_comm``.
+    """
+    import comm
+    from comm.base_comm import BaseComm
+
+    log = CommLog()
+
+    class RecordingComm(BaseComm):
+        kernel = True  # widgets only send when the comm has a kernel
+
+        def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+            log.append((msg_type, data or {}, buffers))
+
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
+    return log
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,379 @@
+"""TrainingRun: ``estimator.train`` in a worker thread that a person can pause, resume and stop.
+
+Headless (no widgets here): the run emits events on ``run.events``; views subscribe through a
+:class:`~nbhooks.publish.Publisher`. Displaying a run in a notebook shows its controls and
+progress; in a plain script it reports to the console.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import tempfile
+import threading
+import traceback
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from nbhooks import NbhooksWarning
+from nbhooks.events import EventBus, RunState, RunStateEvent
+from nbhooks.progress import ProgressMeter
+
+#: model_dir -> the run that owns it (one training thread per model_dir).
+_OWNERS: dict[str, weakref.ref[TrainingRun]] = {}
+_OWNERS_LOCK = threading.Lock()
+
+
+class TrainingRun:
+    """Run ``estimator.train(input_fn, steps=..., max_steps=..., hooks=...)`` in the background.
+
+    ``start()`` returns at once. ``pause()`` holds the loop at the next step boundary (the
+    session stays open), ``resume()`` continues, ``stop()`` ends it cleanly at the next step
+    (final checkpoint written, ``end()`` hooks run). ``wait()`` blocks and re-raises the
+    training error. A run can be started again after it ends; it continues from the model's
+    checkpoint. A new run on the same ``model_dir`` stops the one it replaces.
+
+    ``report``: ``"auto"`` reports to the console when not in a notebook kernel, ``"console"``
+    always, ``None`` never (display the run in a notebook for widgets).
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        input_fn: Callable[..., Any],
+        steps: int | None = None,
+        max_steps: int | None = None,
+        hooks: Iterable[Any] = (),
+        *,
+        report: str | None = "auto",
+    ) -> None:
+        from nbhooks._tf import tf
+
+        hooks = tuple(hooks)
+        _check_estimator(estimator, tf())
+        if not callable(input_fn):
+            raise TypeError(
+                f"input_fn must be a function returning a tf.data.Dataset or (features, labels), "
+                f"got {type(input_fn).__name__}: pass the function itself, not its result"
+            )
+        _check_steps(steps, max_steps)
+        _check_hooks(hooks, tf())
+        if report not in ("auto", "console", None):
+            raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
+        self.model_dir = _check_model_dir(estimator.model_dir)
+        self.estimator = estimator
+        self.input_fn = input_fn
+        self.steps, self.max_steps = steps, max_steps
+        self.hooks: tuple[Any, ...] = hooks
+        self.events = EventBus()
+        self.meter = ProgressMeter()
+        self._lock = threading.RLock()
+        self._resume = threading.Condition(self._lock)
+        self._state: RunState = "idle"
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._done.set()
+        self._stop_requested = False
+        self._pause_requested = False
+        self.reason: str | None = None
+        self.error: BaseException | None = None
+        self._panel: Any = None
+        self._console: Any = None
+        for hook in hooks:
+            if hasattr(hook, "attach"):
+                hook.attach(self)
+        _claim(self)
+        if report == "console" or (report == "auto" and not _in_kernel()):
+            self.report_to_console()
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def state(self) -> RunState:
+        """idle, running, paused, stopping, finished, stopped or failed."""
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        """True while a training thread is alive (running, paused or stopping)."""
+        return not self._done.is_set()
+
+    @property
+    def global_step(self) -> int:
+        return self.meter.step
+
+    @property
+    def steps_per_sec(self) -> float | None:
+        return self.meter.rate
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left until the target step, at the current rate (None when unknown)."""
+        return self.meter.eta
+
+    def _set_state(self, state: RunState, **info: Any) -> None:
+        with self._lock:
+            self._state = state
+        self.events.emit(RunStateEvent(state, step=self.meter.step, **info))
+
+    # -- control (any thread) -------------------------------------------------------------
+    def start(self, steps: int | None = None, max_steps: int | None = None) -> TrainingRun:
+        """Start training in the background; returns at once. ``steps``/``max_steps`` override
+        the ones given at construction for this start."""
+        if steps is not None or max_steps is not None:
+            _check_steps(steps, max_steps)
+        else:
+            steps, max_steps = self.steps, self.max_steps
+        with self._lock:
+            if self.running:
+                raise RuntimeError(
+                    f"this run is already {self._state}: stop() it (or wait() for it) before "
+                    "starting it again"
+                )
+            _claim(self)
+            self._stop_requested = self._pause_requested = False
+            self.reason, self.error = None, None
+            self._done.clear()
+            self.meter.reset_clock()
+            self._thread = threading.Thread(
+                target=self._work, args=(steps, max_steps), name="nbhooks-training", daemon=True
+            )
+            self._set_state("running")
+            self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        """Hold training at the next step boundary (the session stays open)."""
+        with self._lock:
+            if self._state in ("paused", "stopping"):
+                return
+            if self._state != "running":
+                raise RuntimeError(f"cannot pause: the run is {self._state}, not running")
+            self._pause_requested = True
+
+    def resume(self) -> None:
+        """Continue a paused run."""
+        with self._lock:
+            if self._state == "running" and not self._pause_requested:
+                return
+            if self._state not in ("paused", "running"):
+                raise RuntimeError(f"cannot resume: the run is {self._state}, not paused")
+            self._pause_requested = False
+            self._resume.notify_all()
+
+    def stop(self, reason: str | None = None) -> None:
+        """Stop cleanly at the next step boundary; a no-op when nothing runs."""
+        with self._lock:
+            if not self.running or self._stop_requested:
+                return
+            self._stop_requested = True
+            self.reason = reason or "stopped by request"
+            self._resume.notify_all()
+            self._set_state("stopping", reason=self.reason)
+
+    def wait(self, timeout: float | None = None) -> RunState:
+        """Block until training ends; re-raise its error. Returns the final state.
+
+        Raises ``TimeoutError`` when ``timeout`` seconds pass first (training goes on).
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(
+                f"training is still {self._state} after {timeout} s (step {self.global_step})"
+            )
+        if self.error is not None:
+            raise self.error
+        return self._state
+
+    def close(self, timeout: float | None = 60) -> None:
+        """Stop training, wait for it, and close the widgets and reporters this run owns."""
+        self.stop(reason="closed")
+        self._done.wait(timeout)
+        for owned in (self._panel, self._console):
+            if owned is not None:
+                owned.close()
+        self._panel = self._console = None
+        with _OWNERS_LOCK:
+            if _OWNERS.get(self.model_dir, lambda: None)() is self:
+                del _OWNERS[self.model_dir]
+
+    # -- the training thread --------------------------------------------------------------
+    def _work(self, steps: int | None, max_steps: int | None) -> None:
+        from nbhooks.hooks.control import ControlHook
+
+        self._target = {"steps": steps, "max_steps": max_steps}
+        self._session_started = False
+        try:
+            self.estimator.train(
+                self.input_fn,
+                hooks=[ControlHook(self), *self.hooks],
+                steps=steps,
+                max_steps=max_steps,
+            )
+        except BaseException as exc:  # re-raised by wait()
+            self.error = exc
+            self._finish(
+                "failed",
+                reason=f"{type(exc).__name__}: {exc}",
+                error=exc,
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        else:
+            if self._stop_requested:
+                self._finish("stopped", reason=self.reason)
+            else:
+                self.reason = (
+                    f"reached step {self.meter.step}"
+                    if self._session_started
+                    else f"nothing to train: the model is already at max_steps={max_steps}"
+                )
+                self._finish("finished", reason=self.reason)
+
+    def _finish(self, state: RunState, **info: Any) -> None:
+        self.events.emit(self.meter.snapshot())
+        with self._lock:
+            self._set_state(state, **info)
+            self._done.set()
+
+    # StepListener: called by ControlHook on the training thread.
+    def session_started(self, step: int) -> None:
+        steps, max_steps = self._target["steps"], self._target["max_steps"]
+        target = step + steps if steps is not None else max_steps
+        self._session_started = True
+        self.events.emit(self.meter.begin(step, target))
+
+    def step_done(self, step: int) -> bool:
+        event = self.meter.update(step)
+        if event is not None:
+            self.events.emit(event)
+        if self._pause_requested and not self._stop_requested:
+            self._hold()
+        return self._stop_requested
+
+    def _hold(self) -> None:
+        self.meter.pause()
+        self.events.emit(self.meter.snapshot())
+        self._set_state("paused")
+        with self._lock:
+            while self._pause_requested and not self._stop_requested:
+                self._resume.wait()
+            if not self._stop_requested:
+                self._set_state("running")
+        self.meter.resume()
+
+    def session_ended(self, step: int) -> None:
+        self.meter.step = step
+
+    # -- display --------------------------------------------------------------------------
+    def panel(self) -> Any:
+        """The controls-and-progress widget of this run (created once, owned by the run)."""
+        if self._panel is None:
+            from nbhooks.views.run_panel import RunPanel
+
+            self._panel = RunPanel(self)
+        return self._panel
+
+    def report_to_console(self, interval: float = 2.0) -> None:
+        """Print progress and state changes to stderr (scripts, or a notebook without widgets)."""
+        if self._console is None:
+            from nbhooks.views.console import ConsoleReport
+
+            self._console = ConsoleReport(self, interval=interval)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        try:
+            widget = self.panel().widget
+        except ImportError as exc:
+            warnings.warn(
+                f"ipywidgets is not available ({exc}); reporting to the console instead",
+                NbhooksWarning,
+                stacklevel=2,
+            )
+            self.report_to_console()
+            return {"text/plain": repr(self)}
+        return widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
+
+
+# -- checks (raised before anything starts) ---------------------------------------------------
+def _check_estimator(estimator: Any, tf: Any) -> None:
+    if not isinstance(estimator, tf.estimator.Estimator):
+        raise TypeError(
+            f"estimator must be a tf.estimator.Estimator (e.g. tf.estimator.Estimator(model_fn) "
+            f"or a canned one such as tf.estimator.DNNClassifier), got {type(estimator).__name__}"
+        )
+
+
+def _check_steps(steps: int | None, max_steps: int | None) -> None:
+    if steps is not None and max_steps is not None:
+        raise ValueError(
+            "give steps (how many more steps) or max_steps (the global step to stop at), not both"
+        )
+    for name, value in (("steps", steps), ("max_steps", max_steps)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a positive int, got {value!r}")
+        if value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def _check_hooks(hooks: Sequence[Any], tf: Any) -> None:
+    for hook in hooks:
+        if not isinstance(hook, tf.estimator.SessionRunHook):
+            raise TypeError(
+                f"every hook must be a tf.estimator.SessionRunHook instance, got "
+                f"{type(hook).__name__} (pass hook objects, not classes or callables)"
+            )
+
+
+def _check_model_dir(model_dir: str | os.PathLike[str]) -> str:
+    path = os.path.realpath(os.fspath(model_dir))
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".nbhooks-write-test"):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"the estimator's model_dir {path!r} is not writable ({exc.strerror or exc}): pass "
+            "RunConfig(model_dir=...) a directory you can write to"
+        ) from exc
+    return path
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+# -- one training thread per model_dir --------------------------------------------------------
+def _claim(run: TrainingRun) -> None:
+    """Make ``run`` the owner of its model_dir, stopping a previous owner that still trains
+    (e.g. the run made by an earlier execution of the same notebook cell)."""
+    with _OWNERS_LOCK:
+        ref = _OWNERS.get(run.model_dir)
+        previous = ref() if ref is not None else None
+        _OWNERS[run.model_dir] = weakref.ref(run)
+    if previous is not None and previous is not run and previous.running:
+        warnings.warn(
+            f"stopping the earlier run that was still training in {run.model_dir} "
+            f"(step {previous.global_step}): one training thread per model_dir",
+            NbhooksWarning,
+            stacklevel=3,
+        )
+        previous.close()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    with _OWNERS_LOCK:
+        runs = [r() for r in _OWNERS.values()]
+    for run in runs:
+        if run is not None and run.running:
+            run.close(timeout=30)

@@ -1,0 +1,107 @@
+"""Start / Pause-Resume / Stop buttons, enabled only when they make sense."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from nbhooks.events import RunStateEvent
+from nbhooks.views.base import View
+
+#: state -> (start enabled, pause/resume enabled, stop enabled, pause button shows "Resume")
+_ENABLED: dict[str, tuple[bool, bool, bool, bool]] = {
+    "idle": (True, False, False, False),
+    "running": (False, True, True, False),
+    "paused": (False, True, True, True),
+    "stopping": (False, False, False, False),
+    "finished": (True, False, False, False),
+    "stopped": (True, False, False, False),
+    "failed": (True, False, False, False),
+}
+
+
+class ControlsView(View):
+    """Buttons that post requests to the run; their states follow the run's state events."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.start = w.Button(
+            description="Start",
+            icon="play",
+            button_style="success",
+            tooltip="Train in the background",
+        )
+        self.pause = w.Button(description="Pause", icon="pause", tooltip="Hold at the next step")
+        self.stop = w.Button(
+            description="Stop",
+            icon="stop",
+            button_style="danger",
+            tooltip="Stop cleanly at the next step (final checkpoint written)",
+        )
+        self.steps = w.BoundedIntText(
+            value=run.steps or 1000,
+            min=1,
+            max=10**9,
+            description="steps",
+            layout=w.Layout(width="160px"),
+            style={"description_width": "40px"},
+            tooltip="How many steps Start trains",
+        )
+        self.steps.layout.display = None if run.max_steps is None else "none"
+        self.message = w.HTML()
+        for button, css in (
+            (self.start, "nbh-start"),
+            (self.pause, "nbh-pause"),
+            (self.stop, "nbh-stop"),
+        ):
+            button.add_class(css)
+        self.steps.add_class("nbh-steps")
+        self.message.add_class("nbh-controls-message")
+        self.start.on_click(self._on_start)
+        self.pause.on_click(self._on_pause)
+        self.stop.on_click(self._on_stop)
+        self.widget = w.HBox([self.start, self.pause, self.stop, self.steps, self.message])
+        self.widget.add_class("nbh-controls")
+        self.show_state(run.state)
+
+    # Clicks run on the kernel's main thread: they only post requests.
+    def _on_start(self, _: Any) -> None:
+        steps = self.steps.value if self.run.max_steps is None else None
+        self._attempt(lambda: self.run.start(steps=steps))
+
+    def _on_pause(self, _: Any) -> None:
+        self._attempt(self.run.resume if self.run.state == "paused" else self.run.pause)
+
+    def _on_stop(self, _: Any) -> None:
+        self._attempt(self.run.stop)
+
+    def _attempt(self, action: Any) -> None:
+        try:
+            action()
+        except Exception as exc:  # shown in the view; the API raises it to callers
+            self.message.value = (
+                f'<span style="color:var(--jp-error-color1,#c62828)">{html.escape(str(exc))}</span>'
+            )
+        else:
+            self.message.value = ""
+
+    def show_state(self, state: str) -> None:
+        start, pause, stop, resume = _ENABLED[state]
+        with self.widget.hold_sync():
+            self.start.disabled, self.pause.disabled, self.stop.disabled = (
+                not start,
+                not pause,
+                not stop,
+            )
+            self.pause.description = "Resume" if resume else "Pause"
+            self.pause.icon = "play" if resume else "pause"
+            if self.run.steps is not None:
+                self.steps.value = self.run.steps
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        states = [e.state for e in events if isinstance(e, RunStateEvent)]
+        if states:
+            self.show_state(states[-1])

@@ -1,0 +1,101 @@
+"""A progress bar with step / target, steps/s, elapsed, ETA and the run's state; red on error."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from nbhooks.events import RunStateEvent, StepEvent
+from nbhooks.views.base import View
+from nbhooks.views.format import progress_line
+
+_BAR_STYLE = {
+    "running": "info",
+    "paused": "warning",
+    "stopping": "warning",
+    "finished": "success",
+    "stopped": "warning",
+    "failed": "danger",
+    "idle": "",
+}
+
+
+class ProgressView(View):
+    """Shows the latest StepEvent and RunStateEvent; a failure shows its message, and its
+    traceback behind a toggle."""
+
+    def __init__(self, run: Any) -> None:
+        self.bar = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="auto", flex="1"))
+        self.line = w.HTML()
+        self.badge = w.HTML()
+        self.error = w.HTML(layout=w.Layout(display="none"))
+        self.show_traceback = w.ToggleButton(
+            description="Traceback", icon="bug", layout=w.Layout(display="none", width="auto")
+        )
+        self.traceback = w.HTML(layout=w.Layout(display="none"))
+        self.show_traceback.observe(self._toggle_traceback, names="value")
+        for widget, css in (
+            (self.bar, "nbh-progress"),
+            (self.line, "nbh-progress-line"),
+            (self.badge, "nbh-state"),
+            (self.error, "nbh-error"),
+            (self.show_traceback, "nbh-traceback-toggle"),
+            (self.traceback, "nbh-traceback"),
+        ):
+            widget.add_class(css)
+        self.widget = w.VBox(
+            [
+                w.HBox([self.badge, self.bar], layout=w.Layout(align_items="center")),
+                self.line,
+                w.HBox([self.error, self.show_traceback], layout=w.Layout(align_items="center")),
+                self.traceback,
+            ]
+        )
+        self.widget.add_class("nbh-progress-view")
+        self._show_step(run.meter.snapshot())
+        self._show_state(
+            RunStateEvent(run.state, step=run.global_step, reason=run.reason, error=run.error)
+        )
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        with self.widget.hold_sync():
+            for event in events:
+                if isinstance(event, StepEvent):
+                    self._show_step(event)
+                elif isinstance(event, RunStateEvent):
+                    self._show_state(event)
+
+    def _show_step(self, event: StepEvent) -> None:
+        target = event.target if event.target is not None else max(event.step, 1)
+        self.bar.max = max(target, 1)
+        self.bar.value = min(event.step, self.bar.max)
+        self.line.value = html.escape(
+            progress_line(event.step, event.target, event.steps_per_sec, event.elapsed, event.eta)
+        )
+
+    def _show_state(self, event: RunStateEvent) -> None:
+        self.bar.bar_style = _BAR_STYLE[event.state]
+        show_reason = event.reason and event.state != "failed"
+        reason = f" — {html.escape(event.reason)}" if show_reason else ""
+        self.badge.value = f"<b>{event.state}</b>{reason}"
+        failed = event.state == "failed" and event.error is not None
+        self.error.layout.display = None if failed else "none"
+        self.show_traceback.layout.display = None if failed and event.traceback else "none"
+        if failed:
+            message = f"{type(event.error).__name__}: {event.error}"
+            self.error.value = (
+                '<span style="color:var(--jp-error-color1,#c62828);font-weight:bold">'
+                f"Training failed: {html.escape(message)}</span>"
+            )
+            self.traceback.value = (
+                f'<pre style="white-space:pre-wrap;font-size:11px">'
+                f"{html.escape(event.traceback or '')}</pre>"
+            )
+        else:
+            self.show_traceback.value = False
+
+    def _toggle_traceback(self, change: dict[str, Any]) -> None:
+        self.traceback.layout.display = None if change["new"] else "none"

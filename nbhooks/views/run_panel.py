@@ -1,0 +1,38 @@
+"""A run's controls and progress in one widget, fed by a publisher the panel owns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from nbhooks.publish import Publisher
+from nbhooks.views.base import View
+from nbhooks.views.controls import ControlsView
+from nbhooks.views.progress import ProgressView
+
+
+class RunPanel:
+    """Controls + progress for a :class:`~nbhooks.run.TrainingRun`; more views can be added
+    with :meth:`add`. Created on the main thread; ``close()`` ends the publisher and widgets."""
+
+    def __init__(self, run: Any, views: tuple[View, ...] = (), interval: float = 0.1) -> None:
+        self.controls = ControlsView(run)
+        self.progress = ProgressView(run)
+        self.views: list[View] = [self.controls, self.progress, *views]
+        self.publisher = Publisher(run.events, self.views, interval=interval)
+        self.widget = w.VBox([v.widget for v in self.views if v.widget is not None])
+        self.widget.add_class("nbh-run-panel")
+
+    def add(self, view: View) -> None:
+        self.publisher.add(view)
+        self.views.append(view)
+        if view.widget is not None:
+            self.widget.children = (*self.widget.children, view.widget)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -1,0 +1,198 @@
+"""TrainingRun with a real Estimator: states, pause/resume/stop, errors, restart, ownership."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+
+import models
+import pytest
+from conftest import wait_for
+
+import nbhooks as nh
+from nbhooks._tf import tf
+from nbhooks.events import RunStateEvent
+
+
+def record_states(run) -> list[str]:
+    states: list[str] = []
+    run.events.subscribe(lambda e: states.append(e.state) if isinstance(e, RunStateEvent) else None)
+    return states
+
+
+def training_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "nbhooks-training" and t.is_alive()]
+
+
+@pytest.fixture
+def run(estimator, train_fn):
+    run = nh.TrainingRun(estimator, train_fn, steps=100_000, report=None)
+    yield run
+    run.close()
+
+
+def test_import_does_not_import_tensorflow():
+    code = "import sys, nbhooks; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_start_returns_at_once_and_finishes(estimator, train_fn):
+    run = nh.TrainingRun(estimator, train_fn, steps=200, report=None)
+    states = record_states(run)
+    assert run.state == "idle"
+    assert run.start() is run
+    assert run.running
+    assert run.wait(timeout=120) == "finished"
+    assert run.global_step == 200
+    assert states == ["running", "finished"]
+    assert tf().train.latest_checkpoint(run.model_dir).endswith("-200")
+    assert run.steps_per_sec and run.steps_per_sec > 0
+
+
+def test_pause_holds_at_a_step_boundary_and_resume_continues(run):
+    states = record_states(run)
+    run.start()
+    assert wait_for(lambda: run.global_step >= 50)
+    run.pause()
+    assert wait_for(lambda: run.state == "paused")
+    held = run.global_step
+    assert not wait_for(lambda: run.global_step != held, timeout=0.5), "steps ran while paused"
+    run.resume()
+    assert wait_for(lambda: run.global_step > held + 20)
+    run.stop()
+    assert run.wait(timeout=60) == "stopped"
+    assert states == ["running", "paused", "running", "stopping", "stopped"]
+
+
+def test_stop_ends_at_the_next_step_with_a_final_checkpoint(run):
+    stopped_at: list[int] = []
+    run.start()
+    assert wait_for(lambda: run.global_step >= 30)
+    run.events.subscribe(
+        lambda e: stopped_at.append(e.step) if getattr(e, "state", None) == "stopping" else None
+    )
+    run.stop(reason="enough")
+    assert run.wait(timeout=60) == "stopped"
+    assert run.reason == "enough"
+    # The stop request is honoured at the first step boundary after it.
+    assert run.global_step <= stopped_at[0] + 1
+    assert tf().train.latest_checkpoint(run.model_dir).endswith(f"-{run.global_step}")
+
+
+def test_stop_while_paused(run):
+    run.start()
+    assert wait_for(lambda: run.global_step >= 10)
+    run.pause()
+    assert wait_for(lambda: run.state == "paused")
+    run.stop()
+    assert run.wait(timeout=60) == "stopped"
+
+
+def test_error_is_surfaced_and_reraised(model_dir):
+    def failing_input():
+        def bad(x):
+            tf().debugging.assert_less(x, tf().constant(40, tf().int64), message="bad batch 40")
+            return {"x": tf().ones((4, 4))}, tf().zeros((4,), tf().int32)
+
+        return tf().data.Dataset.range(1000).map(bad)
+
+    run = nh.TrainingRun(models.make_estimator(model_dir), failing_input, steps=100, report=None)
+    events: list[RunStateEvent] = []
+    run.events.subscribe(lambda e: events.append(e) if isinstance(e, RunStateEvent) else None)
+    run.start()
+    with pytest.raises(tf().errors.InvalidArgumentError, match="bad batch 40"):
+        run.wait(timeout=120)
+    assert run.state == "failed"
+    failed = events[-1]
+    assert failed.state == "failed" and "bad batch 40" in failed.traceback
+    assert isinstance(failed.error, tf().errors.InvalidArgumentError)
+
+
+def test_restart_after_finish_continues_from_the_checkpoint(estimator, train_fn):
+    run = nh.TrainingRun(estimator, train_fn, steps=60, report=None)
+    run.start().wait(timeout=120)
+    run.start(steps=40)
+    assert run.wait(timeout=120) == "finished"
+    assert run.global_step == 100
+    run.start(max_steps=130).wait(timeout=120)
+    assert run.global_step == 130
+
+
+def test_double_start_is_refused(run):
+    run.start()
+    with pytest.raises(RuntimeError, match="already running"):
+        run.start()
+
+
+def test_replacing_the_run_stops_the_old_thread(estimator, train_fn):
+    """Re-executing the cell that makes a run leaves one training thread, not two."""
+    old = nh.TrainingRun(estimator, train_fn, steps=100_000, report=None).start()
+    assert wait_for(lambda: old.global_step > 5)
+    with pytest.warns(nh.NbhooksWarning, match="stopping the earlier run"):
+        new = nh.TrainingRun(estimator, train_fn, steps=20, report=None)
+    assert not old.running and old.state == "stopped"
+    new.start()
+    assert len(training_threads()) == 1
+    assert new.wait(timeout=120) == "finished"
+
+
+def test_console_report_without_widgets(estimator, train_fn):
+    run = nh.TrainingRun(estimator, train_fn, steps=50, report=None)
+    stream = io.StringIO()
+    from nbhooks.views.console import ConsoleReport
+
+    report = ConsoleReport(run, stream=stream)
+    run.start().wait(timeout=120)
+    report.close()
+    text = stream.getvalue()
+    assert "[nbhooks] running at step 0" in text
+    assert "finished at step 50: reached step 50" in text
+
+
+def test_max_steps_already_reached_says_so(estimator, train_fn):
+    run = nh.TrainingRun(estimator, train_fn, max_steps=10, report=None)
+    run.start().wait(timeout=120)
+    run.start().wait(timeout=120)
+    assert "already at max_steps=10" in run.reason
+
+
+class TestBadInput:
+    def test_not_an_estimator(self, train_fn):
+        with pytest.raises(TypeError, match=r"must be a tf\.estimator\.Estimator.*got str"):
+            nh.TrainingRun("model", train_fn)
+
+    def test_input_fn_not_callable(self, estimator, train_fn):
+        with pytest.raises(TypeError, match="pass the function itself, not its result"):
+            nh.TrainingRun(estimator, train_fn())
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "match"),
+        [
+            ({"steps": 0}, ValueError, "steps must be a positive int, got 0"),
+            ({"max_steps": -5}, ValueError, "max_steps must be a positive int"),
+            ({"steps": 1.5}, TypeError, "steps must be a positive int"),
+            ({"steps": 10, "max_steps": 20}, ValueError, "not both"),
+        ],
+    )
+    def test_steps(self, estimator, train_fn, kwargs, error, match):
+        with pytest.raises(error, match=match):
+            nh.TrainingRun(estimator, train_fn, **kwargs)
+
+    def test_start_checks_steps_too(self, run):
+        with pytest.raises(ValueError, match="not both"):
+            run.start(steps=1, max_steps=2)
+        assert run.state == "idle"
+
+    def test_hooks_must_be_session_run_hooks(self, estimator, train_fn):
+        with pytest.raises(TypeError, match="SessionRunHook instance, got function"):
+            nh.TrainingRun(estimator, train_fn, hooks=[lambda: None])
+
+    def test_unwritable_model_dir(self, tmp_path, train_fn):
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        estimator = models.make_estimator(blocker / "model")
+        with pytest.raises(PermissionError, match="is not writable"):
+            nh.TrainingRun(estimator, train_fn)
