@@ -1,0 +1,225 @@
+"""Thread-safe history of evaluation metrics (no TensorFlow, no widgets).
+
+The training thread records one evaluation at a time; views and users read it from other
+threads. Values are kept per ``(evaluation, metric)`` series in growable numpy buffers, so a
+view can fetch a series as arrays in O(n) copy without walking Python rows.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from os import PathLike
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Mode = Literal["min", "max"]
+COLUMNS = ("step", "evaluation", "metric", "value", "wall_time")
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "mape", "entropy", "perplexity")
+
+
+def check_mode(mode: str) -> Mode:
+    """Return ``mode`` if it is "min" or "max", else raise a ValueError saying so."""
+    if mode not in ("min", "max"):
+        raise ValueError(f'mode must be "min" or "max", got {mode!r}')
+    return mode  # type: ignore[return-value]
+
+
+def guess_mode(metric: str) -> Mode:
+    """ "min" for losses and errors, "max" for everything else (accuracy, auc, precision...)."""
+    name = metric.lower()
+    return "min" if any(word in name for word in _LOWER_IS_BETTER) else "max"
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One recorded value."""
+
+    evaluation: str
+    metric: str
+    step: int
+    value: float
+    wall_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One recorded evaluation: every metric at one step."""
+
+    evaluation: str
+    step: int
+    metrics: Mapping[str, float]
+    wall_time: float
+
+
+class _Series:
+    """Append-only (seq, step, value, wall_time) columns in doubling numpy buffers."""
+
+    __slots__ = ("_data", "n")
+
+    def __init__(self) -> None:
+        self._data = np.empty((4, 16), dtype=np.float64)
+        self.n = 0
+
+    def append(self, seq: int, step: int, value: float, wall_time: float) -> None:
+        if self.n == self._data.shape[1]:
+            grown = np.empty((4, 2 * self.n), dtype=np.float64)
+            grown[:, : self.n] = self._data[:, : self.n]
+            self._data = grown
+        self._data[:, self.n] = (seq, step, value, wall_time)
+        self.n += 1
+
+    def columns(self) -> np.ndarray:
+        """A copy of the filled part: rows seq, step, value, wall_time."""
+        return self._data[:, : self.n].copy()
+
+
+class MetricHistory:
+    """Every metric of every named evaluation, with its global step and wall time.
+
+    ``record`` is called from the training thread; every other method may be called from any
+    thread. An ``(evaluation, step)`` pair is stored once: recording it again is a no-op.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._steps: dict[str, set[int]] = {}
+        self._latest: dict[str, Evaluation] = {}
+        self._metrics: dict[str, None] = {}  # insertion-ordered set
+        self._rows = 0
+        self.version = 0  #: bumped by every successful record (cheap change detection)
+
+    def record(
+        self,
+        name: str,
+        step: int,
+        metrics: Mapping[str, float],
+        wall_time: float | None = None,
+    ) -> bool:
+        """Store one evaluation; False (and nothing stored) if ``(name, step)`` is known."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an evaluation name must be a non-empty string, got {name!r}")
+        values = {str(k): float(v) for k, v in metrics.items()}
+        wall_time = time.time() if wall_time is None else float(wall_time)
+        step = int(step)
+        with self._lock:
+            steps = self._steps.setdefault(name, set())
+            if step in steps:
+                return False
+            steps.add(step)
+            for metric, value in values.items():
+                self._metrics.setdefault(metric, None)
+                series = self._series.setdefault((name, metric), _Series())
+                series.append(self._rows, step, value, wall_time)
+                self._rows += 1
+            self._latest[name] = Evaluation(name, step, values, wall_time)
+            self.version += 1
+        return True
+
+    def has(self, name: str, step: int) -> bool:
+        """Whether evaluation ``name`` was recorded at ``step``."""
+        with self._lock:
+            return int(step) in self._steps.get(name, ())
+
+    @property
+    def names(self) -> list[str]:
+        """Evaluation names, in the order they were first recorded."""
+        with self._lock:
+            return list(self._steps)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metric names, in the order they were first recorded."""
+        with self._lock:
+            return list(self._metrics)
+
+    def __len__(self) -> int:
+        """The number of recorded values (rows of :meth:`to_frame`)."""
+        return self._rows
+
+    def series(self, name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of one evaluation's metric as arrays (empty if none)."""
+        with self._lock:
+            series = self._series.get((name, metric))
+            cols = series.columns() if series is not None else np.empty((4, 0))
+        return cols[1].astype(np.int64), cols[2]
+
+    def latest(self) -> dict[str, Evaluation]:
+        """The last evaluation recorded under each name."""
+        with self._lock:
+            return dict(self._latest)
+
+    def best(self, metric: str, mode: str = "min", evaluation: str | None = None) -> Point | None:
+        """The best value of ``metric`` (in ``evaluation``, or across all); None if unseen.
+
+        Ties go to the earliest step. NaN values are ignored.
+        """
+        check_mode(mode)
+        names = [evaluation] if evaluation is not None else self.names
+        best: Point | None = None
+        for name in names:
+            steps, values = self.series(name, metric)
+            finite = ~np.isnan(values)
+            if not finite.any():
+                continue
+            idx = np.flatnonzero(finite)
+            pick = idx[np.argmin(values[idx]) if mode == "min" else np.argmax(values[idx])]
+            value = float(values[pick])
+            if best is None or _better(value, best.value, mode):
+                wall = self._wall_time(name, metric, int(pick))
+                best = Point(name, metric, int(steps[pick]), value, wall)
+        return best
+
+    def _wall_time(self, name: str, metric: str, index: int) -> float:
+        with self._lock:
+            return float(self._series[(name, metric)]._data[3, index])
+
+    def to_frame(self) -> pd.DataFrame:
+        """A tidy DataFrame, one row per value: step, evaluation, metric, value, wall_time."""
+        with self._lock:
+            parts = [(key, s.columns()) for key, s in self._series.items()]
+        if not parts:
+            return pd.DataFrame(
+                {
+                    "step": pd.Series(dtype="int64"),
+                    "evaluation": pd.Series(dtype="object"),
+                    "metric": pd.Series(dtype="object"),
+                    "value": pd.Series(dtype="float64"),
+                    "wall_time": pd.Series(dtype="float64"),
+                }
+            )
+        cols = np.concatenate([c for _, c in parts], axis=1)
+        order = np.argsort(cols[0], kind="stable")
+        frame = pd.DataFrame(
+            {
+                "step": cols[1].astype(np.int64),
+                "evaluation": np.repeat([k[0] for k, _ in parts], [c.shape[1] for _, c in parts]),
+                "metric": np.repeat([k[1] for k, _ in parts], [c.shape[1] for _, c in parts]),
+                "value": cols[2],
+                "wall_time": cols[3],
+            }
+        )
+        return frame.iloc[order].reset_index(drop=True)
+
+    def to_csv(self, path: str | PathLike[str]) -> None:
+        """Write :meth:`to_frame` to ``path`` as CSV (no index column)."""
+        self.to_frame().to_csv(path, index=False)
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a < b if mode == "min" else a > b
+
+
+def is_improvement(value: float, best: float | None, mode: Mode, min_delta: float) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` (NaN never improves)."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
