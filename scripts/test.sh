@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up (venv, dependencies, chromium), then lint and run every test tier:
+# pure, headless widgets, real kernels and real browsers. Extra arguments go to pytest.
+#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh tests/browser -x
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh --browser
+echo "test.sh: ruff check ." >&2
+.venv/bin/ruff check .
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests: nothing ran, failing" >&2
+fi
+exit "$status"
