@@ -1,0 +1,269 @@
+"""LiveEvaluatorHook and EarlyStopping on real estimators (small data, a few hundred steps)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import models
+import pytest
+
+import nbhooks as nh
+from nbhooks._tf import tf
+from nbhooks.events import EvalEvent, RunStateEvent
+from nbhooks.history import MetricHistory
+
+
+def checkpoint_steps(model_dir) -> list[int]:
+    files = glob.glob(os.path.join(model_dir, "model.ckpt-*.index"))
+    return sorted(int(f.rsplit("-", 1)[1].split(".")[0]) for f in files)
+
+
+def eval_steps(hook: nh.LiveEvaluatorHook, name: str = "eval", metric: str = "loss") -> list:
+    return hook.store.series(name, metric)[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"), [(200, [0, 50, 100, 150, 200]), (120, [0, 50, 100, 120])]
+)
+def test_evaluates_every_n_iter_once_per_step(
+    estimator, train_fn, eval_fn, steps, expected
+) -> None:
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=50)
+    seen: list[EvalEvent] = []
+    hook.events.subscribe(seen.append)
+    estimator.train(train_fn, hooks=[hook], steps=steps)
+    assert eval_steps(hook) == expected
+    assert hook.evaluations == len(expected)  # end() at an evaluated step is not run again
+    assert [e.step for e in seen] == expected
+    frame = hook.history
+    assert set(frame["metric"]) == {"loss", "accuracy"}
+    assert set(frame["evaluation"]) == {"eval"}
+    assert len(frame) == 2 * len(expected)
+    assert frame["wall_time"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("make", [models.make_estimator, models.make_linear_classifier])
+def test_values_equal_evaluate_on_final_checkpoint(model_dir, train_fn, eval_fn, make) -> None:
+    est = make(model_dir)
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=40)
+    est.train(train_fn, hooks=[hook], steps=100)
+    expected = est.evaluate(eval_fn)
+    latest = hook.store.latest()["eval"]
+    assert latest.step == expected["global_step"] == 100
+    assert set(latest.metrics) == set(expected) - {"global_step"}
+    for metric, value in latest.metrics.items():
+        assert value == pytest.approx(float(expected[metric]), rel=1e-6, abs=1e-7), metric
+    assert len(latest.metrics) >= (2 if make is models.make_estimator else 5)
+
+
+def test_no_checkpoint_per_evaluation(estimator, model_dir, train_fn, eval_fn) -> None:
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=20)
+    estimator.train(train_fn, hooks=[hook], steps=100)
+    assert len(eval_steps(hook)) == 6
+    assert checkpoint_steps(model_dir) == [0, 100]
+
+
+def test_two_named_evaluations_share_one_history(estimator, model_dir, train_fn, eval_fn) -> None:
+    train_eval = models.input_fn(n=256, repeat=False, seed=0)
+    hooks = nh.LiveEvaluatorHook.many(
+        estimator, {"train": train_eval, "eval": eval_fn}, every_n_iter=50
+    )
+    assert hooks[0].store is hooks[1].store and hooks[0].events is hooks[1].events
+    estimator.train(train_fn, hooks=hooks, steps=100)
+    frame = hooks[0].history
+    assert frame.groupby("evaluation")["step"].unique().map(list).to_dict() == {
+        "train": [0, 50, 100],
+        "eval": [0, 50, 100],
+    }
+    train_loss = hooks[0].store.series("train", "loss")[1]
+    eval_loss = hooks[0].store.series("eval", "loss")[1]
+    assert (train_loss[1:] != eval_loss[1:]).all()  # different data, different values
+    for name in ("train", "eval"):  # TensorBoard keeps working
+        assert glob.glob(os.path.join(model_dir, f"eval_{name}", "events.out.tfevents.*"))
+
+
+def test_history_continues_across_train_calls(estimator, train_fn, eval_fn) -> None:
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, name="eval", every_n_iter=50)
+    estimator.train(train_fn, hooks=[hook], steps=100)
+    estimator.train(train_fn, hooks=[hook], steps=75)
+    assert eval_steps(hook) == [0, 50, 100, 150, 175]
+    assert hook.evaluations == 5  # the second session's first evaluation (step 100) skipped
+    assert hook.history.duplicated(["step", "evaluation", "metric"]).sum() == 0
+
+
+def loss_curve(model_dir, every: int, steps: int) -> list[tuple[int, float]]:
+    est = models.make_estimator(model_dir)
+    hook = nh.LiveEvaluatorHook(
+        est, models.input_fn(n=256, repeat=False, seed=1), every_n_iter=every
+    )
+    est.train(models.input_fn(), hooks=[hook], steps=steps)
+    steps_, values = hook.store.series("eval", "loss")
+    return list(zip(steps_.tolist(), values.tolist(), strict=True))
+
+
+def expected_stop(curve, patience: int, min_delta: float) -> int:
+    rule = nh.EarlyStopping("loss", "min", patience=patience, min_delta=min_delta)
+    for step, value in curve:
+        rule.observe(step, value)
+        if rule.reason:
+            return step
+    raise AssertionError("the reference curve never triggers early stopping")
+
+
+def test_early_stopping_stops_at_the_right_evaluation(tmp_path, train_fn, eval_fn) -> None:
+    reference = loss_curve(tmp_path / "reference", every=20, steps=400)
+    stop_at = expected_stop(reference, patience=2, min_delta=0.01)
+    assert 0 < stop_at < 400
+
+    est = models.make_estimator(tmp_path / "stopped")
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=20)
+    stopper = nh.EarlyStopping("loss", patience=2, min_delta=0.01, evaluators=[hook])
+    announced: list[RunStateEvent] = []
+    hook.events.subscribe(lambda e: isinstance(e, RunStateEvent) and announced.append(e))
+    est.train(train_fn, hooks=[stopper, hook], steps=400)  # stopper first: hook order is moot
+
+    assert stopper.stopped_step == stop_at
+    assert eval_steps(hook) == [s for s, _ in reference if s <= stop_at]
+    assert est.get_variable_value("global_step") == stop_at  # stopped at that very step
+    assert checkpoint_steps(tmp_path / "stopped")[-1] == stop_at  # clean stop: final checkpoint
+    assert "did not improve" in stopper.reason and f"step {stop_at}" in stopper.reason
+    assert [e.reason for e in announced] == [stopper.reason]
+
+
+def test_early_stopping_through_a_training_run(estimator, train_fn, eval_fn) -> None:
+    run_module = pytest.importorskip("nbhooks.run")
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=10)
+    # Accuracy reaches its plateau within a few evaluations; it cannot beat it by 0.5.
+    stopper = nh.EarlyStopping("accuracy", "max", patience=3, min_delta=0.5)
+    run = run_module.TrainingRun(estimator, train_fn, steps=500, hooks=[hook, stopper], report=None)
+    events: list = []
+    run.events.subscribe(events.append)
+    assert hook.events is run.events
+    run.start()
+    assert run.wait(timeout=120) == "stopped"
+    assert run.reason == stopper.reason and stopper.stopped_step == 30
+    assert eval_steps(hook, metric="accuracy") == [0, 10, 20, 30]
+    assert [e.step for e in events if isinstance(e, EvalEvent)] == [0, 10, 20, 30]
+
+
+def test_early_stopping_with_an_unknown_metric_fails_the_run(estimator, train_fn, eval_fn) -> None:
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=10)
+    stopper = nh.EarlyStopping("auc", "max", evaluators=[hook])
+    with pytest.raises(ValueError, match=r"'auc'.*reports only \['accuracy', 'loss'\]"):
+        estimator.train(train_fn, hooks=[hook, stopper], steps=50)
+
+
+def test_early_stopping_needs_a_known_evaluation(estimator, train_fn, eval_fn) -> None:
+    hooks = nh.LiveEvaluatorHook.many(estimator, {"a": eval_fn, "b": eval_fn}, every_n_iter=10)
+    with pytest.raises(ValueError, match=r"pass evaluation= one of \['a', 'b'\]"):
+        estimator.train(
+            train_fn, hooks=[*hooks, nh.EarlyStopping("loss", evaluators=hooks)], steps=5
+        )
+    with pytest.raises(ValueError, match="no evaluation to watch"):
+        estimator.train(train_fn, hooks=[nh.EarlyStopping("loss")], steps=5)
+
+
+def test_early_stopping_patience_rule() -> None:
+    rule = nh.EarlyStopping("accuracy", "max", patience=2, min_delta=0.01)
+    assert rule.observe(0, 0.5) is None
+    assert rule.observe(1, 0.505) is None  # not enough: wait 1
+    assert rule.observe(2, 0.6) is None  # improvement resets the wait
+    assert rule.observe(3, 0.6) is None
+    reason = rule.observe(4, 0.59)
+    assert reason and (rule.best_step, rule.best_value, rule.stopped_step) == (2, 0.6, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"every_n_iter": 0}, ValueError, "positive number of training steps.*every_n_iter=100"),
+        ({"every_n_iter": -5}, ValueError, "positive number"),
+        ({"every_n_iter": None}, TypeError, "positive int"),
+        ({"name": "a/b"}, ValueError, "without '/'"),
+        ({"steps": 0}, ValueError, "steps must be None"),
+        ({"history": {}}, TypeError, "MetricHistory"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(estimator, eval_fn, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        nh.LiveEvaluatorHook(estimator, eval_fn, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "up"}, '"min" or "max"'),
+        ({"patience": 0}, "patience must be an int >= 1"),
+        ({"min_delta": -1}, "min_delta must be a number >= 0"),
+        ({"metric": ""}, "metric name"),
+    ],
+)
+def test_bad_early_stopping_arguments(kwargs, match) -> None:
+    args = {"metric": "loss", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        nh.EarlyStopping(**args)
+
+
+def test_not_an_estimator_or_input_fn(estimator, eval_fn) -> None:
+    with pytest.raises(TypeError, match=r"tf.estimator.Estimator"):
+        nh.LiveEvaluatorHook(object(), eval_fn)
+    with pytest.raises(TypeError, match="not its result"):
+        nh.LiveEvaluatorHook(estimator, eval_fn())
+
+
+def test_multi_machine_config_is_refused(model_dir, eval_fn, monkeypatch) -> None:
+    cluster = {"chief": ["h:1"], "worker": ["h:2", "h:3"], "ps": ["h:4"]}
+    task = {"type": "chief", "index": 0}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    est = models.make_estimator(model_dir)
+    with pytest.raises(ValueError, match=r"single machine.*Unset TF_CONFIG.*train_and_evaluate"):
+        nh.LiveEvaluatorHook(est, eval_fn)
+
+
+def _model_fn_with(extra):
+    def model_fn(features, labels, mode, params):
+        spec = models.model_fn(features, labels, mode, params)
+        return extra(spec, mode)
+
+    return model_fn
+
+
+def _estimator(model_dir, model_fn):
+    config = tf().estimator.RunConfig(model_dir=str(model_dir), save_summary_steps=None)
+    return tf().estimator.Estimator(model_fn, config=config, params={})
+
+
+def test_custom_saver_is_refused_with_advice(model_dir, train_fn, eval_fn) -> None:
+    def with_saver(spec, mode):
+        if mode != tf().estimator.ModeKeys.EVAL:
+            return spec
+        scaffold = tf().compat.v1.train.Scaffold(saver=tf().compat.v1.train.Saver())
+        return spec._replace(scaffold=scaffold)
+
+    est = _estimator(model_dir, _model_fn_with(with_saver))
+    hook = nh.LiveEvaluatorHook(est, eval_fn)
+    with pytest.raises(ValueError, match=r"custom Saver.*estimator.evaluate"):
+        est.train(train_fn, hooks=[hook], steps=2)
+    assert len(hook.store) == 0
+
+
+def test_saveable_objects_are_refused_with_advice(model_dir, train_fn, eval_fn) -> None:
+    def with_table(spec, mode):
+        tf().compat.v1.lookup.experimental.MutableHashTable(tf().int64, tf().float32, 0.0)
+        return spec
+
+    est = _estimator(model_dir, _model_fn_with(with_table))
+    with pytest.raises(ValueError, match=r"SAVEABLE_OBJECTS.*estimator.evaluate"):
+        est.train(train_fn, hooks=[nh.LiveEvaluatorHook(est, eval_fn)], steps=2)
+
+
+def test_shared_history_and_global_step_dedupe(estimator, train_fn, eval_fn) -> None:
+    history = MetricHistory()
+    history.record("eval", 0, {"loss": 123.0})  # e.g. restored from an earlier session
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=25, history=history)
+    estimator.train(train_fn, hooks=[hook], steps=50)
+    assert hook.store is history
+    assert history.series("eval", "loss")[1][0] == 123.0
+    assert eval_steps(hook) == [0, 25, 50] and hook.evaluations == 2
