@@ -1,0 +1,333 @@
+"""Live evaluation curves: a plotly FigureWidget fed from a MetricHistory, updated in place.
+
+One subplot per metric, one colour per evaluation name, the best value of each curve marked
+with a star, and a readout of the latest and best values. Each update sends only the traces
+that changed, each downsampled to at most ``max_points`` (LTTB), so the bytes per update stay
+flat however long the run; the DataFrame keeps every value.
+
+plotly's FigureWidget sends its data as widget state only when first displayed and later
+changes as one-off messages, so a page that connects later (Voila, a reloaded tab, the widget
+state nbclient saves) would show an empty plot. After every update the synced state
+(``_widget_data``/``_widget_layout``) is set again from the figure to keep it current.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from copy import deepcopy
+from os import PathLike
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from nbhooks.events import EvalEvent, RunStateEvent
+from nbhooks.history import MetricHistory, Mode, check_mode, guess_mode
+from nbhooks.views.base import View
+
+CSS_CLASS = "nbh-curves"
+PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
+_ROW_HEIGHT = 260
+
+
+def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` points that keep the shape of ``y(x)`` (Largest-Triangle-Three-Buckets).
+
+    The first and last points are always kept; returns all indices when ``len(x) <= n``.
+    """
+    size = len(x)
+    if n >= size:
+        return np.arange(size)
+    if n < 3:
+        raise ValueError(f"lttb needs n >= 3 points to keep, got {n}")
+    xf, yf = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    edges = np.linspace(1, size - 1, n - 1).astype(np.int64)  # n - 2 inner buckets
+    keep = np.empty(n, dtype=np.int64)
+    keep[0], keep[-1] = 0, size - 1
+    a = 0
+    for i in range(n - 2):
+        lo, hi = edges[i], max(edges[i + 1], edges[i] + 1)
+        nxt_lo, nxt_hi = hi, (edges[i + 2] if i + 2 < n - 1 else size)
+        avg_x = xf[nxt_lo:nxt_hi].mean() if nxt_hi > nxt_lo else xf[-1]
+        avg_y = yf[nxt_lo:nxt_hi].mean() if nxt_hi > nxt_lo else yf[-1]
+        area = np.abs((xf[a] - avg_x) * (yf[lo:hi] - yf[a]) - (xf[a] - xf[lo:hi]) * (avg_y - yf[a]))
+        a = lo + int(np.argmax(area))
+        keep[i + 1] = a
+    return keep
+
+
+def downsample(
+    steps: np.ndarray, values: np.ndarray, max_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` finite points of a curve, as compact arrays for the wire.
+
+    NaNs are dropped; the first, last and extreme-shaped points are kept (LTTB). Both go out
+    as binary buffers: steps as int32, values as float32 (TensorFlow computes metrics in
+    float32, so nothing is lost for them).
+    """
+    finite = np.isfinite(values)
+    steps, values = np.asarray(steps)[finite], np.asarray(values, dtype=np.float64)[finite]
+    keep = lttb(steps, values, max_points)
+    x = steps[keep]
+    x = x.astype(np.int32) if x.size == 0 or x.max() < 2**31 else x.astype(np.float64)
+    return x, values[keep].astype(np.float32)
+
+
+def _count_sent(widget: Any, counter: list[int]) -> None:
+    """Wrap ``widget._send`` so that every message's size is added to ``counter[0]``."""
+    send = widget._send
+
+    def counting_send(msg: Any, buffers: Sequence[Any] | None = None) -> None:
+        size = len(json.dumps(msg, default=str))
+        size += sum(memoryview(b).nbytes for b in buffers or ())
+        counter[0] += size
+        send(msg, buffers=buffers)
+
+    widget._send = counting_send
+
+
+class CurvesView(View):
+    """Live curves of a :class:`~nbhooks.history.MetricHistory`.
+
+    ``max_points``: the most points drawn per curve (the history keeps all). ``modes``:
+    "min" or "max" per metric for the best-value marker (default: "min" for losses and
+    errors, "max" otherwise). Create it on the main thread; the publisher calls
+    :meth:`on_events`. It draws what the history already holds when created.
+    """
+
+    def __init__(
+        self,
+        history: MetricHistory,
+        max_points: int = 500,
+        *,
+        modes: Mapping[str, str] | None = None,
+        columns: int = 2,
+    ) -> None:
+        if not isinstance(history, MetricHistory):
+            raise TypeError(
+                f"history must be a nbhooks.MetricHistory (e.g. hook.store), got "
+                f"{type(history).__name__}"
+            )
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 3:
+            raise ValueError(f"max_points must be an int >= 3, got {max_points!r}")
+        if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+            raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+        self.history = history
+        self.max_points = max_points
+        self.columns = columns
+        self.modes: dict[str, Mode] = {k: check_mode(v) for k, v in (modes or {}).items()}
+        self.figure = go.FigureWidget(layout=_base_layout())
+        self.readout = widgets.HTML()
+        self.status = widgets.HTML()
+        self.widget = widgets.VBox([self.figure, self.readout, self.status])
+        for w in (self.widget, self.figure):
+            w.add_class(CSS_CLASS)
+        self.readout.add_class("nbh-curves-readout")
+        self.status.add_class("nbh-curves-status")
+        self._lock = threading.RLock()
+        self._metrics: list[str] = []
+        self._traces: dict[tuple[str, str], int] = {}  # (evaluation, metric) -> line trace
+        self._drawn_len: dict[tuple[str, str], int] = {}
+        self._version = -1
+        self._sent = [0]
+        for w in (self.figure, self.readout, self.status):
+            _count_sent(w, self._sent)
+        self.updates = 0  #: how many updates went out
+        self.last_update_bytes = 0  #: bytes the last update sent to the frontend
+        self.refresh()
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of widget messages sent since creation (JSON plus binary buffers)."""
+        return self._sent[0]
+
+    # -- View -----------------------------------------------------------------------------
+    def on_events(self, events: Sequence[Any]) -> None:
+        for event in events:
+            if isinstance(event, RunStateEvent) and event.reason and event.state != "running":
+                self._show_status(event)
+        if any(isinstance(e, EvalEvent) for e in events):
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Draw what the history holds now; False when nothing changed since the last time."""
+        with self._lock:
+            version = self.history.version
+            if version == self._version:
+                return False
+            before = self._sent[0]
+            layout_changed = self._add_new_curves()
+            with self.figure.batch_update():
+                for key, index in self._traces.items():
+                    self._draw(key, index)
+            self._sync_state(layout_changed)
+            self.readout.value = self._readout_html()
+            self._version = version
+            self.updates += 1
+            self.last_update_bytes = self._sent[0] - before
+            return True
+
+    def close(self) -> None:
+        for w in (self.figure, self.readout, self.status, self.widget):
+            w.close()
+
+    # -- export ---------------------------------------------------------------------------
+    def export_html(self, path: str | PathLike[str], all_points: bool = False) -> None:
+        """Write the figure to a standalone HTML file that works offline (plotly.js inlined).
+
+        ``all_points=True`` draws every recorded value instead of the downsampled curves.
+        """
+        with self._lock:
+            figure = go.Figure(self.figure)
+        if all_points:
+            for (name, metric), index in self._traces.items():
+                steps, values = self.history.series(name, metric)
+                figure.data[index].update(x=steps, y=values)
+        figure.write_html(path, include_plotlyjs=True, full_html=True)
+
+    def to_csv(self, path: str | PathLike[str]) -> None:
+        """Write the full history (not the downsampled curves) as CSV."""
+        self.history.to_csv(path)
+
+    # -- drawing --------------------------------------------------------------------------
+    def _mode(self, metric: str) -> Mode:
+        return self.modes.get(metric) or guess_mode(metric)
+
+    def _add_new_curves(self) -> bool:
+        """Add subplots for new metrics and traces for new curves; True if the grid changed."""
+        metrics, names = self.history.metrics, self.history.names
+        grid_changed = metrics != self._metrics
+        if grid_changed:
+            self._metrics = metrics
+            self.figure.update_layout(_grid_layout(metrics, self.columns))
+        new = [
+            (name, metric)
+            for name in names
+            for metric in metrics
+            if (name, metric) not in self._traces and self.history.series(name, metric)[0].size
+        ]
+        for name, metric in new:
+            in_legend = all(drawn != name for drawn, _ in self._traces)
+            self._traces[(name, metric)] = len(self.figure.data)
+            colour = PALETTE[names.index(name) % len(PALETTE)]
+            axes = _axes(metrics.index(metric) + 1)
+            self.figure.add_traces(_curve_traces(name, metric, colour, axes, in_legend))
+        return grid_changed
+
+    def _draw(self, key: tuple[str, str], index: int) -> None:
+        steps, values = self.history.series(*key)
+        if self._drawn_len.get(key) == len(steps):
+            return  # unchanged: send nothing for this curve
+        self._drawn_len[key] = len(steps)
+        x, y = downsample(steps, values, self.max_points)
+        line, best = self.figure.data[index], self.figure.data[index + 1]
+        line.x, line.y = x, y
+        point = self.history.best(key[1], self._mode(key[1]), evaluation=key[0])
+        if point is not None:
+            best.x, best.y = [point.step], [point.value]
+
+    def _sync_state(self, layout_changed: bool) -> None:
+        """Make the synced widget state match the figure, for pages that connect later."""
+        with self.figure.hold_sync():
+            self.figure._widget_data = deepcopy(self.figure._data)
+            if layout_changed:
+                self.figure._widget_layout = deepcopy(self.figure._layout_obj._props)
+
+    def _readout_html(self) -> str:
+        latest = self.history.latest()
+        if not latest:
+            return "<i>no evaluation yet</i>"
+        names, metrics = self.history.names, self._metrics
+        head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+        rows = [f"<tr><th></th>{head}</tr>"]
+        for i, name in enumerate(names):
+            colour = PALETTE[i % len(PALETTE)]
+            record = latest[name]
+            cells = "".join(self._cell(name, m, record.metrics.get(m)) for m in metrics)
+            label = f'<span style="color:{colour}">&#9632;</span> {html.escape(name)}'
+            rows.append(f"<tr><th>{label} <small>@{record.step}</small></th>{cells}</tr>")
+        return f'<table class="nbh-curves-table">{"".join(rows)}</table>'
+
+    def _cell(self, name: str, metric: str, value: float | None) -> str:
+        if value is None:
+            return "<td>–</td>"
+        best = self.history.best(metric, self._mode(metric), evaluation=name)
+        best_txt = f"best {best.value:.4g} @{best.step}" if best is not None else ""
+        return f"<td><b>{value:.4g}</b><br><small>{best_txt}</small></td>"
+
+    def _show_status(self, event: RunStateEvent) -> None:
+        text = html.escape(event.reason or "")
+        colour = "#b00" if event.state == "failed" else "#555"
+        self.status.value = f'<span style="color:{colour}">{event.state}: {text}</span>'
+
+
+def _base_layout() -> dict[str, Any]:
+    return {
+        "height": _ROW_HEIGHT,
+        "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+        "legend": {"orientation": "h", "y": -0.15},
+        "hovermode": "closest",
+        "template": "plotly_white",
+    }
+
+
+def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
+    """Axes domains and subplot titles for one subplot per metric (row-major)."""
+    cols = max(1, min(columns, len(metrics)))
+    rows = max(1, -(-len(metrics) // cols))
+    grid = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=list(metrics),
+        horizontal_spacing=0.08,
+        vertical_spacing=min(0.12, 0.3 / rows),
+    )
+    layout = grid.layout.to_plotly_json()
+    layout.pop("template", None)
+    for axis in (k for k in layout if k.startswith("xaxis")):
+        layout[axis]["title"] = {"text": "step", "standoff": 2}
+    layout["height"] = _ROW_HEIGHT * rows + 40
+    return layout
+
+
+def _axes(k: int) -> dict[str, str]:
+    suffix = "" if k == 1 else str(k)
+    return {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+
+
+def _curve_traces(
+    name: str, metric: str, colour: str, axes: Mapping[str, str], in_legend: bool
+) -> list[go.Scatter]:
+    """The line of one curve and its best-value star (always at index line + 1)."""
+    line = go.Scatter(
+        x=np.empty(0, dtype=np.int32),
+        y=np.empty(0, dtype=np.float32),
+        mode="lines+markers",
+        name=name,
+        legendgroup=name,
+        showlegend=in_legend,
+        line={"color": colour, "width": 2},
+        marker={"size": 4, "color": colour},
+        hovertemplate=f"{html.escape(name)} {html.escape(metric)}: %{{y:.5g}}<br>"
+        "step %{x}<extra></extra>",
+        **axes,
+    )
+    best = go.Scatter(
+        x=[],
+        y=[],
+        mode="markers",
+        name=f"best {name}",
+        legendgroup=name,
+        showlegend=False,
+        marker={"symbol": "star", "size": 13, "color": colour, "line": {"width": 1}},
+        hovertemplate=f"best {html.escape(name)} {html.escape(metric)}: %{{y:.5g}}<br>"
+        "step %{x}<extra></extra>",
+        **axes,
+    )
+    return [line, best]
