@@ -24,4 +24,26 @@ class View(ABC):
 
     def close(self) -> None:
         if self.widget is not None:
-            self.widget.close()
+            close_widget_tree(self.widget)
+
+
+def close_widget_tree(widget: Any) -> None:
+    """Close ``widget`` and every widget it holds (children, layout, style...).
+
+    ``Widget.close()`` closes only the widget itself; its children would stay alive in the
+    kernel (and in the frontend's widget manager) until the kernel restarts.
+    """
+    from ipywidgets import Widget
+
+    seen: set[int] = set()
+    stack = [widget]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for name in current.keys:
+            value = getattr(current, name, None)
+            values = value if isinstance(value, list | tuple) else (value,)
+            stack.extend(v for v in values if isinstance(v, Widget))
+        current.close()

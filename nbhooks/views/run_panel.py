@@ -7,7 +7,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
-from nbhooks.views.base import View
+from nbhooks.views.base import View, close_widget_tree
 from nbhooks.views.controls import ControlsView
 from nbhooks.views.progress import ProgressView
 
@@ -32,7 +32,7 @@ class RunPanel:
 
     def close(self) -> None:
         self.publisher.close()
-        self.widget.close()
+        close_widget_tree(self.widget)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
