@@ -47,16 +47,19 @@ def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     if n < 3:
         raise ValueError(f"lttb needs n >= 3 points to keep, got {n}")
     xf, yf = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    edges = np.linspace(1, size - 1, n - 1).astype(np.int64)  # n - 2 inner buckets
+    edges = np.linspace(1, size - 1, n - 1).astype(np.int64)  # n - 2 buckets, none empty
+    counts = np.diff(edges)
+    # The average of the bucket after each bucket (the last point after the last bucket).
+    next_x = np.append(np.add.reduceat(xf[:-1], edges[:-1]) / counts, xf[-1])[1:]
+    next_y = np.append(np.add.reduceat(yf[:-1], edges[:-1]) / counts, yf[-1])[1:]
     keep = np.empty(n, dtype=np.int64)
     keep[0], keep[-1] = 0, size - 1
     a = 0
     for i in range(n - 2):
-        lo, hi = edges[i], max(edges[i + 1], edges[i] + 1)
-        nxt_lo, nxt_hi = hi, (edges[i + 2] if i + 2 < n - 1 else size)
-        avg_x = xf[nxt_lo:nxt_hi].mean() if nxt_hi > nxt_lo else xf[-1]
-        avg_y = yf[nxt_lo:nxt_hi].mean() if nxt_hi > nxt_lo else yf[-1]
-        area = np.abs((xf[a] - avg_x) * (yf[lo:hi] - yf[a]) - (xf[a] - xf[lo:hi]) * (avg_y - yf[a]))
+        lo, hi = edges[i], edges[i + 1]
+        area = np.abs(
+            (xf[a] - next_x[i]) * (yf[lo:hi] - yf[a]) - (xf[a] - xf[lo:hi]) * (next_y[i] - yf[a])
+        )
         a = lo + int(np.argmax(area))
         keep[i + 1] = a
     return keep
