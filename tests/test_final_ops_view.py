@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import wait_for
 
-from nbhooks.events import EventBus, FinalOpsEvent
+from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
 from nbhooks.final_values import FinalValuesTable
 from nbhooks.publish import Publisher
 from nbhooks.views.final_ops import FinalOpsView, display_frame
@@ -161,3 +161,16 @@ def test_an_empty_event_bus_view_starts_empty(comm_log):
     publisher = Publisher(EventBus(), [view])
     assert "<td>" not in view.html.value and view.summary.value == "0 values · 0 sessions"
     publisher.close()
+
+
+def test_any_event_batch_redraws_a_table_changed_by_another_hook(view, table):
+    table.add_values(table.new_run(), "eval", 30, {"from another bus": 1.0})
+    view.on_events([RunStateEvent("running", step=30)])
+    assert names_in(view)[-1] == "from another bus"
+
+
+def test_resync_sends_the_whole_state_again(view, comm_log):
+    before = len(comm_log.updates())
+    view.resync()
+    resent = [d["state"] for d in comm_log.updates()[before:]]
+    assert any(ESCAPED in str(state.get("value", "")) for state in resent)

@@ -21,7 +21,6 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from nbhooks.events import FinalOpsEvent
 from nbhooks.final_values import FinalValuesTable
 from nbhooks.views.base import View
 
@@ -171,8 +170,19 @@ class FinalOpsView(View):
         self.refresh()
 
     def on_events(self, events: Sequence[Any]) -> None:
-        if any(isinstance(event, FinalOpsEvent) for event in events):
-            self.refresh()
+        # Any batch may follow a change: a shared table is also fed by hooks on other buses.
+        self.refresh()
+
+    def resync(self) -> None:
+        """Send the whole current state again from this thread.
+
+        Updates made on the publisher's thread reach a live frontend, but a snapshot taken by
+        the cell that is running (nbclient's saved widget state) only records messages of
+        that cell: call this on the main thread before such a snapshot.
+        """
+        self.refresh()
+        for child in (self.html, self.banner, self.summary, self.status):
+            child.send_state()
 
     def refresh(self) -> None:
         """Redraw from the table (skipped when neither the table nor the controls changed)."""
