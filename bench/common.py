@@ -1,0 +1,48 @@
+"""Shared bench helpers: a recording comm (widgets serialize as in a kernel), timing, tables."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+
+def install_recording_comm() -> list[int]:
+    """Make widgets send through a comm that JSON-encodes every message, as a kernel would.
+
+    Returns a list that receives each message's size in bytes.
+    """
+    import comm
+    from comm.base_comm import BaseComm
+
+    sizes: list[int] = []
+
+    class SerializingComm(BaseComm):
+        kernel = True
+
+        def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+            payload = json.dumps(data or {}, default=str).encode()
+            sizes.append(len(payload) + sum(len(b) for b in buffers or ()))
+
+    comm.create_comm = lambda *a, **k: SerializingComm(*a, **k)
+    return sizes
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleave(variants: dict[str, Callable[[int], object]], rounds: int) -> dict[str, list[float]]:
+    """Time each variant once per round, in turn, so machine noise hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(timed(lambda fn=fn, i=i: fn(i)))
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
