@@ -79,7 +79,7 @@ class PipelineStore:
     def _describe(self, index: Path) -> Checkpoint | None:
         prefix = index.with_suffix("")
         parsed = parse_name(prefix.name)
-        if parsed is None:
+        if parsed is None or not index.is_file():
             return None
         try:
             size = sum(f.stat().st_size for f in self._files(prefix))
@@ -224,6 +224,13 @@ class PipelineStore:
             prefix = Path(checkpoint.path)
             for f in sorted(self._files(prefix), key=lambda f: f.suffix != ".index"):
                 f.unlink(missing_ok=True)
+
+    def discard_partial(self, prefix: str) -> None:
+        """Remove the files a failed save left under ``prefix`` (it was never listed)."""
+        for f in self._files(Path(prefix)):
+            if f.is_file():
+                f.unlink(missing_ok=True)
+        shutil.rmtree(prefix + "_temp", ignore_errors=True)  # a sharded save's shard dir
 
     def rotate(self, kind: Kind) -> list[Checkpoint]:
         """Delete the oldest checkpoints of ``kind`` beyond ``keep``; returns the deleted ones."""

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+import re
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -285,8 +286,9 @@ class PipelineCheckpointHook(session_run_hook()):
                 write_meta_graph=False,
                 write_state=False,  # the state file follows automatic saves (model-aligned)
             )
-        finally:
-            shutil.rmtree(prefix + "_temp", ignore_errors=True)  # a sharded save's leftovers
+        except BaseException:
+            self.store.discard_partial(prefix)
+            raise
         checkpoint = self.store.find(prefix)
         self.store.rotate("manual")
         self._emit("saved", checkpoint, f"saved position of step {step} ({checkpoint.name})")
@@ -308,7 +310,7 @@ class PipelineCheckpointHook(session_run_hook()):
             except tf().errors.OpError as exc:
                 raise _explain(exc) from exc
         else:
-            checkpoint = self.store.latest()
+            checkpoint = self._resume_point(step)
             if checkpoint is None:
                 raise PipelineCheckpointError(
                     f"the pipeline state file {self.store.dir / 'checkpoint_input'} names "
@@ -320,10 +322,43 @@ class PipelineCheckpointHook(session_run_hook()):
                 self._saver().restore(session, checkpoint.path)
             except tf().errors.OpError as exc:
                 raise self._unreadable(checkpoint, exc) from exc
-            self._restored(
-                checkpoint, f"resumed pipeline at the position of step {checkpoint.step}"
-            )
+            behind = step - checkpoint.step if checkpoint.kind == "auto" else 0
+            if 0 < behind <= self._max_catch_up() and self._catch_up(session, behind):
+                message = f"resumed pipeline at step {step} ({checkpoint.name} + {behind} batches)"
+                self._restored(replace(checkpoint, step=step), message)
+            else:
+                self._restored(checkpoint, f"resumed pipeline at step {checkpoint.step}")
         self._saver_hook._timer.update_last_triggered_step(step)  # the resume-defect fix
+
+    def _resume_point(self, step: int) -> Checkpoint | None:
+        """The state file's checkpoint, unless it is an automatic one ahead of the model.
+
+        The pipeline hook saves just before the model's saver at the same step, so a kill in
+        between leaves the input one step group ahead; resume from the input checkpoint of the
+        model's own step then (a manual or older choice made with restore() is kept).
+        """
+        checkpoint = self.store.latest()
+        if checkpoint is not None and checkpoint.kind == "auto" and checkpoint.step > step:
+            aligned = [c for c in self.store.list() if c.kind == "auto" and c.step == step]
+            return aligned[-1] if aligned else checkpoint
+        return checkpoint
+
+    def _max_catch_up(self) -> int:
+        every = self._saver_hook._timer._every_steps
+        return every if every else 0
+
+    def _catch_up(self, session: Any, batches: int) -> bool:
+        """Read ``batches`` batches: the model's saver ran, the pipeline's did not (a kill).
+
+        Only with exactly one ``IteratorGetNext`` (one batch per step, as in an Estimator).
+        """
+        graph = session.graph
+        ops = [op for op in graph.get_operations() if op.type.startswith("IteratorGetNext")]
+        if len(ops) != 1:
+            return False
+        for _ in range(batches):
+            session.run(ops[0])
+        return True
 
     def _validate(self, checkpoint: Checkpoint) -> Checkpoint:
         """Read every tensor of ``checkpoint`` (catches missing and corrupt files)."""
@@ -431,7 +466,7 @@ def _read_all(path: str) -> list[str]:
 
 
 def _explain(exc: Exception) -> Exception:
-    lines = [line.strip() for line in str(exc).splitlines() if "stateful" in line.lower()]
-    if lines:
-        return PipelineCheckpointError(f"{_STATEFUL_HELP} (TensorFlow said: {lines[0]})")
+    match = re.search(r"^.*\bis stateful\b.*$", str(exc), re.MULTILINE)
+    if match:
+        return PipelineCheckpointError(f"{_STATEFUL_HELP} (TensorFlow said: {match[0].strip()})")
     return exc
