@@ -1,0 +1,120 @@
+"""``PipelineCheckpointPanel``: Save / Restore / Delete buttons and the saved positions.
+
+Clicks (main thread) only post requests to the hook; every widget change comes from
+:meth:`on_events`, called by the publisher thread. Nothing here waits on training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from nbhooks.events import PipelineEvent
+from nbhooks.pipeline_store import Checkpoint, PipelineCheckpointError, parse_name
+from nbhooks.views.base import View
+
+
+class PipelineCheckpointPanel(View):
+    """The face of a :class:`~nbhooks.hooks.pipeline.PipelineCheckpointHook`.
+
+    Restore and Delete act on the selected checkpoint (Restore: the latest when none is).
+    Buttons are disabled while a request waits for the next step boundary.
+    """
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+        self.save_button = _button("Save", "save", "nbh-save", "Save the pipeline position now")
+        self.restore_button = _button(
+            "Restore", "undo", "nbh-restore", "Read from the selected position next"
+        )
+        self.delete_button = _button("Delete", "trash", "nbh-delete", "Delete the selection")
+        self.list = w.Select(options=[], rows=6, layout=w.Layout(width="100%"))
+        self.list.add_class("nbh-pipeline-list")
+        self.status = w.HTML()
+        self.status.add_class("nbh-pipeline-status")
+        title = w.HTML("<b>Input pipeline checkpoints</b>")
+        buttons = w.HBox([self.save_button, self.restore_button, self.delete_button])
+        self.widget = w.VBox([title, buttons, self.list, self.status])
+        self.widget.add_class("nbh-pipeline")
+        self.save_button.on_click(lambda _: self._post(hook.save))
+        self.restore_button.on_click(lambda _: self._post(lambda: hook.restore(self.list.value)))
+        self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
+        self._show(hook.status, failed=False)
+
+    @property
+    def buttons(self) -> tuple[w.Button, w.Button, w.Button]:
+        return self.save_button, self.restore_button, self.delete_button
+
+    def _post(self, action: Callable[[], Any]) -> None:
+        """A click: post the request unless one is pending (errors come back as events)."""
+        if self.hook.pending:
+            return
+        # On bad input the hook emits a "failed" event with the message: on_events shows it.
+        with contextlib.suppress(PipelineCheckpointError, TypeError):
+            action()
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        pipeline = [e for e in events if isinstance(e, PipelineEvent)]
+        if not pipeline:
+            return
+        personal = [e for e in pipeline if not _automatic(e)]
+        if not personal:  # automatic saves and rotation: the list changes, the status stays
+            self._show_list()
+            return
+        last = personal[-1]
+        self._show(last.message or last.action, failed=last.action == "failed")
+
+    def _show(self, message: str, failed: bool) -> None:
+        pending = self.hook.pending > 0
+        for button in self.buttons:
+            button.disabled = pending
+        color = "#c62828" if failed else "inherit"
+        text = html.escape(message)
+        self.status.value = f'<span style="color:{color}">{"⚠ " if failed else ""}{text}</span>'
+        self._show_list()
+
+    def _show_list(self) -> None:
+        checkpoints = self.hook.store.list()
+        latest = self.hook.store.state_path()
+        options = [(_label(c, c.path == latest), c.path) for c in reversed(checkpoints)]
+        selected = self.list.value
+        with self.list.hold_sync():
+            self.list.options = options
+            paths = [path for _, path in options]
+            self.list.value = selected if selected in paths else None
+
+
+def _automatic(event: PipelineEvent) -> bool:
+    """An automatic save or its rotation (not something a person asked for)."""
+    parsed = parse_name(os.path.basename(event.path or ""))
+    automatic_save = event.action == "saved" and parsed is not None and parsed[0] == "auto"
+    return automatic_save or (event.message or "").startswith("rotated out")
+
+
+def _button(description: str, icon: str, css: str, tooltip: str) -> w.Button:
+    button = w.Button(description=description, icon=icon, tooltip=tooltip)
+    button.add_class(css)
+    return button
+
+
+def _label(checkpoint: Checkpoint, latest: bool) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(checkpoint.saved_at))
+    mark = " · next start" if latest else ""
+    return (
+        f"step {checkpoint.step} · {when} · {_size(checkpoint.size_bytes)} · "
+        f"{checkpoint.kind}{mark}"
+    )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
