@@ -181,6 +181,8 @@ class TrainingRun:
             raise TimeoutError(
                 f"training is still {self._state} after {timeout} s (step {self.global_step})"
             )
+        if self._panel is not None and threading.current_thread() is threading.main_thread():
+            self._panel.resync()
         if self.error is not None:
             raise self.error
         return self._state

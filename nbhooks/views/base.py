@@ -27,23 +27,38 @@ class View(ABC):
             close_widget_tree(self.widget)
 
 
-def close_widget_tree(widget: Any) -> None:
-    """Close ``widget`` and every widget it holds (children, layout, style...).
-
-    ``Widget.close()`` closes only the widget itself; its children would stay alive in the
-    kernel (and in the frontend's widget manager) until the kernel restarts.
-    """
+def walk_widgets(widget: Any) -> list[Any]:
+    """``widget`` and every widget it holds (children, layout, style...), each once."""
     from ipywidgets import Widget
 
-    seen: set[int] = set()
+    seen: dict[int, Any] = {}
     stack = [widget]
     while stack:
         current = stack.pop()
         if id(current) in seen:
             continue
-        seen.add(id(current))
+        seen[id(current)] = current
         for name in current.keys:
             value = getattr(current, name, None)
             values = value if isinstance(value, list | tuple) else (value,)
             stack.extend(v for v in values if isinstance(v, Widget))
-        current.close()
+    return list(seen.values())
+
+
+def close_widget_tree(widget: Any) -> None:
+    """Close ``widget`` and everything it holds: ``Widget.close()`` closes only the widget
+    itself, its children would stay alive in the kernel and the frontend."""
+    for each in walk_widgets(widget):
+        each.close()
+
+
+def resync_widget_tree(widget: Any) -> None:
+    """Send the full state of ``widget`` and everything it holds.
+
+    Updates sent from the publisher thread reach live pages, but a recorder that keeps only
+    the messages of the cell now running (nbclient's saved widget state) misses them; calling
+    this from the main thread after a run makes the recorded state current.
+    """
+    for each in walk_widgets(widget):
+        if each.comm is not None:
+            each.send_state()

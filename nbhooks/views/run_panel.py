@@ -7,7 +7,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
-from nbhooks.views.base import View, close_widget_tree
+from nbhooks.views.base import View, close_widget_tree, resync_widget_tree
 from nbhooks.views.controls import ControlsView
 from nbhooks.views.progress import ProgressView
 
@@ -29,6 +29,13 @@ class RunPanel:
         self.views.append(view)
         if view.widget is not None:
             self.widget.children = (*self.widget.children, view.widget)
+
+    def resync(self) -> None:
+        """Deliver pending events, then send every widget's full state (main thread)."""
+        self.publisher.flush()
+        for view in self.views:
+            if view.widget is not None:
+                resync_widget_tree(view.widget)
 
     def close(self) -> None:
         self.publisher.close()

@@ -1,0 +1,281 @@
+"""Dashboard: a run, its hooks and their views composed into one widget."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nbhooks.run import TrainingRun
+
+InputFn = Callable[..., Any]
+
+
+class Dashboard:
+    """Train an Estimator in the background and watch it: controls, progress, live curves,
+    final-op values and input-pipeline checkpoints in one widget.
+
+    ``evals``: ``{"name": input_fn}`` (or one input_fn, named ``"eval"``) evaluated in memory
+    every ``every_n_iter`` steps for ``eval_steps`` batches (None: until the input ends).
+    ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
+    Save/Restore of the ``tf.data`` position. ``early_stopping``: an
+    :class:`~nbhooks.EarlyStopping` or its keyword arguments, e.g.
+    ``{"metric": "loss", "patience": 3}``. ``steps``: what :meth:`train` and the Start button
+    train by default. Display it in a notebook; everything also works headless.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        train_input_fn: InputFn,
+        evals: Mapping[str, InputFn] | InputFn | None = None,
+        every_n_iter: int = 100,
+        eval_steps: int | None = None,
+        final_ops: Any = None,
+        pipeline_checkpoints: bool = True,
+        early_stopping: Any = None,
+        *,
+        steps: int = 1000,
+        hooks: Iterable[Any] = (),
+        keep_checkpoints: int = 5,
+        external_state_policy: str | None = None,
+        max_points: int = 500,
+        export_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from nbhooks._tf import tf
+        from nbhooks.history import MetricHistory
+        from nbhooks.run import _check_estimator
+
+        # Every check runs before anything is created: a bad argument leaves nothing behind.
+        _check_estimator(estimator, tf())
+        evals = _check_evals(evals)
+        if early_stopping is not None and not evals:
+            raise ValueError(
+                "early_stopping watches in-memory evaluations: also pass evals={'eval': eval_fn}"
+            )
+        self.estimator = estimator
+        self.metrics = MetricHistory()
+        self.evaluators = self._make_evaluators(evals, every_n_iter, eval_steps)
+        self.early_stopping = _make_early_stopping(early_stopping, self.evaluators)
+        self.final_ops_hook = self._make_final_ops(final_ops)
+        self.pipeline = self._make_pipeline(
+            pipeline_checkpoints, keep_checkpoints, external_state_policy
+        )
+        own_hooks = [*self.evaluators, self.early_stopping, self.final_ops_hook, self.pipeline]
+        self.run = TrainingRun(
+            estimator,
+            train_input_fn,
+            steps=steps,
+            hooks=[*(h for h in own_hooks if h is not None), *hooks],
+        )
+        self.max_points = max_points
+        self.export_dir = Path(export_dir) if export_dir is not None else Path(estimator.model_dir)
+        self._widget: Any = None
+        self._views: dict[str, Any] = {}
+
+    # -- building the hooks -----------------------------------------------------------------
+    def _make_evaluators(
+        self, evals: dict[str, InputFn], every_n_iter: int, eval_steps: int | None
+    ) -> list[Any]:
+        if not evals:
+            return []
+        from nbhooks.hooks.evaluator import LiveEvaluatorHook
+
+        return LiveEvaluatorHook.many(
+            self.estimator, evals, every_n_iter, eval_steps, history=self.metrics
+        )
+
+    @staticmethod
+    def _make_final_ops(final_ops: Any) -> Any:
+        if final_ops is None:
+            return None
+        from nbhooks.hooks.final_ops import FinalOpsTableHook
+
+        return FinalOpsTableHook(final_ops)
+
+    def _make_pipeline(self, enabled: bool, keep: int, policy: str | None) -> Any:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"pipeline_checkpoints must be True or False, got {enabled!r}")
+        if not enabled:
+            return None
+        from nbhooks.hooks.pipeline import PipelineCheckpointHook
+
+        return PipelineCheckpointHook(self.estimator, external_state_policy=policy, keep=keep)
+
+    # -- the run ----------------------------------------------------------------------------
+    def train(self, steps: int | None = None, max_steps: int | None = None) -> Dashboard:
+        """Start training in the background (``steps`` more, or up to ``max_steps``)."""
+        self.run.start(steps=steps, max_steps=max_steps)
+        return self
+
+    def pause(self) -> None:
+        self.run.pause()
+
+    def resume(self) -> None:
+        self.run.resume()
+
+    def stop(self) -> None:
+        self.run.stop()
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until training ends; re-raise its error. Returns the final state."""
+        return self.run.wait(timeout)
+
+    @property
+    def state(self) -> str:
+        return self.run.state
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Every in-memory evaluation: step, evaluation, metric, value, wall_time."""
+        return self.metrics.to_frame()
+
+    @property
+    def final_ops(self) -> pd.DataFrame:
+        """Final-op values, one row per op per session (empty without ``final_ops``)."""
+        if self.final_ops_hook is None:
+            return pd.DataFrame()
+        return self.final_ops_hook.to_frame()
+
+    def close(self) -> None:
+        """Stop training and close every widget and thread this dashboard owns."""
+        self.run.close()
+        self._widget = None
+
+    # -- the widget -------------------------------------------------------------------------
+    @property
+    def widget(self) -> Any:
+        """The dashboard widget (created once, on first display, on the main thread)."""
+        if self._widget is None:
+            self._widget = self._build_widget()
+        return self._widget
+
+    def _build_widget(self) -> Any:
+        import ipywidgets as w
+
+        panel = self.run.panel()
+        sections: list[Any] = [panel.widget]
+        if self.evaluators:
+            from nbhooks.views.curves import CurvesView
+
+            self._views["curves"] = CurvesView(self.metrics, max_points=self.max_points)
+            sections.append(self._views["curves"].widget)
+        tabs: dict[str, Any] = {}
+        if self.final_ops_hook is not None:
+            from nbhooks.views.final_ops import FinalOpsView
+
+            self._views["final_ops"] = FinalOpsView(
+                self.final_ops_hook.table, export_dir=self.export_dir
+            )
+            tabs["Final ops"] = self._views["final_ops"].widget
+        if self.pipeline is not None:
+            from nbhooks.views.checkpoints import PipelineCheckpointPanel
+
+            self._views["pipeline"] = PipelineCheckpointPanel(self.pipeline)
+            tabs["Pipeline checkpoints"] = self._views["pipeline"].widget
+        for view in self._views.values():
+            panel.publisher.add(view)  # the run's panel owns them: run.close() closes them
+            panel.views.append(view)
+        if tabs:
+            tab = w.Tab(children=list(tabs.values()), titles=list(tabs))
+            tab.add_class("nbh-tabs")
+            sections.append(tab)
+        title = w.HTML(
+            f'<b>nbhooks</b> <span style="opacity:.7">· {html.escape(self.estimator.model_dir)}'
+            "</span>"
+        )
+        box = w.VBox([title, *sections], layout=w.Layout(max_width="1200px"))
+        box.add_class("nbh-dashboard")
+        return box
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<nbhooks.Dashboard {self.state} step={self.run.global_step}>"
+
+    # -- report -----------------------------------------------------------------------------
+    def export_html(self, path: str | os.PathLike[str]) -> Path:
+        """A standalone, offline HTML report: curves, final-op values, pipeline checkpoints."""
+        path = Path(path)
+        parts = [f"<h1>nbhooks report</h1><p>{html.escape(repr(self))}</p>"]
+        if self.evaluators:
+            parts.append("<h2>Evaluation curves</h2>" + _curves_html(self))
+        if self.final_ops_hook is not None:
+            frame = self.final_ops.drop(columns=["array"], errors="ignore")
+            parts.append("<h2>Final-op values</h2>" + frame.to_html(escape=True, index=False))
+        if self.pipeline is not None:
+            frame = self.pipeline.checkpoints
+            parts.append("<h2>Pipeline checkpoints</h2>" + frame.to_html(escape=True, index=False))
+        body = "\n".join(parts)
+        path.write_text(
+            f'<!doctype html><html><head><meta charset="utf-8"><title>nbhooks report</title>'
+            f"<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}"
+            f"td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>{body}"
+            f"</body></html>",
+            encoding="utf-8",
+        )
+        return path
+
+
+def _curves_html(dash: Dashboard) -> str:
+    import plotly.graph_objects as go
+
+    from nbhooks.views.curves import CurvesView
+
+    view = dash._views.get("curves") or CurvesView(dash.metrics, max_points=dash.max_points)
+    try:
+        return go.Figure(view.figure).to_html(include_plotlyjs=True, full_html=False)
+    finally:
+        if "curves" not in dash._views:
+            view.close()
+
+
+def _check_evals(evals: Any) -> dict[str, InputFn]:
+    if evals is None:
+        return {}
+    if callable(evals):
+        return {"eval": evals}
+    if not isinstance(evals, Mapping) or not evals:
+        raise TypeError(
+            'evals must be an input_fn or a dict of name -> input_fn, e.g. {"eval": eval_fn}, '
+            f"got {type(evals).__name__}"
+        )
+    for name, fn in evals.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"evaluation names must be non-empty strings, got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"evals[{name!r}] must be an input_fn, got {type(fn).__name__}")
+    return dict(evals)
+
+
+def _make_early_stopping(spec: Any, evaluators: list[Any]) -> Any:
+    if spec is None:
+        return None
+    from nbhooks.hooks.evaluator import EarlyStopping
+
+    if isinstance(spec, EarlyStopping):
+        return spec
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        names = [h.evaluation for h in evaluators]
+        if spec.get("evaluation") is None:
+            if "eval" not in names and len(names) > 1:
+                raise ValueError(
+                    f"early_stopping: say which evaluation to watch, e.g. "
+                    f'{{"metric": "loss", "evaluation": {names[-1]!r}}} (one of {names})'
+                )
+            spec["evaluation"] = "eval" if "eval" in names else names[0]
+        elif spec["evaluation"] not in names:
+            raise ValueError(
+                f"early_stopping: evaluation {spec['evaluation']!r} is not one of the evals {names}"
+            )
+        return EarlyStopping(**spec, evaluators=evaluators)
+    raise TypeError(
+        "early_stopping must be nh.EarlyStopping(...) or its arguments as a dict, e.g. "
+        f'{{"metric": "loss", "mode": "min", "patience": 3}}, got {type(spec).__name__}'
+    )
