@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 import webbrowser
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +131,13 @@ def run_demo(args: argparse.Namespace) -> int:
     quickstart = prepare_notebooks(workdir)
     port = args.port or free_port()
     token = secrets.token_hex(24)
-    server = voila_command if args.voila else lab_command
-    cmd, url, ready = server(quickstart, port, token)
-    return serve(cmd, cwd=workdir, url=url, ready=ready, open_browser=not args.no_browser)
+    if args.voila:
+        spec = voila_spec(quickstart, port, token)
+        url = spec.url("/")
+    else:
+        spec = jupyter_app_spec("jupyterlab", workdir, port, token, "--ServerApp.log_level=WARN")
+        url = spec.url(f"/lab/tree/{quickstart.name}")
+    return serve(spec, cwd=workdir, url=url, open_browser=not args.no_browser)
 
 
 # --- notebooks -----------------------------------------------------------------------------
@@ -241,29 +246,47 @@ def _root_flag() -> list[str]:
     return ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
 
 
-def lab_command(notebook: Path, port: int, token: str) -> tuple[list[str], str, ReadyCheck]:
-    """The JupyterLab command line, the URL opening ``notebook``, and its readiness check."""
-    base = f"http://127.0.0.1:{port}"
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start a Jupyter server and how to know it is ready."""
+
+    cmd: list[str]
+    port: int
+    token: str
+    ready: ReadyCheck
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        """``path`` on this server, with the token."""
+        return f"{self.base_url}{path}?token={self.token}"
+
+
+def jupyter_app_spec(module: str, root_dir: Path, port: int, token: str, *extra: str) -> ServerSpec:
+    """``python -m <module>`` (``jupyterlab`` or ``notebook``) on 127.0.0.1 serving ``root_dir``;
+    ready when ``/api/status`` answers."""
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        module,
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={notebook.parent}",
-        "--ServerApp.log_level=WARN",
+        f"--ServerApp.root_dir={root_dir}",
         *_root_flag(),
+        *extra,
     ]
-    url = f"{base}/lab/tree/{notebook.name}?token={token}"
-    return cmd, url, lambda: http_ok(f"{base}/api/status?token={token}")
+    status = f"http://127.0.0.1:{port}/api/status?token={token}"
+    return ServerSpec(cmd, port, token, lambda: http_ok(status))
 
 
-def voila_command(notebook: Path, port: int, token: str) -> tuple[list[str], str, ReadyCheck]:
-    """The Voila command line, its URL, and its readiness check (the port only: any page
-    request makes Voila execute the notebook)."""
+def voila_spec(notebook: Path, port: int, token: str, *extra: str) -> ServerSpec:
+    """``python -m voila <notebook>`` on 127.0.0.1; ready when the port accepts connections
+    (any page request makes Voila execute the notebook)."""
     cmd = [
         sys.executable,
         "-m",
@@ -273,8 +296,11 @@ def voila_command(notebook: Path, port: int, token: str) -> tuple[list[str], str
         f"--port={port}",
         "--Voila.ip=127.0.0.1",
         f"--token={token}",
+        # Notebook 7's JupyterLab extension fails to load in Voila (a console error): skip it.
+        "--VoilaConfiguration.extension_denylist=@jupyter-notebook/lab-extension",
+        *extra,
     ]
-    return cmd, f"http://127.0.0.1:{port}/?token={token}", lambda: port_open(port)
+    return ServerSpec(cmd, port, token, lambda: port_open(port))
 
 
 def wait_until_ready(proc: subprocess.Popen, ready: ReadyCheck, timeout: float) -> None:
@@ -314,17 +340,17 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def serve(cmd: list[str], cwd: Path, url: str, ready: ReadyCheck, open_browser: bool) -> int:
+def serve(spec: ServerSpec, cwd: Path, url: str, open_browser: bool) -> int:
     """Run a server until it exits or Ctrl-C (or SIGTERM); print its URL once it is ready."""
     # A session of its own: Ctrl-C reaches only this process, which then stops the server once.
-    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(spec.cmd, cwd=cwd, start_new_session=True)
     # Ctrl-C (SIGINT, even if the parent shell ignored it) and SIGTERM both stop the server.
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
         signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_keyboard_interrupt),
     }
     try:
-        wait_until_ready(proc, ready, READY_TIMEOUT)
+        wait_until_ready(proc, spec.ready, READY_TIMEOUT)
         print(f"\nnbhooks demo is running in {cwd} (Ctrl-C to stop):\n\n    {url}\n", flush=True)
         if open_browser:
             webbrowser.open(url)
