@@ -1,0 +1,120 @@
+"""`nbhooks demo`: argument errors, notebook copies, the headless report, a real JupyterLab."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import harness
+import psutil
+import pytest
+
+from nbhooks.__main__ import copy_notebooks, free_port, http_ok, main, port_open
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "required: COMMAND"),
+        (["demo", "--steps", "0"], "--steps: must be >= 1"),
+        (["demo", "--steps", "ten"], "expected a whole number"),
+        (["demo", "--port", "70000"], "must be a TCP port"),
+        (["demo", "--voila", "--headless"], "not allowed with argument"),
+        (["demo", "--steps", "5"], "--steps only applies with --headless"),
+        (["demo", "--headless", "--port", "8888"], "--port has no effect with --headless"),
+        (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dir_that_is_a_file_is_rejected(tmp_path: Path, capsys) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(SystemExit):
+        main(["demo", "--headless", "--dir", str(not_a_dir)])
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_copies_refresh_unedited_notebooks_and_keep_edited_ones(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    (src / "a.ipynb").write_text("a1")
+    (src / "b.ipynb").write_text("b1")
+    assert {p.name for p in copy_notebooks(src, dest)} == {"a.ipynb", "b.ipynb"}
+    (dest / "a.ipynb").write_text("edited by the user")
+    (src / "a.ipynb").write_text("a2")
+    (src / "b.ipynb").write_text("b2")
+    copy_notebooks(src, dest)
+    assert (dest / "a.ipynb").read_text() == "edited by the user"
+    assert (dest / "b.ipynb").read_text() == "b2"
+
+
+def nbhooks_demo(*args: str, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "nbhooks", "demo", *args]
+    return subprocess.Popen(cmd, env=harness.jupyter_env(), **popen)
+
+
+@pytest.mark.slow
+def test_headless_writes_a_report(tmp_path: Path) -> None:
+    proc = nbhooks_demo(
+        "--headless", "--steps", "200", "--dir", str(tmp_path), stdout=subprocess.PIPE, text=True
+    )
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    report = tmp_path / "nbhooks-report.html"
+    assert f"report written to {report}" in out
+    assert re.search(r"step +200/200 +train accuracy", out)
+    html = report.read_text()
+    assert "nbhooks demo report" in html and "Plotly.newPlot" in html
+    assert "<script src=" not in html  # plotly.js is embedded: the report opens offline
+
+
+@pytest.mark.slow
+@pytest.mark.kernel
+def test_lab_answers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "out.txt"
+    with log.open("w") as out:
+        proc = nbhooks_demo(
+            "--no-browser",
+            "--port",
+            str(port),
+            "--dir",
+            str(tmp_path / "demo"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = harness.poll(
+            lambda: re.search(
+                rf"http://127\.0\.0\.1:{port}/lab/tree/quickstart\.ipynb"
+                r"\?token=(\w+)",
+                log.read_text(),
+            ),
+            timeout=120,
+            what="the demo URL",
+        )
+        token = url.group(1)
+        assert http_ok(f"http://127.0.0.1:{port}/api/status?token={token}")
+        assert not http_ok(f"http://127.0.0.1:{port}/api/status?token=wrong")
+        assert (tmp_path / "demo" / "quickstart.ipynb").is_file()
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert tree, "the server runs as a child process"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive, alive
+    assert not port_open(port)
+    assert "stopping the server" in log.read_text()
