@@ -58,13 +58,15 @@ class Evaluation:
 
 
 class _Series:
-    """Append-only (seq, step, value, wall_time) columns in doubling numpy buffers."""
+    """Append-only (seq, step, value, wall_time) columns in doubling numpy buffers, with the
+    index of the (first) lowest and highest value kept up to date (NaN ignored)."""
 
-    __slots__ = ("_data", "n")
+    __slots__ = ("_data", "extreme", "n")
 
     def __init__(self) -> None:
         self._data = np.empty((4, 16), dtype=np.float64)
         self.n = 0
+        self.extreme: dict[str, int] = {}  # "min"/"max" -> index
 
     def append(self, seq: int, step: int, value: float, wall_time: float) -> None:
         if self.n == self._data.shape[1]:
@@ -72,7 +74,18 @@ class _Series:
             grown[:, : self.n] = self._data[:, : self.n]
             self._data = grown
         self._data[:, self.n] = (seq, step, value, wall_time)
+        for mode in ("min", "max"):
+            index = self.extreme.get(mode)
+            if not math.isnan(value) and (
+                index is None or _better(value, self._data[2, index], mode)
+            ):
+                self.extreme[mode] = self.n
         self.n += 1
+
+    def point(self, index: int) -> tuple[int, float, float]:
+        """(step, value, wall_time) at ``index``."""
+        step, value, wall_time = self._data[1:, index]
+        return int(step), float(value), float(wall_time)
 
     def columns(self) -> np.ndarray:
         """A copy of the filled part: rows seq, step, value, wall_time."""
@@ -163,22 +176,16 @@ class MetricHistory:
         check_mode(mode)
         names = [evaluation] if evaluation is not None else self.names
         best: Point | None = None
-        for name in names:
-            steps, values = self.series(name, metric)
-            finite = ~np.isnan(values)
-            if not finite.any():
-                continue
-            idx = np.flatnonzero(finite)
-            pick = idx[np.argmin(values[idx]) if mode == "min" else np.argmax(values[idx])]
-            value = float(values[pick])
-            if best is None or _better(value, best.value, mode):
-                wall = self._wall_time(name, metric, int(pick))
-                best = Point(name, metric, int(steps[pick]), value, wall)
-        return best
-
-    def _wall_time(self, name: str, metric: str, index: int) -> float:
         with self._lock:
-            return float(self._series[(name, metric)]._data[3, index])
+            for name in names:
+                series = self._series.get((name, metric))
+                index = series.extreme.get(mode) if series is not None else None
+                if index is None:
+                    continue
+                step, value, wall_time = series.point(index)
+                if best is None or _better(value, best.value, mode):
+                    best = Point(name, metric, step, value, wall_time)
+        return best
 
     def to_frame(self) -> pd.DataFrame:
         """A tidy DataFrame, one row per value: step, evaluation, metric, value, wall_time."""
