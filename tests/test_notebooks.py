@@ -1,0 +1,83 @@
+"""Every bundled notebook runs top to bottom in a real kernel, offline, on a copy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from harness import find_models, run_notebook, widget_state
+
+pytestmark = [pytest.mark.slow, pytest.mark.kernel]
+
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+
+
+def execute(tmp_path: Path, name: str, extra_cells: tuple[str, ...] = ()):
+    shutil.copy(NOTEBOOKS / f"{name}.ipynb", tmp_path)
+    path = tmp_path / f"{name}.ipynb"
+    if extra_cells:
+        nb = nbformat.read(path, as_version=4)
+        nb.cells += [nbformat.v4.new_code_cell(src) for src in extra_cells]
+        nbformat.write(nb, path)
+    return run_notebook(path, timeout=600)
+
+
+def text(cell) -> str:
+    parts = [o.get("text", "") for o in cell.outputs if o.output_type == "stream"]
+    parts += [o.get("data", {}).get("text/plain", "") for o in cell.outputs]
+    return "".join(parts)
+
+
+def no_errors(nb) -> None:
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert output.output_type != "error", output
+            assert not (output.get("name") == "stderr" and "Traceback" in output.get("text", ""))
+
+
+def test_quickstart(tmp_path):
+    nb = execute(
+        tmp_path,
+        "quickstart",
+        (
+            "print(dash.wait(timeout=600), dash.run.global_step)",
+            "print(sorted(dash.history.evaluation.unique()), len(dash.final_ops))",
+        ),
+    )
+    no_errors(nb)
+    assert text(nb.cells[-2]).strip() == "finished 3000"
+    assert text(nb.cells[-1]).strip() == "['eval', 'train'] 3"
+    state = widget_state(nb)
+    assert find_models(state, css_class="nbh-dashboard")
+    assert (tmp_path / "runs" / "quickstart" / "checkpoint").exists()
+
+
+def test_live_curves_stop_early(tmp_path):
+    nb = execute(tmp_path, "live_curves")
+    no_errors(nb)
+    reason = text(nb.cells[3])
+    assert "early stopping: loss (eval) did not improve" in reason or "reached step 4000" in reason
+    assert (tmp_path / "live_curves_history.csv").stat().st_size > 0
+    assert (tmp_path / "live_curves.html").stat().st_size > 1_000_000  # plotly.js inlined
+
+
+def test_final_ops(tmp_path):
+    nb = execute(tmp_path, "final_ops")
+    no_errors(nb)
+    table = text(nb.cells[4])
+    assert "hidden kernel" in table and "600" in table
+    assert "(64, 64)" in text(nb.cells[-1])
+
+
+def test_pipeline_checkpoints(tmp_path):
+    nb = execute(tmp_path, "pipeline_checkpoints")
+    no_errors(nb)
+    assert "step 200" in text(nb.cells[5]), text(nb.cells[5])
+
+
+def test_classroom(tmp_path):
+    nb = execute(tmp_path, "classroom")
+    no_errors(nb)
+    assert "0.3" in text(nb.cells[-1])
