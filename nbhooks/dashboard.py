@@ -190,6 +190,7 @@ class Dashboard:
         )
         box = w.VBox([title, *sections], layout=w.Layout(max_width="1200px"))
         box.add_class("nbh-dashboard")
+        self.run.own(_WidgetTree(box))
         return box
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -220,6 +221,18 @@ class Dashboard:
             encoding="utf-8",
         )
         return path
+
+
+class _WidgetTree:
+    """Closes a whole widget tree (the run owns it: closing or replacing the run closes it)."""
+
+    def __init__(self, widget: Any) -> None:
+        self.widget = widget
+
+    def close(self) -> None:
+        from nbhooks.views.base import close_widget_tree
+
+        close_widget_tree(self.widget)
 
 
 def _curves_html(dash: Dashboard) -> str:

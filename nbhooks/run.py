@@ -81,6 +81,7 @@ class TrainingRun:
         self.error: BaseException | None = None
         self._panel: Any = None
         self._console: Any = None
+        self._owned: list[Any] = []  # closed by close(), newest first
         for hook in hooks:
             if hasattr(hook, "attach"):
                 hook.attach(self)
@@ -191,9 +192,8 @@ class TrainingRun:
         """Stop training, wait for it, and close the widgets and reporters this run owns."""
         self.stop(reason="closed")
         self._done.wait(timeout)
-        for owned in (self._panel, self._console):
-            if owned is not None:
-                owned.close()
+        while self._owned:
+            self._owned.pop().close()
         self._panel = self._console = None
         with _OWNERS_LOCK:
             if _OWNERS.get(self.model_dir, lambda: None)() is self:
@@ -272,15 +272,21 @@ class TrainingRun:
         if self._panel is None:
             from nbhooks.views.run_panel import RunPanel
 
-            self._panel = RunPanel(self)
+            self._panel = self.own(RunPanel(self))
         return self._panel
+
+    def own(self, closable: Any) -> Any:
+        """Close ``closable`` (anything with ``close()``) when this run is closed or replaced;
+        returns it."""
+        self._owned.append(closable)
+        return closable
 
     def report_to_console(self, interval: float = 2.0) -> None:
         """Print progress and state changes to stderr (scripts, or a notebook without widgets)."""
         if self._console is None:
             from nbhooks.views.console import ConsoleReport
 
-            self._console = ConsoleReport(self, interval=interval)
+            self._console = self.own(ConsoleReport(self, interval=interval))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         try:

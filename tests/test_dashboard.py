@@ -1,0 +1,129 @@
+"""Dashboard composition with a real Estimator and real (headless) widgets."""
+
+from __future__ import annotations
+
+import threading
+
+import models
+import pytest
+from conftest import wait_for
+
+import nbhooks as nh
+
+
+@pytest.fixture
+def dash(estimator, train_fn, eval_fn, comm_log):
+    dash = nh.Dashboard(
+        estimator,
+        train_fn,
+        evals={"eval": eval_fn},
+        every_n_iter=50,
+        final_ops={"w": "dense/kernel", "step": "global_step"},
+        steps=200,
+    )
+    yield dash
+    dash.close()
+
+
+def live_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("nbhooks")}
+
+
+def test_train_fills_history_final_ops_and_checkpoints(dash):
+    assert dash.state == "idle" and dash.history.empty
+    widget = dash.widget
+    assert "nbh-dashboard" in widget._dom_classes
+    assert dash.train() is dash
+    assert dash.wait(timeout=120) == "finished"
+    h = dash.history
+    assert list(h.columns) == ["step", "evaluation", "metric", "value", "wall_time"]
+    assert sorted(h.step.unique()) == [0, 50, 100, 150, 200]
+    final = dash.final_ops.set_index("name")
+    assert final.loc["step", "value"] == 200
+    assert 200 in dash.pipeline.checkpoints.step.tolist()
+    progress = dash.run.panel().progress
+    assert progress.bar.value == 200 and progress.bar.bar_style == "success"
+
+
+def test_displaying_twice_builds_one_widget(dash):
+    assert dash.widget is dash.widget
+    a = dash._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"]
+    b = dash._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert a == b
+
+
+def test_rerunning_the_cell_leaves_no_thread_or_widget_behind(
+    estimator, train_fn, eval_fn, comm_log
+):
+    first = nh.Dashboard(estimator, train_fn, evals=eval_fn, steps=100_000)
+    old_widget = first.widget
+    first.train()
+    assert wait_for(lambda: first.run.global_step > 5)
+    with pytest.warns(nh.NbhooksWarning, match="stopping the earlier run"):
+        second = nh.Dashboard(estimator, train_fn, evals=eval_fn, steps=20)
+    assert first.state == "stopped"
+    assert old_widget.comm is None  # the old dashboard's widgets are closed
+    second.widget  # noqa: B018 - builds it
+    second.train().wait(timeout=120)
+    second.close()
+    assert wait_for(lambda: not live_threads(), timeout=10), live_threads()
+
+
+def test_export_html_report(dash, tmp_path):
+    dash.train().wait(timeout=120)
+    report = dash.export_html(tmp_path / "report.html").read_text()
+    assert "Evaluation curves" in report and "Final-op values" in report
+    assert "Pipeline checkpoints" in report and "plotly" in report
+
+
+def test_early_stopping_stops_through_the_run(estimator, train_fn, eval_fn, comm_log):
+    dash = nh.Dashboard(
+        estimator,
+        train_fn,
+        evals=eval_fn,
+        every_n_iter=10,
+        steps=5000,
+        early_stopping={"metric": "accuracy", "mode": "max", "patience": 2, "min_delta": 0.5},
+    )
+    assert dash.train().wait(timeout=120) == "stopped"
+    assert dash.run.reason.startswith("early stopping: accuracy (eval)")
+    # best at step 0, then two evaluations without improvement: stops at step 20(+1)
+    assert dash.run.global_step <= 21
+    dash.close()
+
+
+class TestBadInput:
+    def test_not_an_estimator(self, train_fn):
+        with pytest.raises(TypeError, match=r"tf\.estimator\.Estimator"):
+            nh.Dashboard(object(), train_fn)
+
+    def test_evals_must_be_input_fns(self, estimator, train_fn):
+        with pytest.raises(TypeError, match=r"evals\['eval'\] must be an input_fn"):
+            nh.Dashboard(estimator, train_fn, evals={"eval": 3})
+        with pytest.raises(TypeError, match="evals must be an input_fn or a dict"):
+            nh.Dashboard(estimator, train_fn, evals=[train_fn])
+
+    def test_early_stopping_needs_evals(self, estimator, train_fn):
+        with pytest.raises(ValueError, match="also pass evals"):
+            nh.Dashboard(estimator, train_fn, early_stopping={"metric": "loss"})
+
+    def test_early_stopping_evaluation_must_exist(self, estimator, train_fn, eval_fn):
+        with pytest.raises(ValueError, match="not one of the evals"):
+            nh.Dashboard(
+                estimator,
+                train_fn,
+                evals={"eval": eval_fn},
+                early_stopping={"metric": "loss", "evaluation": "test"},
+            )
+        with pytest.raises(ValueError, match="say which evaluation"):
+            nh.Dashboard(
+                estimator,
+                train_fn,
+                evals={"a": eval_fn, "b": eval_fn},
+                early_stopping={"metric": "loss"},
+            )
+
+    def test_nothing_is_left_running_after_a_bad_argument(self, model_dir, train_fn):
+        with pytest.raises(TypeError):
+            nh.Dashboard(models.make_estimator(model_dir), train_fn, pipeline_checkpoints="yes")
+        assert not live_threads()
