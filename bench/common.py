@@ -23,7 +23,7 @@ def install_recording_comm() -> list[int]:
 
         def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
             payload = json.dumps(data or {}, default=str).encode()
-            sizes.append(len(payload) + sum(len(b) for b in buffers or ()))
+            sizes.append(len(payload) + sum(memoryview(b).nbytes for b in buffers or ()))
 
     comm.create_comm = lambda *a, **k: SerializingComm(*a, **k)
     return sizes

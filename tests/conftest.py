@@ -48,7 +48,7 @@ class CommLog(list):
         import json
 
         return sum(
-            len(json.dumps(d, default=str)) + sum(len(b) for b in (bufs or ()))
+            len(json.dumps(d, default=str)) + sum(memoryview(b).nbytes for b in (bufs or ()))
             for _, d, bufs in self
         )
 
