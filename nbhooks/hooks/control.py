@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from nbhooks._tf import tf
+from nbhooks.hooks._graph import require_global_step
 
 _tf = tf()
 
@@ -34,12 +35,7 @@ class ControlHook(_tf.estimator.SessionRunHook):
         self._step = 0
 
     def begin(self) -> None:
-        self._global_step = _tf.compat.v1.train.get_global_step()
-        if self._global_step is None:
-            raise RuntimeError(
-                "the model_fn created no global step: call tf.compat.v1.train.get_global_step() "
-                "and pass it to optimizer.minimize(..., global_step=...)"
-            )
+        self._global_step = require_global_step("TrainingRun")
 
     def after_create_session(self, session, coord) -> None:
         self._step = int(session.run(self._global_step))

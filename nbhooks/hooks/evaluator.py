@@ -21,6 +21,7 @@ import pandas as pd
 from nbhooks._tf import tf
 from nbhooks.events import EvalEvent, EventBus, RunStateEvent
 from nbhooks.history import MetricHistory, check_mode, is_improvement
+from nbhooks.hooks._graph import require_global_step
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
@@ -126,12 +127,7 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
 
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
-        self._global_step = _tf.compat.v1.train.get_global_step()
-        if self._global_step is None:
-            raise ValueError(
-                "LiveEvaluatorHook needs a global step: the model_fn must pass "
-                "tf.compat.v1.train.get_global_step() to optimizer.minimize(global_step=...)"
-            )
+        self._global_step = require_global_step("LiveEvaluatorHook")
         try:
             super().begin()
         except ValueError as exc:
