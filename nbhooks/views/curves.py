@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
@@ -208,7 +209,12 @@ class CurvesView(View):
         grid_changed = metrics != self._metrics
         if grid_changed:
             self._metrics = metrics
-            self.figure.update_layout(_grid_layout(metrics, self.columns))
+            grid = _grid_layout(metrics, self.columns)
+            # plotly sends a new axis and its attributes in one relayout ("xaxis2" with
+            # "xaxis2.anchor"), which plotly.js rejects: create new axes empty first.
+            have = set(self.figure.layout.to_plotly_json())
+            self.figure.update_layout({k: {} for k in grid if _AXIS.fullmatch(k) and k not in have})
+            self.figure.update_layout(grid)
         new = [
             (name, metric)
             for name in names
@@ -278,6 +284,9 @@ def _base_layout() -> dict[str, Any]:
         "hovermode": "closest",
         "template": "plotly_white",
     }
+
+
+_AXIS = re.compile(r"[xy]axis\d*")
 
 
 def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""The quickstart dashboard as users meet it: JupyterLab, Voila and Notebook 7 in Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import harness
+import nbformat
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+REPO_NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+DASH = ".nbh-dashboard"
+PLOT = f"{DASH} .js-plotly-plot"
+
+
+def quickstart_copy(tmp_path: Path, autostart: bool) -> Path:
+    """The quickstart, with a long enough run to be steered (and without its train() cell
+    when the test presses Start itself)."""
+    path = tmp_path / "quickstart.ipynb"
+    shutil.copy(REPO_NOTEBOOKS / "quickstart.ipynb", path)
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.source = cell.source.replace("steps=3000,", "steps=100_000,")
+        if cell.source.startswith("dash.train("):
+            cell.source = "dash.train(steps=100_000)" if autostart else "# pressed in the browser"
+    nbformat.write(nb, path)
+    return path
+
+
+def shown_step(page: Any) -> int:
+    text = page.locator(f"{DASH} .nbh-progress-line").first.inner_text()
+    match = re.search(r"step ([\d,]+)", text)
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
+def wait_step_beyond(page: Any, step: int, timeout: float = 60) -> int:
+    return harness.poll(lambda: (s := shown_step(page)) > step and s, timeout, f"step > {step}")
+
+
+def step_holds(page: Any, seconds: float = 1.5) -> bool:
+    """True when the shown step does not change for ``seconds`` (checked by polling)."""
+    held = shown_step(page)
+    try:
+        harness.poll(lambda: shown_step(page) != held, seconds, "a step change")
+    except TimeoutError:
+        return True
+    return False
+
+
+def save_notebook(page: Any) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    harness.poll(
+        lambda: page.locator(".jp-mod-current.jp-mod-dirty").count() == 0, 30, "the save"
+    )
+
+
+def open_tab(page: Any, title: str) -> None:
+    page.locator(f"{DASH} .lm-TabBar-tab", has_text=title).first.click()
+
+
+def pipeline_status(page: Any) -> Any:
+    return page.locator(f"{DASH} .nbh-pipeline-status").first
+
+
+def steer(page: Any, name: str) -> None:
+    """Progress advances, curves grow, Pause holds, Resume continues, Save and Restore a
+    pipeline checkpoint, Stop; the final-ops table appears. Screenshots at each stage."""
+    dash = page.locator(DASH).first
+    step = wait_step_beyond(page, 0, timeout=120)
+    first = harness.wait_plot_points(page, 2, selector=PLOT, timeout=120)
+    wait_step_beyond(page, step)
+    grown = harness.poll(
+        lambda: (c := harness.plot_point_counts(page, PLOT)) and max(c) > max(first) and c,
+        60,
+        "the curves to grow",
+    )
+    harness.snap(dash, f"{name}-1-training")
+
+    harness.click_widget_button(page, "nbh-pause")
+    expect(page.locator("button.nbh-pause").first).to_have_text(re.compile("Resume"))
+    expect(dash.locator(".nbh-state").first).to_contain_text("paused")
+    assert step_holds(page), "the step advanced while paused"
+    harness.snap(dash, f"{name}-2-paused")
+    paused_at = shown_step(page)
+    harness.click_widget_button(page, "nbh-pause")
+    wait_step_beyond(page, paused_at)
+
+    open_tab(page, "Pipeline checkpoints")
+    harness.click_widget_button(page, "nbh-save")
+    expect(pipeline_status(page)).to_contain_text(re.compile(r"saved", re.I), timeout=60_000)
+    harness.click_widget_button(page, "nbh-restore")
+    expect(pipeline_status(page)).to_contain_text(
+        re.compile(r"restored position of step \d+"), timeout=60_000
+    )
+    harness.snap(dash, f"{name}-3-pipeline")
+
+    harness.click_widget_button(page, "nbh-stop")
+    expect(dash.locator(".nbh-state").first).to_contain_text("stopped", timeout=60_000)
+    expect(page.locator("button.nbh-start").first).to_be_enabled()
+    open_tab(page, "Final ops")
+    expect(dash.locator(".nbh-final-ops").first).to_contain_text("hidden kernel", timeout=30_000)
+    harness.snap(dash, f"{name}-4-stopped")
+    assert max(grown) >= 3
+
+
+def test_quickstart_in_jupyterlab(tmp_path: Path, page: Any) -> None:
+    quickstart_copy(tmp_path, autostart=False)
+    with harness.jupyter_lab(tmp_path) as lab:
+        harness.open_lab_notebook(page, lab, "quickstart.ipynb")
+        harness.run_all(page)
+        harness.wait_cells_done(page, timeout=180)
+        harness.wait_for_class(page, "nbh-dashboard", timeout=60)
+        harness.snap(page.locator(DASH).first, "lab-0-idle")
+        expect(page.locator("button.nbh-pause").first).to_be_disabled()
+        harness.click_widget_button(page, "nbh-start")
+
+        # A page that attaches mid-run (a reload) still sees every point drawn so far.
+        before = harness.wait_plot_points(page, 3, selector=PLOT, timeout=180)
+        save_notebook(page)  # a reload shows the saved outputs, re-attached to live widgets
+        page.reload()
+        harness.wait_kernel_idle(page, timeout=90)
+        after = harness.wait_plot_points(page, max(before), selector=PLOT, timeout=90)
+        assert len(after) == len(before) and all(a >= b for a, b in zip(after, before, strict=True))
+        harness.snap(page.locator(DASH).first, "lab-reloaded")
+
+        steer(page, "lab")
+    assert not page.console_errors, page.console_errors
+
+
+def test_quickstart_in_voila(tmp_path: Path, page: Any) -> None:
+    path = quickstart_copy(tmp_path, autostart=True)
+    with harness.voila_server(path) as voila:
+        page.goto(voila.url("/"))
+        harness.wait_for_class(page, "nbh-dashboard", timeout=180)
+        steer(page, "voila")
+    assert not page.console_errors, page.console_errors
+
+
+def test_quickstart_in_notebook7(tmp_path: Path, page: Any) -> None:
+    quickstart_copy(tmp_path, autostart=True)
+    with harness.notebook7(tmp_path) as nb7:
+        page.goto(nb7.url("/notebooks/quickstart.ipynb"))
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
+        harness.poll(
+            lambda: page.evaluate(
+                "() => { const w = window.jupyterapp.shell.currentWidget;"
+                " const k = w && w.sessionContext && w.sessionContext.session"
+                " && w.sessionContext.session.kernel; return !!k && k.status === 'idle'; }"
+            ),
+            90,
+            "the Notebook 7 kernel",
+        )
+        harness.run_all(page)
+        harness.wait_for_class(page, "nbh-dashboard", timeout=180)
+        wait_step_beyond(page, 0, timeout=120)
+        harness.wait_plot_points(page, 2, selector=PLOT, timeout=120)
+        harness.snap(page.locator(DASH).first, "notebook7-training")
+        harness.click_widget_button(page, "nbh-stop")
+        expect(page.locator(f"{DASH} .nbh-state").first).to_contain_text("stopped", timeout=60_000)
+
+
+def test_training_failure_shows_red_in_the_browser(tmp_path: Path, page: Any) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import tempfile\n"
+            "import nbhooks as nh\n"
+            "from nbhooks.demo import make_demo_estimator\n"
+            "def broken_input():\n"
+            "    raise ValueError('the <b>input</b> is broken')\n"
+            "dash = nh.Dashboard(make_demo_estimator(tempfile.mkdtemp()), broken_input,\n"
+            "                    pipeline_checkpoints=False)\n"
+            "dash.train(steps=10)\n"
+            "dash"
+        )
+    ]
+    nbformat.write(nb, tmp_path / "failing.ipynb")
+    with harness.jupyter_lab(tmp_path) as lab:
+        harness.open_lab_notebook(page, lab, "failing.ipynb")
+        harness.run_all(page)
+        error = harness.wait_for_class(page, "nbh-error", timeout=120)
+        expect(error).to_contain_text("Training failed: ValueError: the <b>input</b> is broken")
+        expect(page.locator(f"{DASH} .progress-bar").first).to_have_class(re.compile("danger"))
+        expect(page.locator(f"{DASH} .nbh-state").first).to_contain_text("failed")
+        harness.click_widget_button(page, "nbh-traceback-toggle")
+        expect(page.locator(f"{DASH} .nbh-traceback").first).to_contain_text("broken_input")
+        harness.snap(page.locator(DASH).first, "lab-failure")
