@@ -79,6 +79,7 @@ class TrainingRun:
         self._pause_requested = False
         self.reason: str | None = None
         self.error: BaseException | None = None
+        self.error_traceback: str | None = None
         self._panel: Any = None
         self._console: Any = None
         self._owned: list[Any] = []  # closed by close(), newest first
@@ -134,7 +135,7 @@ class TrainingRun:
                 )
             _claim(self)
             self._stop_requested = self._pause_requested = False
-            self.reason, self.error = None, None
+            self.reason, self.error, self.error_traceback = None, None, None
             self._done.clear()
             self.meter.reset_clock()
             self._thread = threading.Thread(
@@ -214,11 +215,12 @@ class TrainingRun:
             )
         except BaseException as exc:  # re-raised by wait()
             self.error = exc
+            self.error_traceback = "".join(traceback.format_exception(exc))
             self._finish(
                 "failed",
                 reason=f"{type(exc).__name__}: {exc}",
                 error=exc,
-                traceback="".join(traceback.format_exception(exc)),
+                traceback=self.error_traceback,
             )
         else:
             if self._stop_requested:

@@ -72,16 +72,3 @@ def comm_log(monkeypatch) -> CommLog:
 
     monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
     return log
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)

@@ -6,7 +6,7 @@ import threading
 
 import models
 import pytest
-from conftest import wait_for
+from waiting import wait_for
 
 import nbhooks as nh
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import wait_for
+from waiting import wait_for
 
 from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
 from nbhooks.final_values import FinalValuesTable

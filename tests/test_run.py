@@ -9,7 +9,7 @@ import threading
 
 import models
 import pytest
-from conftest import wait_for
+from waiting import wait_for
 
 import nbhooks as nh
 from nbhooks._tf import tf

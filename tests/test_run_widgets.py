@@ -6,7 +6,7 @@ import time
 
 import models
 import pytest
-from conftest import wait_for
+from waiting import wait_for
 
 import nbhooks as nh
 from nbhooks.events import EventBus, RunStateEvent, StepEvent

@@ -57,7 +57,13 @@ class ProgressView(View):
         self.widget.add_class("nbh-progress-view")
         self._show_step(run.meter.snapshot())
         self._show_state(
-            RunStateEvent(run.state, step=run.global_step, reason=run.reason, error=run.error)
+            RunStateEvent(
+                run.state,
+                step=run.global_step,
+                reason=run.reason,
+                error=run.error,
+                traceback=run.error_traceback,
+            )
         )
 
     def on_events(self, events: Sequence[Any]) -> None:
@@ -80,7 +86,8 @@ class ProgressView(View):
         self.bar.bar_style = _BAR_STYLE[event.state]
         show_reason = event.reason and event.state != "failed"
         reason = f" — {html.escape(event.reason)}" if show_reason else ""
-        self.badge.value = f"<b>{event.state}</b>{reason}"
+        colour = ' style="color:var(--jp-error-color1,#c62828)"' if event.state == "failed" else ""
+        self.badge.value = f"<b{colour}>{event.state}</b>{reason}"
         failed = event.state == "failed" and event.error is not None
         self.error.layout.display = None if failed else "none"
         self.show_traceback.layout.display = None if failed and event.traceback else "none"
