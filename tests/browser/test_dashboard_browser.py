@@ -57,9 +57,7 @@ def step_holds(page: Any, seconds: float = 1.5) -> bool:
 
 def save_notebook(page: Any) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    harness.poll(
-        lambda: page.locator(".jp-mod-current.jp-mod-dirty").count() == 0, 30, "the save"
-    )
+    harness.poll(lambda: page.locator(".jp-mod-current.jp-mod-dirty").count() == 0, 30, "the save")
 
 
 def open_tab(page: Any, title: str) -> None:
