@@ -62,10 +62,10 @@ class Dashboard:
         self.evaluators = self._make_evaluators(evals, every_n_iter, eval_steps)
         self.early_stopping = _make_early_stopping(early_stopping, self.evaluators)
         self.final_ops_hook = self._make_final_ops(final_ops)
-        self.pipeline = self._make_pipeline(
+        self._pipeline = self._make_pipeline(
             pipeline_checkpoints, keep_checkpoints, external_state_policy
         )
-        own_hooks = [*self.evaluators, self.early_stopping, self.final_ops_hook, self.pipeline]
+        own_hooks = [*self.evaluators, self.early_stopping, self.final_ops_hook, self._pipeline]
         self.run = TrainingRun(
             estimator,
             train_input_fn,
@@ -141,6 +141,18 @@ class Dashboard:
             return pd.DataFrame()
         return self.final_ops_hook.to_frame()
 
+    @property
+    def pipeline(self) -> Any:
+        """The :class:`~nbhooks.PipelineCheckpointHook`: ``save()``, ``restore(step=None)``,
+        ``delete(step)``, ``checkpoints``. Requests made while training is paused are served
+        when it resumes, at that step boundary."""
+        if self._pipeline is None:
+            raise RuntimeError(
+                "pipeline checkpoints are off for this dashboard: create it with "
+                "pipeline_checkpoints=True"
+            )
+        return self._pipeline
+
     def close(self) -> None:
         """Stop training and close every widget and thread this dashboard owns."""
         self.run.close()
@@ -172,10 +184,10 @@ class Dashboard:
                 self.final_ops_hook.table, export_dir=self.export_dir
             )
             tabs["Final ops"] = self._views["final_ops"].widget
-        if self.pipeline is not None:
+        if self._pipeline is not None:
             from nbhooks.views.checkpoints import PipelineCheckpointPanel
 
-            self._views["pipeline"] = PipelineCheckpointPanel(self.pipeline)
+            self._views["pipeline"] = PipelineCheckpointPanel(self._pipeline)
             tabs["Pipeline checkpoints"] = self._views["pipeline"].widget
         for view in self._views.values():
             panel.publisher.add(view)  # the run's panel owns them: run.close() closes them
@@ -209,8 +221,8 @@ class Dashboard:
         if self.final_ops_hook is not None:
             frame = self.final_ops.drop(columns=["array"], errors="ignore")
             parts.append("<h2>Final-op values</h2>" + frame.to_html(escape=True, index=False))
-        if self.pipeline is not None:
-            frame = self.pipeline.checkpoints
+        if self._pipeline is not None:
+            frame = self._pipeline.checkpoints
             parts.append("<h2>Pipeline checkpoints</h2>" + frame.to_html(escape=True, index=False))
         body = "\n".join(parts)
         path.write_text(

@@ -123,6 +123,12 @@ class TestBadInput:
                 early_stopping={"metric": "loss"},
             )
 
+    def test_pipeline_off_says_so(self, estimator, train_fn):
+        dash = nh.Dashboard(estimator, train_fn, pipeline_checkpoints=False)
+        with pytest.raises(RuntimeError, match="pipeline_checkpoints=True"):
+            dash.pipeline.save()
+        dash.close()
+
     def test_nothing_is_left_running_after_a_bad_argument(self, model_dir, train_fn):
         with pytest.raises(TypeError):
             nh.Dashboard(models.make_estimator(model_dir), train_fn, pipeline_checkpoints="yes")
