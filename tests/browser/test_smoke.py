@@ -36,6 +36,8 @@ def click_then_see_the_stream(page: Any, name: str) -> list[int]:
     expect(label).to_have_text("clicked 1", timeout=10_000)
     counts = harness.wait_plot_points(page, N_POINTS, timeout=90)
     expect(page.locator(".nbh-smoke-status")).to_have_text("done")
+    bar = ".nbh-smoke-progress .progress-bar"
+    harness.poll(lambda: harness.progress_width(page, bar) == 100, 10, "a full progress bar")
     harness.snap(page.locator(".nbh-smoke-plot").first, f"smoke-{name}-plot")
     return counts
 
