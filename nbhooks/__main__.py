@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html
 import json
 import os
 import secrets
@@ -367,96 +366,33 @@ def serve(spec: ServerSpec, cwd: Path, url: str, open_browser: bool) -> int:
 # --- headless ------------------------------------------------------------------------------
 
 
-def _chunks(total: int, parts: int) -> list[int]:
-    """Split ``total`` steps into at most ``parts`` near-equal positive chunks."""
-    parts = max(1, min(parts, total))
-    return [total // parts + (i < total % parts) for i in range(parts)]
-
-
 def run_headless(workdir: Path, steps: int, evaluations: int = 10) -> Path:
-    """Train the demo model for ``steps`` in the console and write an HTML report.
+    """Train the demo dashboard for ``steps`` in the console and write its HTML report.
 
-    Evaluates on the training and evaluation sets ``evaluations`` times (and before training);
-    returns the path of the report, ``workdir/nbhooks-report.html``.
+    Evaluates the training and evaluation sets in memory ``evaluations`` times (and before
+    training); returns the report's path, ``workdir/nbhooks-report.html``.
     """
-    import pandas as pd
-
+    import nbhooks as nh
     from nbhooks.demo import digits_input_fns, make_demo_estimator
 
     model_dir = workdir / "headless-model"
     shutil.rmtree(model_dir, ignore_errors=True)
-    estimator = make_demo_estimator(model_dir)
+    estimator = make_demo_estimator(model_dir, save_checkpoints_steps=max(steps // 5, 1))
     train_fn, eval_fn, train_eval_fn = digits_input_fns()
-    evals = {"train": train_eval_fn, "eval": eval_fn}
-    rows: list[dict[str, Any]] = []
-    started = time.monotonic()
-
-    def evaluate() -> None:
-        parts = []
-        for name, input_fn in evals.items():
-            metrics = estimator.evaluate(input_fn, name=name)
-            step = int(metrics.pop("global_step"))
-            for metric, value in sorted(metrics.items()):
-                rows.append(dict(step=step, evaluation=name, metric=metric, value=float(value)))
-            parts.append(f"{name} " + " ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
-        print(f"step {step:>6}/{steps}  " + "  |  ".join(parts), flush=True)
-
-    evaluate()
-    for chunk in _chunks(steps, evaluations):
-        estimator.train(train_fn, steps=chunk)
-        evaluate()
-    history = pd.DataFrame(rows, columns=["step", "evaluation", "metric", "value"])
-    summary = {
-        "steps": steps,
-        "training + evaluation time (s)": round(time.monotonic() - started, 1),
-        "model_dir": str(model_dir),
-    }
-    return write_report(workdir / REPORT, history, summary)
-
-
-def history_figure(history: Any) -> Any:
-    """A plotly figure of a tidy history: one subplot per metric, one trace per evaluation."""
-    from plotly.subplots import make_subplots
-
-    metrics = sorted(history["metric"].unique())
-    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=metrics)
-    for col, metric in enumerate(metrics, start=1):
-        for name, frame in history[history["metric"] == metric].groupby("evaluation"):
-            fig.add_scatter(
-                x=frame["step"],
-                y=frame["value"],
-                name=f"{name} {metric}",
-                mode="lines+markers",
-                row=1,
-                col=col,
-            )
-        fig.update_xaxes(title_text="step", row=1, col=col)
-    fig.update_layout(height=420, margin={"t": 60, "b": 40})
-    return fig
-
-
-def write_report(path: Path, history: Any, summary: dict[str, Any]) -> Path:
-    """Write a standalone HTML report (plotly.js embedded: it opens offline)."""
-    last = history[history["step"] == history["step"].max()]
-    final = last.pivot_table(index="evaluation", columns="metric", values="value")
-    summary_rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in summary.items()
+    dash = nh.Dashboard(
+        estimator,
+        train_fn,
+        evals={"train": train_eval_fn, "eval": eval_fn},
+        every_n_iter=max(steps // evaluations, 1),
+        final_ops={"hidden kernel": "dense/kernel", "output bias": "logits/bias"},
+        steps=steps,
     )
-    figure = history_figure(history).to_html(full_html=False, include_plotlyjs=True)
-    path.write_text(
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>nbhooks demo report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
-        "<h1>nbhooks demo report</h1>"
-        f"<table class='nbh-summary'>{summary_rows}</table>"
-        f"<h2>Final metrics</h2>{final.to_html(float_format='{:.4f}'.format)}"
-        f"<h2>Curves</h2>{figure}"
-        f"<h2>History</h2>{history.to_html(index=False, classes='nbh-history')}"
-        "</body></html>\n",
-        encoding="utf-8",
-    )
-    return path
+    dash.run.report_to_console(interval=1.0)
+    try:
+        dash.train().wait()
+        return dash.export_html(workdir / REPORT)
+    finally:
+        dash.close()
 
 
 if __name__ == "__main__":

@@ -219,7 +219,8 @@ class Dashboard:
         if self.evaluators:
             parts.append("<h2>Evaluation curves</h2>" + _curves_html(self))
         if self.final_ops_hook is not None:
-            frame = self.final_ops.drop(columns=["array"], errors="ignore")
+            frame = self.final_ops.drop(columns=["array", "wall_time"], errors="ignore")
+            frame = frame.dropna(axis="columns", how="all")
             parts.append("<h2>Final-op values</h2>" + frame.to_html(escape=True, index=False))
         if self._pipeline is not None:
             frame = self._pipeline.checkpoints

@@ -66,15 +66,24 @@ def nbhooks_demo(*args: str, **popen) -> subprocess.Popen:
 @pytest.mark.slow
 def test_headless_writes_a_report(tmp_path: Path) -> None:
     proc = nbhooks_demo(
-        "--headless", "--steps", "200", "--dir", str(tmp_path), stdout=subprocess.PIPE, text=True
+        "--headless",
+        "--steps",
+        "200",
+        "--dir",
+        str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
     report = tmp_path / "nbhooks-report.html"
-    assert f"report written to {report}" in out
-    assert re.search(r"step +200/200 +train accuracy", out)
+    assert f"report written to {report}" in out + err
+    assert re.search(r"eval 'train' at step 200: accuracy=0\.\d+", err), err
+    assert "finished at step 200" in err
     html = report.read_text()
-    assert "nbhooks demo report" in html and "Plotly.newPlot" in html
+    assert "nbhooks report" in html and "Plotly.newPlot" in html
+    assert "Final-op values" in html and "Pipeline checkpoints" in html
     assert "<script src=" not in html  # plotly.js is embedded: the report opens offline
 
 
