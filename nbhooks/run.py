@@ -183,6 +183,8 @@ class TrainingRun:
             raise TimeoutError(
                 f"training is still {self._state} after {timeout} s (step {self.global_step})"
             )
+        if self._console is not None:
+            self._console.publisher.flush()  # the last lines, before a script goes on or exits
         if self._panel is not None and threading.current_thread() is threading.main_thread():
             self._panel.resync()
         if self.error is not None:
@@ -385,5 +387,5 @@ def _stop_all_at_exit() -> None:
     with _OWNERS_LOCK:
         runs = [r() for r in _OWNERS.values()]
     for run in runs:
-        if run is not None and run.running:
-            run.close(timeout=30)
+        if run is not None:
+            run.close(timeout=30)  # a clean stop (final checkpoint) and the last console lines

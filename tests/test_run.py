@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import models
 import pytest
@@ -196,3 +197,22 @@ class TestBadInput:
         estimator = models.make_estimator(blocker / "model")
         with pytest.raises(PermissionError, match="is not writable"):
             nh.TrainingRun(estimator, train_fn)
+
+
+def test_a_script_without_ipywidgets_reports_to_the_console(tmp_path):
+    script = f"""
+import sys
+sys.modules["ipywidgets"] = None  # as if ipywidgets were not installed
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import models, nbhooks as nh
+run = nh.TrainingRun(models.make_estimator({str(tmp_path / "m")!r}), models.input_fn(), steps=30)
+print(run.start().wait(timeout=120), run.global_step)
+assert "ipywidgets" not in sys.modules or sys.modules["ipywidgets"] is None
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "finished 30"
+    assert "[nbhooks] finished at step 30: reached step 30" in out.stderr
+    assert "WARNING:tensorflow" not in out.stderr and "deprecat" not in out.stderr.lower()
