@@ -206,16 +206,22 @@ def _token() -> str:
 def jupyter_lab(root_dir: str | Path, *extra_args: str) -> Iterator[Server]:
     """JupyterLab serving ``root_dir``, with ``window.jupyterapp`` exposed to the page."""
     root = Path(root_dir)
+    # A workspace of its own: a shared one would reopen the previous test's notebooks (404s).
+    workspaces = tempfile.mkdtemp(prefix="nbhooks-lab-workspaces-")
     spec = jupyter_app_spec(
         "jupyterlab",
         root,
         free_port(),
         _token(),
         "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.workspaces_dir={workspaces}",
         *extra_args,
     )
-    with serve(spec, root, "jupyterlab") as server:
-        yield server
+    try:
+        with serve(spec, root, "jupyterlab") as server:
+            yield server
+    finally:
+        shutil.rmtree(workspaces, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -281,7 +287,12 @@ def collect_console_errors(page: Any) -> list[str]:
         if msg.type == "error" and not IGNORED_CONSOLE_ERRORS.search(msg.text):
             errors.append(msg.text)
 
+    def on_response(response: Any) -> None:
+        if response.status >= 400 and not IGNORED_CONSOLE_ERRORS.search(response.url):
+            errors.append(f"HTTP {response.status} {response.request.method} {response.url}")
+
     page.on("console", on_console)
+    page.on("response", on_response)
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
     return errors
 

@@ -36,6 +36,7 @@ def ids_input_fn(
     def fn():
         t = tf()
 
+        @t.autograph.experimental.do_not_convert  # re-created per call: see tensorflow/docs#1767
         def to_features(i):
             x = t.fill([models.N_FEATURES], t.cast(i, t.float32) / n)
             if stateful:

@@ -94,6 +94,7 @@ def test_stop_while_paused(run):
 
 def test_error_is_surfaced_and_reraised(model_dir):
     def failing_input():
+        @tf().autograph.experimental.do_not_convert  # plain graph code: no autograph needed
         def bad(x):
             tf().debugging.assert_less(x, tf().constant(40, tf().int64), message="bad batch 40")
             return {"x": tf().ones((4, 4))}, tf().zeros((4,), tf().int32)

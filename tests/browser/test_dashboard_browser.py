@@ -130,7 +130,29 @@ def test_quickstart_in_jupyterlab(tmp_path: Path, page: Any) -> None:
         harness.snap(page.locator(DASH).first, "lab-reloaded")
 
         steer(page, "lab")
+        check_dark_theme(page)
     assert not page.console_errors, page.console_errors
+
+
+def luminance(css_colour: str) -> float:
+    r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css_colour)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def check_dark_theme(page: Any) -> None:
+    """JupyterLab Dark: the dashboard's text turns light on the dark background."""
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme',"
+        " {theme: 'JupyterLab Dark'})"
+    )
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+    line = page.locator(f"{DASH} .nbh-progress-line").first
+    harness.poll(
+        lambda: luminance(line.evaluate("e => getComputedStyle(e).color")) > 0.5,
+        30,
+        "light text in the dark theme",
+    )
+    harness.snap(page.locator(DASH).first, "lab-5-dark-theme")
 
 
 def test_quickstart_in_voila(tmp_path: Path, page: Any) -> None:
