@@ -146,6 +146,7 @@ def check_dark_theme(page: Any) -> None:
         " {theme: 'JupyterLab Dark'})"
     )
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+    page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=30_000)
     line = page.locator(f"{DASH} .nbh-progress-line").first
     harness.poll(
         lambda: luminance(line.evaluate("e => getComputedStyle(e).color")) > 0.5,
