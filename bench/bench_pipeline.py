@@ -8,7 +8,7 @@ All numbers are measured side by side in ONE run (same process, same machine loa
    CheckpointInputPipelineHook and PipelineCheckpointHook both built on it; each saves and
    restores the same iterator state ``repeats`` times, interleaved. Median seconds and bytes.
 2. Estimator training ``steps`` steps with checkpoints every 100 steps: no pipeline hook,
-   TF's hook, PipelineCheckpointHook (interleaved, median of 3).
+   TF's hook, PipelineCheckpointHook (interleaved, order rotated, median of --trials).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def bench_save_restore(root: Path, repeats: int) -> dict[str, float]:
     return result
 
 
-def bench_throughput(root: Path, steps: int) -> dict[str, float]:
+def bench_throughput(root: Path, steps: int, trials: int) -> dict[str, float]:
     t = tf()
     hooks = {
         "none": lambda est: [],
@@ -125,8 +125,11 @@ def bench_throughput(root: Path, steps: int) -> dict[str, float]:
         "nh": lambda est: [PipelineCheckpointHook(est)],
     }
     times: dict[str, list[float]] = {k: [] for k in hooks}
-    for trial in range(3):
-        for name, make in hooks.items():
+    names = list(hooks)
+    for trial in range(trials):
+        # rotate who goes first: a variant that follows another pays for its disk writes
+        for name in names[trial % 3 :] + names[: trial % 3]:
+            make = hooks[name]
             model_dir = root / f"train-{name}-{trial}"
             est = estimator(model_dir)
             start = time.perf_counter()
@@ -140,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--trials", type=int, default=9)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         s = bench_save_restore(Path(tmp), args.repeats)
@@ -157,8 +161,11 @@ def main() -> None:
             f"  size    TF {s['tf_bytes'] / 1e6:7.2f} MB   nbhooks {s['nh_bytes'] / 1e6:7.2f} MB"
             f"   ratio {s['nh_bytes'] / s['tf_bytes']:.3f}"
         )
-        r = bench_throughput(Path(tmp), args.steps)
-        print(f"training {args.steps} steps, checkpoints every 100 steps, median of 3 (steps/s):")
+        r = bench_throughput(Path(tmp), args.steps, args.trials)
+        print(
+            f"training {args.steps} steps, checkpoints every 100 steps, median of {args.trials}"
+            " (steps/s):"
+        )
         print(
             f"  no pipeline hook {r['none']:7.0f}   TF hook {r['tf']:7.0f}   nbhooks {r['nh']:7.0f}"
         )

@@ -58,3 +58,19 @@ def estimator_lib() -> ModuleType:
 def session_run_hook() -> type:
     """The base class of every hook: ``tf.estimator.SessionRunHook``."""
     return tf().estimator.SessionRunHook
+
+
+def estimator_util() -> ModuleType:
+    """``tensorflow_estimator.python.estimator.util`` (``_DatasetInitializerHook``)."""
+    tf()
+    from tensorflow_estimator.python.estimator import util
+
+    return util
+
+
+def training_evaluation() -> ModuleType:
+    """``tensorflow.python.training.evaluation`` (``_StopAfterNEvalsHook``)."""
+    tf()
+    from tensorflow.python.training import evaluation
+
+    return evaluation

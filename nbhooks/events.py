@@ -16,8 +16,6 @@ from typing import Any, Literal
 log = logging.getLogger("nbhooks")
 
 RunState = Literal["idle", "running", "paused", "stopping", "finished", "stopped", "failed"]
-#: States in which no training thread is alive.
-ENDED_STATES: frozenset[str] = frozenset({"idle", "finished", "stopped", "failed"})
 
 
 @dataclass(frozen=True, slots=True)

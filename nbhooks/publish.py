@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from nbhooks.events import EventBus, RunStateEvent, StepEvent
+from nbhooks.events import EventBus, StepEvent
 from nbhooks.views.base import View
 
 log = logging.getLogger("nbhooks")
@@ -30,8 +30,8 @@ class Publisher:
     """Feeds ``views`` from ``bus``, at most one batch per ``interval`` seconds.
 
     Owns one daemon thread, started lazily with the first event and ended by :meth:`close`.
-    ``clock`` is a seam for tests. :meth:`flush` delivers pending events at once (used on
-    terminal state changes so the last state is never left unshown, and by tests).
+    ``clock`` is a seam for tests. :meth:`flush` delivers pending events at once (``wait()``
+    and ``close()`` use it so the last state is never left unshown).
     """
 
     def __init__(
@@ -77,7 +77,7 @@ class Publisher:
                     return
                 wait = self._last_flush + self.interval - self._clock()
             if wait > 0:
-                # Let more events pile up; a terminal state or close() flushes directly.
+                # Let more events pile up (close() wakes it at once).
                 with self._cond:
                     self._cond.wait(wait)
                     if self._closed:
@@ -121,7 +121,3 @@ class Publisher:
             self._thread.join(timeout=5)
         for view in self.views:
             view.close()
-
-
-def is_terminal(event: Any) -> bool:
-    return isinstance(event, RunStateEvent) and event.state in {"finished", "stopped", "failed"}

@@ -267,3 +267,56 @@ def test_shared_history_and_global_step_dedupe(estimator, train_fn, eval_fn) -> 
     assert hook.store is history
     assert history.series("eval", "loss")[1][0] == 123.0
     assert eval_steps(hook) == [0, 25, 50] and hook.evaluations == 2
+
+
+class CountingHook(tf().estimator.SessionRunHook):
+    """A user evaluation hook: TF's own evaluation path must run it."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+
+    def after_create_session(self, session, coord) -> None:
+        self.sessions += 1
+
+
+def test_one_persistent_eval_session_and_a_graph_that_does_not_grow(
+    estimator, train_fn, eval_fn
+) -> None:
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=10)
+    sizes: list[int] = []
+
+    class GraphSize(tf().estimator.SessionRunHook):
+        def after_run(self, run_context, run_values) -> None:
+            if hook._graph is not None and hook._eval_session is not None:
+                sizes.append(len(hook._graph.get_operations()))
+
+    estimator.train(train_fn, steps=60, hooks=[hook, GraphSize()])
+    assert hook._eval_session is None  # closed by end()
+    assert hook.evaluations == 7 and eval_steps(hook) == [0, 10, 20, 30, 40, 50, 60]
+    assert len(set(sizes)) == 1  # TF's path adds ops to the eval graph at every evaluation
+    metrics = estimator.evaluate(eval_fn)
+    assert hook.history.query("step == 60 and metric == 'accuracy'").value.item() == (
+        pytest.approx(metrics["accuracy"], rel=1e-6)
+    )
+
+
+def test_user_eval_hooks_take_tensorflows_own_path(estimator, train_fn, eval_fn) -> None:
+    counting = CountingHook()
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=20, hooks=[counting])
+    estimator.train(train_fn, steps=40, hooks=[hook])
+    assert counting.sessions == 3  # one MonitoredSession per evaluation: steps 0, 20, 40
+    assert eval_steps(hook) == [0, 20, 40]
+
+
+def test_eval_steps_limit_batches_in_the_persistent_session(estimator, train_fn) -> None:
+    all_batches = nh.LiveEvaluatorHook(estimator, models.input_fn(n=256, repeat=False, seed=3))
+    two_batches = nh.LiveEvaluatorHook(
+        estimator, models.input_fn(n=256, repeat=False, seed=3), name="two", steps=2
+    )
+    estimator.train(train_fn, steps=30, hooks=[all_batches, two_batches])
+    expected = estimator.evaluate(models.input_fn(n=256, repeat=False, seed=3), steps=2)
+    got = two_batches.history.query("step == 30 and metric == 'loss'").value.item()
+    assert got == pytest.approx(expected["loss"], rel=1e-5)
+    assert got != pytest.approx(
+        all_batches.history.query("step == 30 and metric == 'loss'").value.item(), rel=1e-5
+    )

@@ -22,6 +22,7 @@ from nbhooks._tf import tf
 from nbhooks.events import EvalEvent, EventBus, RunStateEvent
 from nbhooks.history import MetricHistory, check_mode, is_improvement
 from nbhooks.hooks._graph import require_global_step
+from nbhooks.hooks.eval_session import EvalSession
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
@@ -90,6 +91,8 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
         self.evaluations = 0  #: evaluations run by this hook (skipped repeats not counted)
         self.eval_seconds = 0.0  #: time spent evaluating, in seconds
         self._global_step: Any = None
+        self._eval_session: EvalSession | None = None
+        self._fast: bool | None = None  # one persistent eval session applies (decided once)
 
     @classmethod
     def many(
@@ -127,6 +130,7 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
 
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
+        self._close_eval_session()  # left open by a training session that crashed
         self._global_step = require_global_step("LiveEvaluatorHook")
         try:
             super().begin()
@@ -152,8 +156,7 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
             self._timer.update_last_triggered_step(self._iter_count)
             return
         started = time.perf_counter()
-        super()._evaluate(train_session)
-        results = self._capture.pop()
+        results = self._run_evaluation(train_session)
         self.eval_seconds += time.perf_counter() - started
         self.evaluations += 1
         step = int(results.get(_GLOBAL_STEP, step))
@@ -161,6 +164,30 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
         wall_time = time.time()
         if self.store.record(self.evaluation, step, metrics, wall_time):
             self.events.emit(EvalEvent(self.evaluation, step, metrics, wall_time))
+
+    def end(self, session: Any) -> None:
+        try:
+            super().end(session)
+        finally:
+            self._close_eval_session()
+
+    def _run_evaluation(self, train_session: Any) -> Mapping[str, Any]:
+        """One evaluation: in the persistent session when equivalent, else TF's own path."""
+        if self._fast is None:
+            self._fast = EvalSession.applies(self)
+        if not self._fast:
+            super()._evaluate(train_session)
+            return self._capture.pop()
+        if self._eval_session is None:
+            self._eval_session = EvalSession(self, self._capture._session_config)
+        results = self._eval_session.evaluate(train_session)
+        self._timer.update_last_triggered_step(self._iter_count)
+        return results
+
+    def _close_eval_session(self) -> None:
+        if self._eval_session is not None:
+            self._eval_session.close()
+        self._eval_session, self._fast = None, None
 
     def _explain_scaffold_error(self, exc: ValueError) -> str:
         scaffold = getattr(self, "_scaffold", None)

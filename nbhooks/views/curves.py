@@ -177,10 +177,6 @@ class CurvesView(View):
             self.last_update_bytes = self._sent[0] - before
             return True
 
-    def close(self) -> None:
-        for w in (self.figure, self.readout, self.status, self.widget):
-            w.close()
-
     # -- export ---------------------------------------------------------------------------
     def export_html(self, path: str | PathLike[str], all_points: bool = False) -> None:
         """Write the figure to a standalone HTML file that works offline (plotly.js inlined).

@@ -222,11 +222,3 @@ class FinalOpsView(View):
             )
         else:
             self.status.value = f"Saved <code>{html.escape(str(path))}</code>"
-
-    def close(self) -> None:
-        for child in (self.sort_by, self.descending, self.contains, self.export):
-            child.close()
-        for child in (self.summary, self.status, self.banner, self.html):
-            child.close()
-        self.widget.children[0].close()
-        self.widget.close()

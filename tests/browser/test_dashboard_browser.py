@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 REPO_NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 DASH = ".nbh-dashboard"
 PLOT = f"{DASH} .js-plotly-plot"
+EVERY_N_ITER = 100  # as in the quickstart
 
 
 def quickstart_copy(tmp_path: Path, autostart: bool) -> Path:
@@ -103,6 +104,14 @@ def steer(page: Any, name: str) -> None:
     harness.click_widget_button(page, "nbh-stop")
     expect(dash.locator(".nbh-state").first).to_contain_text("stopped", timeout=60_000)
     expect(page.locator("button.nbh-start").first).to_be_enabled()
+    # Evaluations ran at steps 0, 100, 200, ... and once more at the final step: every one of
+    # them is a point of each curve (2 evaluations x 2 metrics).
+    final = shown_step(page)
+    expected = len({*range(0, final + 1, EVERY_N_ITER), final})
+    harness.poll(
+        lambda: harness.plot_point_counts(page, PLOT)[::2] == [expected] * 4,
+        30, f"{expected} points per curve",
+    )
     open_tab(page, "Final ops")
     expect(dash.locator(".nbh-final-ops").first).to_contain_text("hidden kernel", timeout=30_000)
     harness.snap(dash, f"{name}-4-stopped")
