@@ -71,6 +71,7 @@ def test_progress_shows_step_target_rate_and_eta(estimator, train_fn, comm_log):
     p = panel.progress
     assert (p.bar.value, p.bar.max, p.bar.bar_style) == (300, 300, "success")
     assert "step 300 / 300" in p.line.value and "steps/s" in p.line.value
+    assert p.line.value.endswith("ETA –")  # the run has ended
     run.close()
 
 

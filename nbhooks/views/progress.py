@@ -55,6 +55,7 @@ class ProgressView(View):
             ]
         )
         self.widget.add_class("nbh-progress-view")
+        self._running = run.running
         self._show_step(run.meter.snapshot())
         self._show_state(
             RunStateEvent(
@@ -75,14 +76,22 @@ class ProgressView(View):
                     self._show_state(event)
 
     def _show_step(self, event: StepEvent) -> None:
+        self._step = event
         target = event.target if event.target is not None else max(event.step, 1)
         self.bar.max = max(target, 1)
         self.bar.value = min(event.step, self.bar.max)
+        self._show_line()
+
+    def _show_line(self) -> None:
+        e = self._step
+        eta = e.eta if self._running else None  # an ended run is not going anywhere
         self.line.value = html.escape(
-            progress_line(event.step, event.target, event.steps_per_sec, event.elapsed, event.eta)
+            progress_line(e.step, e.target, e.steps_per_sec, e.elapsed, eta)
         )
 
     def _show_state(self, event: RunStateEvent) -> None:
+        self._running = event.state in ("running", "paused", "stopping")
+        self._show_line()
         self.bar.bar_style = _BAR_STYLE[event.state]
         show_reason = event.reason and event.state != "failed"
         reason = f" — {html.escape(event.reason)}" if show_reason else ""
