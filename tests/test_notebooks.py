@@ -83,3 +83,11 @@ def test_classroom(tmp_path):
     nb = execute(tmp_path, "classroom")
     no_errors(nb)
     assert "0.3" in text(nb.cells[-1])
+
+
+def test_rerunning_the_dashboard_cell_leaves_one_training_thread(tmp_path):
+    shutil.copy(Path(__file__).parent / "notebooks" / "rerun_cell.ipynb", tmp_path)
+    nb = run_notebook(tmp_path / "rerun_cell.ipynb", timeout=300)
+    warning = "".join(o.get("text", "") for o in nb.cells[2].outputs if o.get("name") == "stderr")
+    assert "stopping the earlier run that was still training" in warning
+    assert text(nb.cells[3]).split() == ["1", "running", "stopped"]
