@@ -48,10 +48,15 @@ class Dashboard:
     ) -> None:
         from nbhooks._tf import tf
         from nbhooks.history import MetricHistory
-        from nbhooks.run import _check_estimator
+        from nbhooks.run import _check_estimator, _check_hooks, _check_steps
+        from nbhooks.views.curves import check_max_points
 
         # Every check runs before anything is created: a bad argument leaves nothing behind.
         _check_estimator(estimator, tf())
+        _check_steps(steps, None)
+        hooks = tuple(hooks)
+        _check_hooks(hooks, tf())
+        check_max_points(max_points)
         evals = _check_evals(evals)
         if early_stopping is not None and not evals:
             raise ValueError(
@@ -190,8 +195,7 @@ class Dashboard:
             self._views["pipeline"] = PipelineCheckpointPanel(self._pipeline)
             tabs["Pipeline checkpoints"] = self._views["pipeline"].widget
         for view in self._views.values():
-            panel.publisher.add(view)  # the run's panel owns them: run.close() closes them
-            panel.views.append(view)
+            panel.add(view, show=False)  # the run's panel owns them: run.close() closes them
         if tabs:
             tab = w.Tab(children=list(tabs.values()), titles=list(tabs))
             tab.add_class("nbh-tabs")

@@ -25,12 +25,22 @@ class ProgressMeter:
         self._last_t = self._t0
         self._last_step = 0
         self._paused_at: float | None = None
+        self._begin_t: float | None = None  # when the current session started
+        self._begin_step = 0
 
     def begin(self, step: int, target: int | None) -> StepEvent:
         """A session started at ``step``; ``target`` is the step training stops at, if known."""
         now = self._clock()
         self.step, self.target = step, target
         self._last_t, self._last_step = now, step
+        self._begin_t, self._begin_step = now, step
+        return self._event(now)
+
+    def final(self) -> StepEvent:
+        """The closing event; a session shorter than ``interval`` gets its average rate."""
+        now = self._clock()
+        if self.rate is None and self._begin_t is not None and now > self._begin_t:
+            self.rate = (self.step - self._begin_step) / (now - self._begin_t)
         return self._event(now)
 
     def reset_clock(self) -> None:

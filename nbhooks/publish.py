@@ -112,8 +112,8 @@ class Publisher:
 
     def close(self) -> None:
         """Deliver what is pending, stop the thread, close the views."""
+        self._unsubscribe()  # first: nothing emitted after the last flush can be lost
         self.flush()
-        self._unsubscribe()
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from nbhooks import NbhooksWarning
+from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, RunState, RunStateEvent
 from nbhooks.progress import ProgressMeter
 
+_FINAL = frozenset({"finished", "stopped", "failed"})
 #: model_dir -> the run that owns it (one training thread per model_dir).
 _OWNERS: dict[str, weakref.ref[TrainingRun]] = {}
 _OWNERS_LOCK = threading.Lock()
@@ -83,10 +85,10 @@ class TrainingRun:
         self._panel: Any = None
         self._console: Any = None
         self._owned: list[Any] = []  # closed by close(), newest first
+        _claim(self)  # before the hooks attach: an earlier run must not share them
         for hook in hooks:
             if hasattr(hook, "attach"):
                 hook.attach(self)
-        _claim(self)
         if report == "console" or (report == "auto" and not _in_kernel()):
             self.report_to_console()
 
@@ -127,13 +129,15 @@ class TrainingRun:
             _check_steps(steps, max_steps)
         else:
             steps, max_steps = self.steps, self.max_steps
+        if self.running:
+            raise RuntimeError(
+                f"this run is already {self._state}: stop() it (or wait() for it) before "
+                "starting it again"
+            )
+        _claim(self)  # may stop (and wait for) another run on this model_dir: not under the lock
         with self._lock:
             if self.running:
-                raise RuntimeError(
-                    f"this run is already {self._state}: stop() it (or wait() for it) before "
-                    "starting it again"
-                )
-            _claim(self)
+                raise RuntimeError(f"this run is already {self._state}")
             self._stop_requested = self._pause_requested = False
             self.reason, self.error, self.error_traceback = None, None, None
             self._done.clear()
@@ -142,7 +146,12 @@ class TrainingRun:
                 target=self._work, args=(steps, max_steps), name="nbhooks-training", daemon=True
             )
             self._set_state("running")
-            self._thread.start()
+            try:
+                self._thread.start()
+            except BaseException as exc:
+                self._done.set()
+                self.error, self._state = exc, "failed"
+                raise
         return self
 
     def pause(self) -> None:
@@ -167,7 +176,7 @@ class TrainingRun:
     def stop(self, reason: str | None = None) -> None:
         """Stop cleanly at the next step boundary; a no-op when nothing runs."""
         with self._lock:
-            if not self.running or self._stop_requested:
+            if not self.running or self._stop_requested or self._state in _FINAL:
                 return
             self._stop_requested = True
             self.reason = reason or "stopped by request"
@@ -220,26 +229,32 @@ class TrainingRun:
             self.error_traceback = "".join(traceback.format_exception(exc))
             self._finish(
                 "failed",
-                reason=f"{type(exc).__name__}: {exc}",
+                reason=describe_error(exc),
                 error=exc,
                 traceback=self.error_traceback,
             )
         else:
-            if self._stop_requested:
-                self._finish("stopped", reason=self.reason)
-            else:
-                self.reason = (
-                    f"reached step {self.meter.step}"
-                    if self._session_started
-                    else f"nothing to train: the model is already at max_steps={max_steps}"
-                )
-                self._finish("finished", reason=self.reason)
+            self._finish(None, max_steps=max_steps)
 
-    def _finish(self, state: RunState, **info: Any) -> None:
-        self.events.emit(self.meter.snapshot())
+    def _finish(self, state: RunState | None, max_steps: int | None = None, **info: Any) -> None:
+        """Publish the final state (``None``: stopped or finished, decided here under the
+        lock, so a stop() racing the end cannot be lost), then release wait()."""
+        self.events.emit(self.meter.final())
         with self._lock:
-            self._set_state(state, **info)
-            self._done.set()
+            if state is None:
+                state = "stopped" if self._stop_requested else "finished"
+                if state == "finished":
+                    self.reason = (
+                        f"reached step {self.meter.step}"
+                        if self._session_started
+                        else f"nothing to train: the model is already at max_steps={max_steps}"
+                    )
+                info["reason"] = self.reason
+            self._state = state
+        # Outside the lock: listeners may do real work (serving queued pipeline requests)
+        # and must not block stop()/pause()/start() on the main thread meanwhile.
+        self.events.emit(RunStateEvent(state, step=self.meter.step, **info))
+        self._done.set()
 
     # StepListener: called by ControlHook on the training thread.
     def session_started(self, step: int) -> None:
@@ -252,20 +267,22 @@ class TrainingRun:
         event = self.meter.update(step)
         if event is not None:
             self.events.emit(event)
-        if self._pause_requested and not self._stop_requested:
+        if self._pause_requested:
             self._hold()
         return self._stop_requested
 
     def _hold(self) -> None:
-        self.meter.pause()
-        self.events.emit(self.meter.snapshot())
-        self._set_state("paused")
-        with self._lock:
+        with self._lock:  # a stop() cannot slip between the check and the "paused" state
+            if self._stop_requested or not self._pause_requested:
+                return
+            self.meter.pause()
+            self.events.emit(self.meter.snapshot())
+            self._set_state("paused")
             while self._pause_requested and not self._stop_requested:
                 self._resume.wait()
             if not self._stop_requested:
                 self._set_state("running")
-        self.meter.resume()
+            self.meter.resume()
 
     def session_ended(self, step: int) -> None:
         self.meter.step = step
@@ -287,7 +304,9 @@ class TrainingRun:
 
     def report_to_console(self, interval: float = 2.0) -> None:
         """Print progress and state changes to stderr (scripts, or a notebook without widgets)."""
-        if self._console is None:
+        if self._console is not None:
+            self._console.view.interval = interval
+        else:
             from nbhooks.views.console import ConsoleReport
 
             self._console = self.own(ConsoleReport(self, interval=interval))
@@ -380,6 +399,11 @@ def _claim(run: TrainingRun) -> None:
             stacklevel=3,
         )
         previous.close()
+        if previous.running:
+            raise RuntimeError(
+                f"the earlier run in {run.model_dir} did not stop within 60 s; "
+                "wait for it (run.wait()) or use another model_dir"
+            )
 
 
 @atexit.register

@@ -123,6 +123,19 @@ class TestBadInput:
                 early_stopping={"metric": "loss"},
             )
 
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"steps": 0}, "steps must be a positive int"),
+            ({"hooks": [object()]}, "SessionRunHook instance"),
+            ({"max_points": 2}, "max_points must be an int >= 3"),
+        ],
+    )
+    def test_checked_before_anything_is_created(self, model_dir, train_fn, kwargs, match):
+        with pytest.raises((TypeError, ValueError), match=match):
+            nh.Dashboard(models.make_estimator(model_dir), train_fn, **kwargs)
+        assert not model_dir.exists()  # not even the model_dir was created
+
     def test_pipeline_off_says_so(self, estimator, train_fn):
         dash = nh.Dashboard(estimator, train_fn, pipeline_checkpoints=False)
         with pytest.raises(RuntimeError, match="pipeline_checkpoints=True"):

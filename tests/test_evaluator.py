@@ -320,3 +320,16 @@ def test_eval_steps_limit_batches_in_the_persistent_session(estimator, train_fn)
     assert got != pytest.approx(
         all_batches.history.query("step == 30 and metric == 'loss'").value.item(), rel=1e-5
     )
+
+
+def test_early_stopping_after_a_failed_session_counts_each_evaluation_once(
+    estimator, train_fn, eval_fn
+) -> None:
+    evaluator = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=10)
+    stopper = nh.EarlyStopping("loss", patience=2, evaluators=[evaluator])
+    stopper.begin()  # a session that failed: its end() never ran
+    stopper.begin()
+    evaluator.events.emit(EvalEvent("eval", 10, {"loss": 1.0}))
+    evaluator.events.emit(EvalEvent("eval", 20, {"loss": 0.5}))
+    assert (stopper.wait, stopper.best_step) == (0, 20)
+    stopper.end(None)

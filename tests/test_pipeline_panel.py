@@ -92,7 +92,12 @@ def test_buttons_are_disabled_while_a_save_waits_for_the_step_boundary(trained):
         go.set()
         worker.join(60)
     publisher.flush()
-    assert not any(b.disabled for b in panel.buttons)
+    assert not panel.save_button.disabled and not panel.restore_button.disabled
+    assert panel.delete_button.disabled  # nothing selected: nothing to delete
+    panel.list.value = panel.list.options[-1][1]
+    assert not panel.delete_button.disabled
+    with pytest.raises(TypeError, match="needs the checkpoint to delete"):
+        hook.delete(None)
     assert "saved position of step 8" in panel.status.value
     assert hook.checkpoints.query("kind == 'manual'").step.tolist() == [8]
     assert rec.steps == [7, 8, 9, 10]

@@ -168,6 +168,15 @@ def test_meter_rate_eta_and_pause_exclusion():
     assert meter.update(20).steps_per_sec == pytest.approx(10)  # the pause is not counted
 
 
+def test_a_session_shorter_than_the_interval_gets_its_average_rate():
+    now = [0.0]
+    meter = ProgressMeter(interval=1.0, clock=lambda: now[0])
+    meter.begin(100, 150)
+    now[0] = 0.25
+    assert meter.update(150) is None  # throttled: no rate yet
+    assert meter.final().steps_per_sec == pytest.approx(200)
+
+
 def test_formatting():
     assert duration(83.2) == "1:23" and duration(3725) == "1:02:05" and duration(None) == "–"
     assert progress_line(1200, 2000, 85.26, 14, 9) == (

@@ -34,7 +34,11 @@ class EvalSession:
             init = v1.global_variables_initializer()
         self._graph.finalize()  # nothing may be added per evaluation
         self.session = v1.Session(graph=self._graph, config=session_config)
-        self.session.run(init)
+        try:
+            self.session.run(init)
+        except BaseException:
+            self.session.close()
+            raise
 
     @classmethod
     def applies(cls, hook: Any) -> bool:

@@ -124,9 +124,15 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
         return self.store.to_frame()
 
     def attach(self, run: Any) -> None:
-        """Called by :class:`~nbhooks.run.TrainingRun`: emit on the run's event bus."""
+        """Called by :class:`~nbhooks.run.TrainingRun`: emit on the run's event bus (and
+        close the evaluation session when a run fails: ``end()`` does not run then)."""
         self.run = run
         self.events = run.events
+        run.events.subscribe(self._on_run_event)
+
+    def _on_run_event(self, event: Any) -> None:
+        if isinstance(event, RunStateEvent) and event.state == "failed":
+            self._close_eval_session()
 
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
@@ -346,6 +352,7 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
 
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
+        self._unsubscribe_all()  # end() never ran if the previous session failed
         self.reset()
         self._error = None
         evaluators = self._watched()
@@ -363,9 +370,13 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
             run_context.request_stop()
 
     def end(self, session: Any) -> None:
+        self._unsubscribe_all()
+        self._run_context = None
+
+    def _unsubscribe_all(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        self._unsubscribe, self._run_context = [], None
+        self._unsubscribe = []
 
     # -- internals ------------------------------------------------------------------------
     def _watched(self) -> list[LiveEvaluatorHook]:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from nbhooks._tf import tf
+from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
 from nbhooks.final_values import FinalValuesTable
 
@@ -196,19 +197,6 @@ def _fed_names(feed_dict: Mapping[Any, Any] | None) -> frozenset[str]:
     if not feed_dict:
         return frozenset()
     return frozenset(k if isinstance(k, str) else getattr(k, "name", "") for k in feed_dict)
-
-
-_NOISE = ("Graph execution error", "Detected at node", "File ", "[[")
-
-
-def describe_error(error: BaseException | None, limit: int = 300) -> str:
-    """A one-line summary of a training error (TF messages carry graph tracebacks)."""
-    if error is None:
-        return "the session raised"
-    lines = (line.strip() for line in str(error).splitlines())
-    first = next((line for line in lines if line and not line.startswith(_NOISE)), "")
-    summary = f"{type(error).__name__}: {first}" if first else type(error).__name__
-    return summary if len(summary) <= limit else summary[: limit - 1] + "…"
 
 
 class FinalOpsTableHook(_tf.estimator.FinalOpsHook):

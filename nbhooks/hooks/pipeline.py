@@ -113,7 +113,9 @@ class PipelineCheckpointHook(session_run_hook()):
 
     def delete(self, step: int | str | os.PathLike[str]) -> PipelineRequest:
         """Delete a checkpoint (at once, any time; not the one the next train() restores)."""
-        checkpoint = self._checked(lambda: self.store.deletable(self.store.find(step)), step)
+        checkpoint = self._checked(
+            lambda: self.store.deletable(self.store.find(_given(step))), step
+        )
         request = PipelineRequest("delete", checkpoint)
         self._emit("requested", checkpoint, f"delete {checkpoint.name}")
         self._serve_idle(request)
@@ -424,6 +426,14 @@ class _AutoSaveListener(tf().estimator.CheckpointSaverListener):
         except Exception as exc:  # never break training over bookkeeping
             log.exception("nbhooks: pipeline checkpoint rotation failed")
             self._hook._emit("failed", None, f"rotation after step {global_step_value}: {exc}")
+
+
+def _given(step: Any) -> Any:
+    if step is None:
+        raise TypeError(
+            "delete() needs the checkpoint to delete: its step, name or path (see .checkpoints)"
+        )
+    return step
 
 
 def _check_estimator(estimator: Any) -> Any:

@@ -45,6 +45,7 @@ class PipelineCheckpointPanel(View):
         self.save_button.on_click(lambda _: self._post(hook.save))
         self.restore_button.on_click(lambda _: self._post(lambda: hook.restore(self.list.value)))
         self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
+        self.list.observe(lambda _: self._sync_buttons(), names="value")
         self._show(hook.status, failed=False)
 
     @property
@@ -70,10 +71,13 @@ class PipelineCheckpointPanel(View):
         last = personal[-1]
         self._show(last.message or last.action, failed=last.action == "failed")
 
-    def _show(self, message: str, failed: bool) -> None:
+    def _sync_buttons(self) -> None:
+        """Disabled while a request is pending; Delete also needs a selection."""
         pending = self.hook.pending > 0
-        for button in self.buttons:
-            button.disabled = pending
+        self.save_button.disabled = self.restore_button.disabled = pending
+        self.delete_button.disabled = pending or self.list.value is None
+
+    def _show(self, message: str, failed: bool) -> None:
         color = "#c62828" if failed else "inherit"
         text = html.escape(message)
         self.status.value = f'<span style="color:{color}">{"⚠ " if failed else ""}{text}</span>'
@@ -88,6 +92,7 @@ class PipelineCheckpointPanel(View):
             self.list.options = options
             paths = [path for _, path in options]
             self.list.value = selected if selected in paths else None
+        self._sync_buttons()
 
 
 def _automatic(event: PipelineEvent) -> bool:

@@ -28,7 +28,8 @@ class ConsoleView(View):
         self._last = float("-inf")
 
     def _write(self, line: str) -> None:
-        stream = self._stream or sys.__stderr__ or sys.stderr
+        # sys.stderr in a notebook (the cell's output); the process's own stderr in a script
+        stream = self._stream or sys.stderr
         print(f"[nbhooks] {line}", file=stream, flush=True)
 
     def on_events(self, events: Sequence[Any]) -> None:

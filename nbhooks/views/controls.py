@@ -98,8 +98,6 @@ class ControlsView(View):
             )
             self.pause.description = "Resume" if resume else "Pause"
             self.pause.icon = "play" if resume else "pause"
-            if self.run.steps is not None:
-                self.steps.value = self.run.steps
 
     def on_events(self, events: Sequence[Any]) -> None:
         states = [e.state for e in events if isinstance(e, RunStateEvent)]

@@ -37,6 +37,12 @@ PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
 _ROW_HEIGHT = 260
 
 
+def check_max_points(max_points: object) -> None:
+    """The most points drawn per curve: an int >= 3."""
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 3:
+        raise ValueError(f"max_points must be an int >= 3, got {max_points!r}")
+
+
 def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     """Indices of ``n`` points that keep the shape of ``y(x)`` (Largest-Triangle-Three-Buckets).
 
@@ -118,8 +124,7 @@ class CurvesView(View):
                 f"history must be a nbhooks.MetricHistory (e.g. hook.store), got "
                 f"{type(history).__name__}"
             )
-        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 3:
-            raise ValueError(f"max_points must be an int >= 3, got {max_points!r}")
+        check_max_points(max_points)
         if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
             raise ValueError(f"columns must be an int >= 1, got {columns!r}")
         self.history = history

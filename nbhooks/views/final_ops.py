@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from nbhooks.final_values import FinalValuesTable
-from nbhooks.views.base import View
+from nbhooks.views.base import View, resync_widget_tree
 
 #: Shown columns: (header, column of FinalValuesTable.to_frame()).
 DISPLAY: tuple[tuple[str, str], ...] = (
@@ -181,8 +181,7 @@ class FinalOpsView(View):
         that cell: call this on the main thread before such a snapshot.
         """
         self.refresh()
-        for child in (self.html, self.banner, self.summary, self.status):
-            child.send_state()
+        resync_widget_tree(self.widget)
 
     def refresh(self) -> None:
         """Redraw from the table (skipped when neither the table nor the controls changed)."""

@@ -19,15 +19,21 @@ class RunPanel:
     def __init__(self, run: Any, views: tuple[View, ...] = (), interval: float = 0.1) -> None:
         self.controls = ControlsView(run)
         self.progress = ProgressView(run)
-        self.views: list[View] = [self.controls, self.progress, *views]
-        self.publisher = Publisher(run.events, self.views, interval=interval)
+        self.publisher = Publisher(
+            run.events, [self.controls, self.progress, *views], interval=interval
+        )
         self.widget = w.VBox([v.widget for v in self.views if v.widget is not None])
         self.widget.add_class("nbh-run-panel")
 
-    def add(self, view: View) -> None:
+    @property
+    def views(self) -> list[View]:
+        """Every view this panel feeds (and closes)."""
+        return self.publisher.views
+
+    def add(self, view: View, show: bool = True) -> None:
+        """Feed ``view`` too; ``show`` also appends its widget to the panel's own box."""
         self.publisher.add(view)
-        self.views.append(view)
-        if view.widget is not None:
+        if show and view.widget is not None:
             self.widget.children = (*self.widget.children, view.widget)
 
     def resync(self) -> None:

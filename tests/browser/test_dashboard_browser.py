@@ -110,7 +110,8 @@ def steer(page: Any, name: str) -> None:
     expected = len({*range(0, final + 1, EVERY_N_ITER), final})
     harness.poll(
         lambda: harness.plot_point_counts(page, PLOT)[::2] == [expected] * 4,
-        30, f"{expected} points per curve",
+        30,
+        f"{expected} points per curve",
     )
     open_tab(page, "Final ops")
     expect(dash.locator(".nbh-final-ops").first).to_contain_text("hidden kernel", timeout=30_000)
