@@ -46,16 +46,16 @@ class Dashboard:
         max_points: int = 500,
         export_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from nbhooks._tf import tf
+        from nbhooks.checks import check_estimator, check_hooks, check_input_fn, check_steps
         from nbhooks.history import MetricHistory
-        from nbhooks.run import _check_estimator, _check_hooks, _check_steps
         from nbhooks.views.curves import check_max_points
 
         # Every check runs before anything is created: a bad argument leaves nothing behind.
-        _check_estimator(estimator, tf())
-        _check_steps(steps, None)
+        check_estimator(estimator)
+        check_input_fn(train_input_fn)
+        check_steps(steps, None)
         hooks = tuple(hooks)
-        _check_hooks(hooks, tf())
+        check_hooks(hooks)
         check_max_points(max_points)
         evals = _check_evals(evals)
         if early_stopping is not None and not evals:

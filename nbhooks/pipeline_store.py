@@ -171,6 +171,10 @@ class PipelineStore:
         """The save path to give ``Saver.save(..., global_step=step)`` for ``kind``."""
         return str(self.dir / PREFIXES[kind])
 
+    def path(self, kind: Kind, step: int) -> str:
+        """Where ``Saver.save(prefix(kind), global_step=step)`` writes: ``<prefix>-<step>``."""
+        return f"{self.prefix(kind)}-{step}"
+
     def point_at(self, checkpoint: Checkpoint) -> None:
         """Make ``checkpoint`` the one the next ``train()`` restores (atomic state-file write)."""
         with self.lock:
@@ -181,7 +185,7 @@ class PipelineStore:
 
     def pin(self, checkpoint: Checkpoint) -> Checkpoint:
         """Copy ``checkpoint`` as a manual one (kept apart from automatic rotation)."""
-        target = Path(f"{self.prefix('manual')}-{checkpoint.step}")
+        target = Path(self.path("manual", checkpoint.step))
         if checkpoint.kind == "manual":
             return checkpoint
         with self.lock:

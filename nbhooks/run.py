@@ -8,16 +8,21 @@ progress; in a plain script it reports to the console.
 from __future__ import annotations
 
 import atexit
-import os
-import tempfile
 import threading
 import traceback
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from nbhooks import NbhooksWarning
+from nbhooks.checks import (
+    check_estimator,
+    check_hooks,
+    check_input_fn,
+    check_model_dir,
+    check_steps,
+)
 from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, RunState, RunStateEvent
 from nbhooks.progress import ProgressMeter
@@ -51,20 +56,14 @@ class TrainingRun:
         *,
         report: str | None = "auto",
     ) -> None:
-        from nbhooks._tf import tf
-
         hooks = tuple(hooks)
-        _check_estimator(estimator, tf())
-        if not callable(input_fn):
-            raise TypeError(
-                f"input_fn must be a function returning a tf.data.Dataset or (features, labels), "
-                f"got {type(input_fn).__name__}: pass the function itself, not its result"
-            )
-        _check_steps(steps, max_steps)
-        _check_hooks(hooks, tf())
+        check_estimator(estimator)
+        check_input_fn(input_fn)
+        check_steps(steps, max_steps)
+        check_hooks(hooks)
         if report not in ("auto", "console", None):
             raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
-        self.model_dir = _check_model_dir(estimator.model_dir)
+        self.model_dir = check_model_dir(estimator.model_dir)
         self.estimator = estimator
         self.input_fn = input_fn
         self.steps, self.max_steps = steps, max_steps
@@ -126,7 +125,7 @@ class TrainingRun:
         """Start training in the background; returns at once. ``steps``/``max_steps`` override
         the ones given at construction for this start."""
         if steps is not None or max_steps is not None:
-            _check_steps(steps, max_steps)
+            check_steps(steps, max_steps)
         else:
             steps, max_steps = self.steps, self.max_steps
         if self.running:
@@ -326,52 +325,6 @@ class TrainingRun:
 
     def __repr__(self) -> str:
         return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
-
-
-# -- checks (raised before anything starts) ---------------------------------------------------
-def _check_estimator(estimator: Any, tf: Any) -> None:
-    if not isinstance(estimator, tf.estimator.Estimator):
-        raise TypeError(
-            f"estimator must be a tf.estimator.Estimator (e.g. tf.estimator.Estimator(model_fn) "
-            f"or a canned one such as tf.estimator.DNNClassifier), got {type(estimator).__name__}"
-        )
-
-
-def _check_steps(steps: int | None, max_steps: int | None) -> None:
-    if steps is not None and max_steps is not None:
-        raise ValueError(
-            "give steps (how many more steps) or max_steps (the global step to stop at), not both"
-        )
-    for name, value in (("steps", steps), ("max_steps", max_steps)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be a positive int, got {value!r}")
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value}")
-
-
-def _check_hooks(hooks: Sequence[Any], tf: Any) -> None:
-    for hook in hooks:
-        if not isinstance(hook, tf.estimator.SessionRunHook):
-            raise TypeError(
-                f"every hook must be a tf.estimator.SessionRunHook instance, got "
-                f"{type(hook).__name__} (pass hook objects, not classes or callables)"
-            )
-
-
-def _check_model_dir(model_dir: str | os.PathLike[str]) -> str:
-    path = os.path.realpath(os.fspath(model_dir))
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".nbhooks-write-test"):
-            pass
-    except OSError as exc:
-        raise PermissionError(
-            f"the estimator's model_dir {path!r} is not writable ({exc.strerror or exc}): pass "
-            "RunConfig(model_dir=...) a directory you can write to"
-        ) from exc
-    return path
 
 
 def _in_kernel() -> bool:

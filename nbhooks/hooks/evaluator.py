@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nbhooks._tf import tf
+from nbhooks.checks import check_estimator, check_input_fn
 from nbhooks.events import EvalEvent, EventBus, RunStateEvent
 from nbhooks.history import MetricHistory, check_mode, is_improvement
 from nbhooks.hooks._graph import require_global_step
@@ -230,16 +231,8 @@ def _check_args(
     steps: Any,
     history: Any,
 ) -> None:
-    if not isinstance(estimator, _tf.estimator.Estimator):
-        raise TypeError(
-            f"estimator must be a tf.estimator.Estimator (custom or canned, e.g. "
-            f"tf.estimator.DNNClassifier), got {type(estimator).__name__}"
-        )
-    if not callable(input_fn):
-        raise TypeError(
-            f"input_fn must be a function returning a tf.data.Dataset or (features, labels), "
-            f"got {type(input_fn).__name__}: pass the function itself, not its result"
-        )
+    check_estimator(estimator)
+    check_input_fn(input_fn)
     if name is not None and (not isinstance(name, str) or not name or "/" in name):
         raise ValueError(
             f"name must be None or a non-empty string without '/' (summaries go to "

@@ -279,7 +279,7 @@ class PipelineCheckpointHook(session_run_hook()):
         return self._restored(checkpoint, message)
 
     def _save_manual(self, session: Any, step: int) -> Checkpoint:
-        prefix = f"{self.store.prefix('manual')}-{step}"
+        prefix = self.store.path("manual", step)
         try:
             self._saver().save(
                 session,
@@ -395,7 +395,7 @@ class PipelineCheckpointHook(session_run_hook()):
 
     def _on_auto_save(self, step: int) -> None:
         deleted = self.store.rotate("auto")
-        checkpoint = self.store.find(f"{self.store.prefix('auto')}-{step}")
+        checkpoint = self.store.find(self.store.path("auto", step))
         self._emit("saved", checkpoint, f"automatic save at step {step}")
         for old in deleted:
             self._emit("deleted", old, f"rotated out {old.name} (keep={self.store.keep})")
