@@ -306,8 +306,15 @@ def test_a_missing_next_start_is_reported_before_the_first_step(model_dir):
     est.train(ids_input_fn(), hooks=[hook], steps=3)
     for f in model_dir.glob("input.ckpt-3.*"):
         f.unlink()
+    sessions: list[object] = []
+
+    class SessionSpy(tf().estimator.SessionRunHook):
+        def after_create_session(self, session, coord) -> None:
+            sessions.append(session)
+
     with pytest.raises(PipelineCheckpointError, match=r"which is missing\. Restore another"):
-        est.train(ids_input_fn(), hooks=[hook], steps=3)
+        est.train(ids_input_fn(), hooks=[hook, SessionSpy()], steps=3)
+    assert sessions == []  # raised in begin(): no session, so no in-memory evaluation either
     assert model_steps(model_dir) == [0, 3]
 
 

@@ -174,6 +174,9 @@ class PipelineCheckpointHook(session_run_hook()):
     def begin(self) -> None:
         # TF builds its saver only once, in the first graph: a hook reused for a second
         # train() would run the old graph's ops. Rebuild it for every graph.
+        target = self.store.state_path()
+        if target is not None and self.store.latest() is None:
+            raise self._missing(target)  # before the session (and any evaluation) starts
         self._saver_hook._saver = None
         self._tf_hook.begin()
         self._saver().saver_def.max_to_keep = 0  # rotation is ours, per kind
@@ -314,12 +317,7 @@ class PipelineCheckpointHook(session_run_hook()):
         else:
             checkpoint = self._resume_point(step)
             if checkpoint is None:
-                raise PipelineCheckpointError(
-                    f"the pipeline state file {self.store.dir / 'checkpoint_input'} names "
-                    f"{target}, which is missing. Restore another checkpoint with "
-                    f"hook.restore(step) (see hook.checkpoints), or delete that state file to "
-                    f"start the pipeline from the beginning."
-                )
+                raise self._missing(target)
             try:
                 self._saver().restore(session, checkpoint.path)
             except tf().errors.OpError as exc:
@@ -344,6 +342,14 @@ class PipelineCheckpointHook(session_run_hook()):
             aligned = [c for c in self.store.list() if c.kind == "auto" and c.step == step]
             return aligned[-1] if aligned else checkpoint
         return checkpoint
+
+    def _missing(self, target: str) -> PipelineCheckpointError:
+        return PipelineCheckpointError(
+            f"the pipeline state file {self.store.dir / 'checkpoint_input'} names "
+            f"{target}, which is missing. Restore another checkpoint with "
+            f"hook.restore(step) (see hook.checkpoints), or delete that state file to "
+            f"start the pipeline from the beginning."
+        )
 
     def _max_catch_up(self) -> int:
         every = self._saver_hook._timer._every_steps
