@@ -55,11 +55,6 @@ def estimator_lib() -> ModuleType:
     return estimator_module
 
 
-def session_run_hook() -> type:
-    """The base class of every hook: ``tf.estimator.SessionRunHook``."""
-    return tf().estimator.SessionRunHook
-
-
 def estimator_util() -> ModuleType:
     """``tensorflow_estimator.python.estimator.util`` (``_DatasetInitializerHook``)."""
     tf()

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbhooks._tf import session_run_hook, tf
+from nbhooks._tf import tf
 from nbhooks.events import EventBus, PipelineEvent, RunStateEvent
 from nbhooks.pipeline_store import (
     Checkpoint,
@@ -57,7 +57,7 @@ _STATEFUL_HELP = (
 )
 
 
-class PipelineCheckpointHook(session_run_hook()):
+class PipelineCheckpointHook(tf().estimator.SessionRunHook):
     """Save and restore the position of the training ``tf.data`` pipeline, on request.
 
     ``keep``: automatic checkpoints kept (like TF's ``max_to_keep``); manual ones are rotated
