@@ -47,7 +47,8 @@ def main() -> None:
         estimator = make_demo_estimator(f"{root}/run{i}", **kw)
         run = nh.TrainingRun(estimator, train_fn, steps=args.steps, hooks=[clock], report=None)
         panels.append(run.panel())
-        run.start().wait()
+        run.start()
+        run.wait()
         run.close()
 
     bare(-1)  # warm up graph building and TF's kernels

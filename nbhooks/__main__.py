@@ -389,7 +389,8 @@ def run_headless(workdir: Path, steps: int, evaluations: int = 10) -> Path:
     )
     dash.run.report_to_console(interval=1.0)
     try:
-        dash.train().wait()
+        dash.train()
+        dash.wait()
         return dash.export_html(workdir / REPORT)
     finally:
         dash.close()

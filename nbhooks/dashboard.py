@@ -112,10 +112,10 @@ class Dashboard:
         return PipelineCheckpointHook(self.estimator, external_state_policy=policy, keep=keep)
 
     # -- the run ----------------------------------------------------------------------------
-    def train(self, steps: int | None = None, max_steps: int | None = None) -> Dashboard:
-        """Start training in the background (``steps`` more, or up to ``max_steps``)."""
+    def train(self, steps: int | None = None, max_steps: int | None = None) -> None:
+        """Start training in the background (``steps`` more, or up to ``max_steps``); returns
+        at once. :meth:`wait` blocks until it ends."""
         self.run.start(steps=steps, max_steps=max_steps)
-        return self
 
     def pause(self) -> None:
         self.run.pause()

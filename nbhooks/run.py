@@ -121,7 +121,7 @@ class TrainingRun:
         self.events.emit(RunStateEvent(state, step=self.meter.step, **info))
 
     # -- control (any thread) -------------------------------------------------------------
-    def start(self, steps: int | None = None, max_steps: int | None = None) -> TrainingRun:
+    def start(self, steps: int | None = None, max_steps: int | None = None) -> None:
         """Start training in the background; returns at once. ``steps``/``max_steps`` override
         the ones given at construction for this start."""
         if steps is not None or max_steps is not None:
@@ -151,7 +151,6 @@ class TrainingRun:
                 self._done.set()
                 self.error, self._state = exc, "failed"
                 raise
-        return self
 
     def pause(self) -> None:
         """Hold training at the next step boundary (the session stays open)."""

@@ -33,7 +33,7 @@ def test_train_fills_history_final_ops_and_checkpoints(dash):
     assert dash.state == "idle" and dash.history.empty
     widget = dash.widget
     assert "nbh-dashboard" in widget._dom_classes
-    assert dash.train() is dash
+    assert dash.train() is None  # a cell ending in dash.train() shows no second dashboard
     assert dash.wait(timeout=120) == "finished"
     h = dash.history
     assert list(h.columns) == ["step", "evaluation", "metric", "value", "wall_time"]
@@ -64,13 +64,15 @@ def test_rerunning_the_cell_leaves_no_thread_or_widget_behind(
     assert first.state == "stopped"
     assert old_widget.comm is None  # the old dashboard's widgets are closed
     second.widget  # noqa: B018 - builds it
-    second.train().wait(timeout=120)
+    second.train()
+    second.wait(timeout=120)
     second.close()
     assert wait_for(lambda: not live_threads(), timeout=10), live_threads()
 
 
 def test_export_html_report(dash, tmp_path):
-    dash.train().wait(timeout=120)
+    dash.train()
+    dash.wait(timeout=120)
     report = dash.export_html(tmp_path / "report.html").read_text()
     assert "Evaluation curves" in report and "Final-op values" in report
     assert "Pipeline checkpoints" in report and "plotly" in report
@@ -85,7 +87,8 @@ def test_early_stopping_stops_through_the_run(estimator, train_fn, eval_fn, comm
         steps=5000,
         early_stopping={"metric": "accuracy", "mode": "max", "patience": 2, "min_delta": 0.5},
     )
-    assert dash.train().wait(timeout=120) == "stopped"
+    dash.train()
+    assert dash.wait(timeout=120) == "stopped"
     assert dash.run.reason.startswith("early stopping: accuracy (eval)")
     # best at step 0, then two evaluations without improvement: stops at step 20(+1)
     assert dash.run.global_step <= 21

@@ -44,7 +44,7 @@ def test_start_returns_at_once_and_finishes(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, steps=200, report=None)
     states = record_states(run)
     assert run.state == "idle"
-    assert run.start() is run
+    assert run.start() is None  # a command: the last line of a cell shows nothing more
     assert run.running
     assert run.wait(timeout=120) == "finished"
     assert run.global_step == 200
@@ -115,11 +115,13 @@ def test_error_is_surfaced_and_reraised(model_dir):
 
 def test_restart_after_finish_continues_from_the_checkpoint(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, steps=60, report=None)
-    run.start().wait(timeout=120)
+    run.start()
+    run.wait(timeout=120)
     run.start(steps=40)
     assert run.wait(timeout=120) == "finished"
     assert run.global_step == 100
-    run.start(max_steps=130).wait(timeout=120)
+    run.start(max_steps=130)
+    run.wait(timeout=120)
     assert run.global_step == 130
 
 
@@ -131,7 +133,8 @@ def test_double_start_is_refused(run):
 
 def test_replacing_the_run_stops_the_old_thread(estimator, train_fn):
     """Re-executing the cell that makes a run leaves one training thread, not two."""
-    old = nh.TrainingRun(estimator, train_fn, steps=100_000, report=None).start()
+    old = nh.TrainingRun(estimator, train_fn, steps=100_000, report=None)
+    old.start()
     assert wait_for(lambda: old.global_step > 5)
     with pytest.warns(nh.NbhooksWarning, match="stopping the earlier run"):
         new = nh.TrainingRun(estimator, train_fn, steps=20, report=None)
@@ -147,7 +150,8 @@ def test_console_report_without_widgets(estimator, train_fn):
     from nbhooks.views.console import ConsoleReport
 
     report = ConsoleReport(run, stream=stream)
-    run.start().wait(timeout=120)
+    run.start()
+    run.wait(timeout=120)
     report.close()
     text = stream.getvalue()
     assert "[nbhooks] running at step 0" in text
@@ -156,8 +160,10 @@ def test_console_report_without_widgets(estimator, train_fn):
 
 def test_max_steps_already_reached_says_so(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, max_steps=10, report=None)
-    run.start().wait(timeout=120)
-    run.start().wait(timeout=120)
+    run.start()
+    run.wait(timeout=120)
+    run.start()
+    run.wait(timeout=120)
     assert "already at max_steps=10" in run.reason
 
 
@@ -207,7 +213,8 @@ sys.modules["ipywidgets"] = None  # as if ipywidgets were not installed
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import models, nbhooks as nh
 run = nh.TrainingRun(models.make_estimator({str(tmp_path / "m")!r}), models.input_fn(), steps=30)
-print(run.start().wait(timeout=120), run.global_step)
+run.start()
+print(run.wait(timeout=120), run.global_step)
 assert "ipywidgets" not in sys.modules or sys.modules["ipywidgets"] is None
 """
     out = subprocess.run(

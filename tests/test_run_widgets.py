@@ -66,7 +66,8 @@ def test_start_refused_shows_a_message(panel_run):
 def test_progress_shows_step_target_rate_and_eta(estimator, train_fn, comm_log):
     run = nh.TrainingRun(estimator, train_fn, steps=300, report=None)
     panel = run.panel()
-    run.start().wait(timeout=120)
+    run.start()
+    run.wait(timeout=120)
     assert delivered(panel, lambda: "finished" in panel.progress.badge.value)
     p = panel.progress
     assert (p.bar.value, p.bar.max, p.bar.bar_style) == (300, 300, "success")
@@ -81,7 +82,8 @@ def test_updates_are_throttled_and_batched(estimator, train_fn, comm_log):
     panel = run.panel()
     before = len(comm_log.updates())
     t0 = time.monotonic()
-    run.start().wait(timeout=120)
+    run.start()
+    run.wait(timeout=120)
     elapsed = time.monotonic() - t0
     panel.publisher.wait_idle()
     updates = len(comm_log.updates()) - before
@@ -117,7 +119,8 @@ def test_close_closes_widgets_and_publisher_thread(estimator, train_fn, comm_log
     run = nh.TrainingRun(estimator, train_fn, steps=50, report=None)
     panel = run.panel()
     assert run.panel() is panel  # displaying twice shows one widget, not two
-    run.start().wait(timeout=60)
+    run.start()
+    run.wait(timeout=60)
     run.close()
     assert panel.widget.comm is None and panel.controls.start.comm is None
     assert panel.progress.bar.layout.comm is None and panel.controls.start.style.comm is None
