@@ -58,13 +58,22 @@ def decode(array: dict) -> list:
     return np.frombuffer(array["buffer"], dtype=array["dtype"]).tolist()
 
 
+def is_line(trace) -> bool:
+    """A curve's line (not its best-value star)."""
+    return not trace["name"].startswith("best ")
+
+
+def lines(figure) -> list:
+    return [t for t in figure.data if is_line(t)]
+
+
 def drawn(view: CurvesView) -> dict[tuple[str, str], list[int]]:
     """The x values of each curve in the synced widget state (what a late page would show)."""
     state = view.figure.get_state()["_widget_data"]
     return {
         (t["legendgroup"], t["hovertemplate"].split(":")[0].split()[-1]): decode(t["x"])
         for t in state
-        if t["mode"] == "lines+markers"
+        if is_line(t)
     }
 
 
@@ -80,16 +89,17 @@ def test_created_late_it_draws_the_whole_history(history) -> None:
     fig = view.figure
     assert [a.text for a in fig.layout.annotations] == ["loss", "accuracy"]
     assert len(fig.data) == 8  # 2 evaluations x 2 metrics x (line + best star)
-    lines = [t for t in fig.data if t.mode == "lines+markers"]
-    assert {(t.legendgroup, t.xaxis) for t in lines} == {
+    curves = lines(fig)
+    assert all(t.mode == "lines+markers" for t in curves)  # few points: each one marked
+    assert {(t.legendgroup, t.xaxis) for t in curves} == {
         ("train", "x"),
         ("eval", "x"),
         ("train", "x2"),
         ("eval", "x2"),
     }
-    assert [t.name for t in lines if t.showlegend] == ["train", "eval"]  # one legend entry each
-    colours = {t.legendgroup: set() for t in lines}
-    for t in lines:
+    assert [t.name for t in curves if t.showlegend] == ["train", "eval"]  # one legend entry each
+    colours = {t.legendgroup: set() for t in curves}
+    for t in curves:
         colours[t.legendgroup].add(t.line.color)
     assert all(len(c) == 1 for c in colours.values()) and len(set.union(*colours.values())) == 2
     assert drawn(view)[("eval", "loss")] == list(range(0, 100, 10))
@@ -135,9 +145,10 @@ def test_bytes_per_update_stay_flat_and_small() -> None:
         assert len(history) == total
     assert all(size < 50_000 for size in sizes.values()), sizes
     assert sizes[100_000] == pytest.approx(sizes[10_000], rel=0.05), sizes
-    lines = [t for t in view.figure.data if t.mode == "lines+markers"]
-    assert max(len(t.x) for t in lines) == 500
-    assert lines[0].x[-1] == (100_000 // 4 - 1) * 10  # the latest point is always drawn
+    curves = lines(view.figure)
+    assert max(len(t.x) for t in curves) == 500
+    assert curves[0].x[-1] == (100_000 // 4 - 1) * 10  # the latest point is always drawn
+    assert all(t.mode == "lines" for t in curves)  # no marker per point: a light redraw
 
 
 def test_best_value_is_marked_and_the_readout_shows_latest_and_best() -> None:

@@ -17,8 +17,9 @@ from nbhooks.views.format import duration, progress_line
 
 
 class Recorder(View):
-    def __init__(self) -> None:
+    def __init__(self, interval: float | None = None) -> None:
         self.batches: list[list] = []
+        self.interval = interval
 
     def on_events(self, events) -> None:
         self.batches.append(list(events))
@@ -147,11 +148,31 @@ def test_publisher_batches_by_time():
     now = [0.0]
     bus, view = EventBus(), Recorder()
     pub = Publisher(bus, [view], interval=0.1, clock=lambda: now[0])
-    pub._last_flush = 0.0
-    for step in range(100):
+    bus.emit(StepEvent(0, 100, None, 0, None))
+    assert wait_for(lambda: view.batches)  # the first event goes out at once
+    for step in range(1, 100):
         bus.emit(StepEvent(step, 100, None, 0, None))
     pub.flush()
-    assert len(view.batches) == 1 and view.batches[0][0].step == 99
+    assert [[e.step for e in batch] for batch in view.batches] == [[0], [99]]
+    pub.close()
+
+
+def test_publisher_throttles_each_view_by_its_own_interval():
+    now = [0.0]
+    bus, fast, slow = EventBus(), Recorder(), Recorder(interval=1.0)
+    pub = Publisher(bus, [fast, slow], interval=0.1, clock=lambda: now[0])
+    bus.emit(RunStateEvent("running"))
+    assert wait_for(lambda: fast.batches and slow.batches)
+    for step in range(1, 101):
+        bus.emit(StepEvent(step, 100, None, 0, None))
+    assert pub.wait_idle(timeout=0.3) is False  # the clock stands still: nothing is due
+    now[0] = 0.5
+    assert wait_for(lambda: len(fast.batches) == 2)
+    assert [e.step for e in fast.batches[1]] == [100]  # coalesced to the latest step
+    assert len(slow.batches) == 1  # due only at 1.0
+    now[0] = 1.0
+    assert wait_for(lambda: len(slow.batches) == 2)
+    assert [e.step for e in slow.batches[1]] == [100]
     pub.close()
 
 

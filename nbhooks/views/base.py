@@ -11,13 +11,15 @@ class View(ABC):
     """A small output plugin.
 
     ``on_events`` is called by the :class:`~nbhooks.publish.Publisher` only, on its own thread,
-    at most ~10 times a second, with every event since the last call (consecutive
+    at most once per ``interval`` seconds, with every event since the last call (consecutive
     :class:`~nbhooks.events.StepEvent` s coalesced to the latest). It should batch its widget
     changes (``hold_sync()``, ``fig.batch_update()``). ``close()`` releases its widgets.
     """
 
     #: The ipywidgets widget to display (``None`` for non-widget views such as the console).
     widget: Any = None
+    #: The least time between two batches, in seconds (``None``: the publisher's, 0.1 s).
+    interval: float | None = None
 
     @abstractmethod
     def on_events(self, events: Sequence[Any]) -> None: ...

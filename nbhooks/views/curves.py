@@ -5,6 +5,11 @@ with a star, and a readout of the latest and best values. Each update sends only
 that changed, each downsampled to at most ``max_points`` (LTTB), so the bytes per update stay
 flat however long the run; the DataFrame keeps every value.
 
+Every update makes the browser redraw the figure (SVG, one element per marker), which costs
+tens of milliseconds on a small machine: the view asks for at most two updates a second
+(``interval``) and drops the markers once a curve has more than ``MARKER_LIMIT`` points, so
+a long run keeps the page responsive.
+
 plotly's FigureWidget sends its data as widget state only when first displayed and later
 changes as one-off messages, so a page that connects later (Voila, a reloaded tab, the widget
 state nbclient saves) would show an empty plot. After every update the synced state
@@ -34,6 +39,7 @@ from nbhooks.views.base import View
 
 CSS_CLASS = "nbh-curves"
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
+MARKER_LIMIT = 100  #: curves with more drawn points than this are drawn without markers
 _ROW_HEIGHT = 260
 
 
@@ -107,8 +113,9 @@ class CurvesView(View):
 
     ``max_points``: the most points drawn per curve (the history keeps all). ``modes``:
     "min" or "max" per metric for the best-value marker (default: "min" for losses and
-    errors, "max" otherwise). Create it on the main thread; the publisher calls
-    :meth:`on_events`. It draws what the history already holds when created.
+    errors, "max" otherwise). ``interval``: the least time between two redraws, in seconds.
+    Create it on the main thread; the publisher calls :meth:`on_events`. It draws what the
+    history already holds when created.
     """
 
     def __init__(
@@ -118,6 +125,7 @@ class CurvesView(View):
         *,
         modes: Mapping[str, str] | None = None,
         columns: int = 2,
+        interval: float = 0.5,
     ) -> None:
         if not isinstance(history, MetricHistory):
             raise TypeError(
@@ -127,6 +135,9 @@ class CurvesView(View):
         check_max_points(max_points)
         if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
             raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
+            raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
+        self.interval = float(interval)
         self.history = history
         self.max_points = max_points
         self.columns = columns
@@ -238,6 +249,9 @@ class CurvesView(View):
         x, y = downsample(steps, values, self.max_points)
         line, best = self.figure.data[index], self.figure.data[index + 1]
         line.x, line.y = x, y
+        mode = "lines+markers" if len(x) <= MARKER_LIMIT else "lines"
+        if line.mode != mode:
+            line.mode = mode
         point = self.history.best(key[1], self._mode(key[1]), evaluation=key[0])
         if point is not None:
             best.x, best.y = [point.step], [point.value]

@@ -77,6 +77,7 @@ def steer(page: Any, name: str) -> None:
     pipeline checkpoint, Stop; the final-ops table appears. Screenshots at each stage."""
     dash = page.locator(DASH).first
     step = wait_step_beyond(page, 0, timeout=120)
+    expect(page.locator(DASH)).to_have_count(1)  # dash.train() in a cell shows no second one
     first = harness.wait_plot_points(page, 2, selector=PLOT, timeout=120)
     wait_step_beyond(page, step)
     grown = harness.poll(
