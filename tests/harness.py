@@ -172,15 +172,17 @@ class Server:
 
 @contextlib.contextmanager
 def serve(spec: ServerSpec, cwd: Path, name: str) -> Iterator[Server]:
-    """Start ``spec`` in its own session with the isolated environment; yield once it is
-    ready; stop it and its child kernels by PID at the end; print its log on error."""
-    log_dir = Path(tempfile.mkdtemp(prefix=f"nbhooks-{name}-log-"))
+    """Start ``spec`` in its own session with Jupyter directories of its own (settings such
+    as the theme a test chose, workspaces and runtime files do not leak into the next server);
+    yield once it is ready; stop it and its child kernels by PID at the end; print its log on
+    error."""
+    log_dir = Path(tempfile.mkdtemp(prefix=f"nbhooks-{name}-"))
     log_path = log_dir / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             spec.cmd,
             cwd=cwd,
-            env=jupyter_env(),
+            env=jupyter_env(log_dir / "jupyter"),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -206,22 +208,16 @@ def _token() -> str:
 def jupyter_lab(root_dir: str | Path, *extra_args: str) -> Iterator[Server]:
     """JupyterLab serving ``root_dir``, with ``window.jupyterapp`` exposed to the page."""
     root = Path(root_dir)
-    # A workspace of its own: a shared one would reopen the previous test's notebooks (404s).
-    workspaces = tempfile.mkdtemp(prefix="nbhooks-lab-workspaces-")
     spec = jupyter_app_spec(
         "jupyterlab",
         root,
         free_port(),
         _token(),
         "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.workspaces_dir={workspaces}",
         *extra_args,
     )
-    try:
-        with serve(spec, root, "jupyterlab") as server:
-            yield server
-    finally:
-        shutil.rmtree(workspaces, ignore_errors=True)
+    with serve(spec, root, "jupyterlab") as server:
+        yield server
 
 
 @contextlib.contextmanager
