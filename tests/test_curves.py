@@ -173,7 +173,7 @@ def test_stop_reason_is_shown(history) -> None:
     view.on_events([RunStateEvent("stopping", step=90, reason="early stopping: loss flat")])
     assert "early stopping: loss flat" in view.status.value
     view.on_events([RunStateEvent("failed", step=90, reason="ValueError: <bad>")])
-    assert "&lt;bad&gt;" in view.status.value and "#b00" in view.status.value
+    assert "&lt;bad&gt;" in view.status.value and "--jp-error-color1" in view.status.value
 
 
 def test_export_html_works_offline_and_csv_keeps_everything(history, tmp_path) -> None:

@@ -7,7 +7,6 @@ Clicks (main thread) only post requests to the hook; every widget change comes f
 from __future__ import annotations
 
 import contextlib
-import html
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ import ipywidgets as w
 from nbhooks.events import PipelineEvent
 from nbhooks.pipeline_store import Checkpoint, PipelineCheckpointError, parse_name
 from nbhooks.views.base import View
+from nbhooks.views.format import ERROR_COLOUR, coloured
 
 
 class PipelineCheckpointPanel(View):
@@ -78,9 +78,8 @@ class PipelineCheckpointPanel(View):
         self.delete_button.disabled = pending or self.list.value is None
 
     def _show(self, message: str, failed: bool) -> None:
-        color = "#c62828" if failed else "inherit"
-        text = html.escape(message)
-        self.status.value = f'<span style="color:{color}">{"⚠ " if failed else ""}{text}</span>'
+        text = f"⚠ {message}" if failed else message
+        self.status.value = coloured(text, ERROR_COLOUR if failed else "inherit")
         self._show_list()
 
     def _show_list(self) -> None:

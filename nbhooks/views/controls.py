@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +9,7 @@ import ipywidgets as w
 
 from nbhooks.events import RunStateEvent
 from nbhooks.views.base import View
+from nbhooks.views.format import ERROR_COLOUR, coloured
 
 #: state -> (start enabled, pause/resume enabled, stop enabled, pause button shows "Resume")
 _ENABLED: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -82,9 +82,7 @@ class ControlsView(View):
         try:
             action()
         except Exception as exc:  # shown in the view; the API raises it to callers
-            self.message.value = (
-                f'<span style="color:var(--jp-error-color1,#c62828)">{html.escape(str(exc))}</span>'
-            )
+            self.message.value = coloured(str(exc), ERROR_COLOUR)
         else:
             self.message.value = ""
 

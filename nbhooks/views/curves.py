@@ -36,6 +36,7 @@ from plotly.subplots import make_subplots
 from nbhooks.events import EvalEvent, RunStateEvent
 from nbhooks.history import MetricHistory, Mode, check_mode, guess_mode
 from nbhooks.views.base import View
+from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured
 
 CSS_CLASS = "nbh-curves"
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
@@ -286,9 +287,8 @@ class CurvesView(View):
         return f"<td><b>{value:.4g}</b><br><small>{best_txt}</small></td>"
 
     def _show_status(self, event: RunStateEvent) -> None:
-        text = html.escape(event.reason or "")
-        colour = "#b00" if event.state == "failed" else "#555"
-        self.status.value = f'<span style="color:{colour}">{event.state}: {text}</span>'
+        colour = ERROR_COLOUR if event.state == "failed" else MUTED_COLOUR
+        self.status.value = coloured(f"{event.state}: {event.reason or ''}", colour)
 
 
 def _base_layout() -> dict[str, Any]:

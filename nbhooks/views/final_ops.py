@@ -23,6 +23,7 @@ import pandas as pd
 
 from nbhooks.final_values import FinalValuesTable
 from nbhooks.views.base import View, resync_widget_tree
+from nbhooks.views.format import ERROR_COLOUR, coloured
 
 #: Shown columns: (header, column of FinalValuesTable.to_frame()).
 DISPLAY: tuple[tuple[str, str], ...] = (
@@ -53,7 +54,7 @@ _CSS = """<style>
 .nbh-final-ops-table thead th {position: sticky; top: 0; z-index: 1;
   background: var(--jp-layout-color2, #eee);}
 .nbh-final-ops-table tr.nbh-failed td {color: #b00020; background: #fdecea;}
-.nbh-final-ops-banner {color: #b00020;}
+.nbh-final-ops-banner {color: var(--jp-error-color1, #b00020);}
 </style>"""
 
 
@@ -216,8 +217,6 @@ class FinalOpsView(View):
         try:
             path = self.export_csv()
         except OSError as exc:
-            self.status.value = (
-                f'<span style="color:#b00020">CSV export failed: {html.escape(str(exc))}</span>'
-            )
+            self.status.value = coloured(f"CSV export failed: {exc}", ERROR_COLOUR)
         else:
             self.status.value = f"Saved <code>{html.escape(str(path))}</code>"

@@ -1,8 +1,19 @@
-"""Human-readable numbers and durations for views (pure functions)."""
+"""Human-readable numbers, durations and messages for views (pure functions)."""
 
 from __future__ import annotations
 
+import html
 import math
+
+#: Colours that follow the JupyterLab theme (light or dark), with fallbacks for Voila.
+ERROR_COLOUR = "var(--jp-error-color1, #c62828)"
+MUTED_COLOUR = "var(--jp-ui-font-color2, #616161)"
+
+
+def coloured(text: str, colour: str, bold: bool = False) -> str:
+    """``text`` (escaped) in a span of ``colour``."""
+    weight = ";font-weight:bold" if bold else ""
+    return f'<span style="color:{colour}{weight}">{html.escape(text)}</span>'
 
 
 def duration(seconds: float | None) -> str:

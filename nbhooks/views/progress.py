@@ -10,7 +10,7 @@ import ipywidgets as w
 
 from nbhooks.events import RunStateEvent, StepEvent
 from nbhooks.views.base import View
-from nbhooks.views.format import progress_line
+from nbhooks.views.format import ERROR_COLOUR, coloured, progress_line
 
 _BAR_STYLE = {
     "running": "info",
@@ -95,17 +95,14 @@ class ProgressView(View):
         self.bar.bar_style = _BAR_STYLE[event.state]
         show_reason = event.reason and event.state != "failed"
         reason = f" — {html.escape(event.reason)}" if show_reason else ""
-        colour = ' style="color:var(--jp-error-color1,#c62828)"' if event.state == "failed" else ""
-        self.badge.value = f"<b{colour}>{event.state}</b>{reason}"
+        colour = ERROR_COLOUR if event.state == "failed" else "inherit"
+        self.badge.value = f"{coloured(event.state, colour, bold=True)}{reason}"
         failed = event.state == "failed" and event.error is not None
         self.error.layout.display = None if failed else "none"
         self.show_traceback.layout.display = None if failed and event.traceback else "none"
         if failed:
             message = f"{type(event.error).__name__}: {event.error}"
-            self.error.value = (
-                '<span style="color:var(--jp-error-color1,#c62828);font-weight:bold">'
-                f"Training failed: {html.escape(message)}</span>"
-            )
+            self.error.value = coloured(f"Training failed: {message}", ERROR_COLOUR, bold=True)
             self.traceback.value = (
                 f'<pre style="white-space:pre-wrap;font-size:11px">'
                 f"{html.escape(event.traceback or '')}</pre>"

@@ -108,6 +108,7 @@ def steer(page: Any, name: str) -> None:
     harness.click_widget_button(page, "nbh-stop")
     expect(dash.locator(".nbh-state").first).to_contain_text("stopped", timeout=60_000)
     expect(page.locator("button.nbh-start").first).to_be_enabled()
+    expect(dash.locator(".nbh-curves-status").first).to_have_text("stopped: stopped by request")
     # Evaluations ran at steps 0, 100, 200, ... and once more at the final step: every one of
     # them is a point of each curve (2 evaluations x 2 metrics).
     final = shown_step(page)
@@ -161,12 +162,13 @@ def check_dark_theme(page: Any) -> None:
     )
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
     page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=30_000)
-    line = page.locator(f"{DASH} .nbh-progress-line").first
-    harness.poll(
-        lambda: luminance(line.evaluate("e => getComputedStyle(e).color")) > 0.5,
-        30,
-        "light text in the dark theme",
-    )
+    for text in (".nbh-progress-line", ".nbh-curves-status span"):
+        line = page.locator(f"{DASH} {text}").first
+        harness.poll(
+            lambda line=line: luminance(line.evaluate("e => getComputedStyle(e).color")) > 0.5,
+            30,
+            f"light text in the dark theme ({text})",
+        )
     harness.snap(page.locator(DASH).first, "lab-5-dark-theme")
 
 
