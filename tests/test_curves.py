@@ -215,3 +215,31 @@ def test_bad_arguments(args, error, match) -> None:
         CurvesView(*args)
     with pytest.raises(ValueError, match='"min" or "max"'):
         CurvesView(MetricHistory(), modes={"loss": "lowest"})
+
+
+@pytest.mark.parametrize(
+    ("keywords", "match"),
+    [
+        ({"interval": -1}, "interval must be a number of seconds >= 0"),
+        ({"interval": "fast"}, "interval must be a number of seconds >= 0"),
+        ({"markers_up_to": 1.5}, "markers_up_to must be an int"),
+        ({"columns": 0}, "columns must be an int >= 1"),
+    ],
+)
+def test_bad_keywords(keywords, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        CurvesView(MetricHistory(), **keywords)
+
+
+def test_markers_only_while_a_curve_is_short() -> None:
+    history = MetricHistory()
+    fill(history, upto=30)
+    view = CurvesView(history, markers_up_to=20)
+    assert {t.mode for t in lines(view.figure)} == {"lines"}
+    view.close()
+    view = CurvesView(history, markers_up_to=30)
+    assert {t.mode for t in lines(view.figure)} == {"lines+markers"}
+    fill(history, upto=31, start=30)
+    view.refresh()
+    assert {t.mode for t in lines(view.figure)} == {"lines"}  # switched as the curve grew
+    view.close()

@@ -7,8 +7,8 @@ flat however long the run; the DataFrame keeps every value.
 
 Every update makes the browser redraw the figure (SVG, one element per marker), which costs
 tens of milliseconds on a small machine: the view asks for at most two updates a second
-(``interval``) and drops the markers once a curve has more than ``MARKER_LIMIT`` points, so
-a long run keeps the page responsive.
+(``interval``) and drops the markers once a curve has more than ``markers_up_to`` points, so
+a long run keeps the page responsive (``bench/bench_browser.py``).
 
 plotly's FigureWidget sends its data as widget state only when first displayed and later
 changes as one-off messages, so a page that connects later (Voila, a reloaded tab, the widget
@@ -115,8 +115,9 @@ class CurvesView(View):
     ``max_points``: the most points drawn per curve (the history keeps all). ``modes``:
     "min" or "max" per metric for the best-value marker (default: "min" for losses and
     errors, "max" otherwise). ``interval``: the least time between two redraws, in seconds.
-    Create it on the main thread; the publisher calls :meth:`on_events`. It draws what the
-    history already holds when created.
+    ``markers_up_to``: curves with more drawn points are drawn as lines, without a marker per
+    evaluation. Create it on the main thread; the publisher calls :meth:`on_events`. It draws
+    what the history already holds when created.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class CurvesView(View):
         modes: Mapping[str, str] | None = None,
         columns: int = 2,
         interval: float = 0.5,
+        markers_up_to: int = MARKER_LIMIT,
     ) -> None:
         if not isinstance(history, MetricHistory):
             raise TypeError(
@@ -138,7 +140,10 @@ class CurvesView(View):
             raise ValueError(f"columns must be an int >= 1, got {columns!r}")
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
             raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
+        if isinstance(markers_up_to, bool) or not isinstance(markers_up_to, int):
+            raise ValueError(f"markers_up_to must be an int, got {markers_up_to!r}")
         self.interval = float(interval)
+        self.markers_up_to = markers_up_to
         self.history = history
         self.max_points = max_points
         self.columns = columns
@@ -250,7 +255,7 @@ class CurvesView(View):
         x, y = downsample(steps, values, self.max_points)
         line, best = self.figure.data[index], self.figure.data[index + 1]
         line.x, line.y = x, y
-        mode = "lines+markers" if len(x) <= MARKER_LIMIT else "lines"
+        mode = "lines+markers" if len(x) <= self.markers_up_to else "lines"
         if line.mode != mode:
             line.mode = mode
         point = self.history.best(key[1], self._mode(key[1]), evaluation=key[0])
