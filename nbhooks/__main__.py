@@ -119,6 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+#: The demo runs offline in front of a class: no request to the internet for news or updates.
+QUIET_LAB = (
+    "--ServerApp.log_level=WARN",
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
+#: ... and no "Would you like to get notified about official Jupyter news?" pop-up over the
+#: dashboard: the plugin that asks is disabled in a config directory of the demo's own, so
+#: the user's JupyterLab settings are left as they are.
+LAB_PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Dispatch ``nbhooks demo`` to the headless report, Voila or JupyterLab."""
     workdir = args.dir.expanduser().resolve()
@@ -130,13 +142,26 @@ def run_demo(args: argparse.Namespace) -> int:
     quickstart = prepare_notebooks(workdir)
     port = args.port or free_port()
     token = secrets.token_hex(24)
+    env = None
     if args.voila:
         spec = voila_spec(quickstart, port, token)
         url = spec.url("/")
     else:
-        spec = jupyter_app_spec("jupyterlab", workdir, port, token, "--ServerApp.log_level=WARN")
+        spec = jupyter_app_spec("jupyterlab", workdir, port, token, *QUIET_LAB)
         url = spec.url(f"/lab/tree/{quickstart.name}")
-    return serve(spec, cwd=workdir, url=url, open_browser=not args.no_browser)
+        env = demo_lab_env(workdir)
+    return serve(spec, cwd=workdir, url=url, open_browser=not args.no_browser, env=env)
+
+
+def demo_lab_env(workdir: Path) -> dict[str, str]:
+    """The environment for the demo's JupyterLab: the user's, plus the demo's config directory
+    (``workdir/.nbhooks-lab-config``, holding :data:`LAB_PAGE_CONFIG`) on JUPYTER_CONFIG_PATH."""
+    config_dir = workdir / ".nbhooks-lab-config"
+    page_config = config_dir / "labconfig" / "page_config.json"
+    page_config.parent.mkdir(parents=True, exist_ok=True)
+    page_config.write_text(json.dumps(LAB_PAGE_CONFIG, indent=1))
+    paths = [str(config_dir), *filter(None, [os.environ.get("JUPYTER_CONFIG_PATH")])]
+    return {**os.environ, "JUPYTER_CONFIG_PATH": os.pathsep.join(paths)}
 
 
 # --- notebooks -----------------------------------------------------------------------------
@@ -339,10 +364,12 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def serve(spec: ServerSpec, cwd: Path, url: str, open_browser: bool) -> int:
+def serve(
+    spec: ServerSpec, cwd: Path, url: str, open_browser: bool, env: dict[str, str] | None = None
+) -> int:
     """Run a server until it exits or Ctrl-C (or SIGTERM); print its URL once it is ready."""
     # A session of its own: Ctrl-C reaches only this process, which then stops the server once.
-    proc = subprocess.Popen(spec.cmd, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(spec.cmd, cwd=cwd, env=env, start_new_session=True)
     # Ctrl-C (SIGINT, even if the parent shell ignored it) and SIGTERM both stop the server.
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import harness
@@ -116,6 +118,12 @@ def test_lab_answers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert http_ok(f"http://127.0.0.1:{port}/api/status?token={token}")
         assert not http_ok(f"http://127.0.0.1:{port}/api/status?token=wrong")
         assert (tmp_path / "demo" / "quickstart.ipynb").is_file()
+        # No news pop-up over the dashboard, no request for news: the page config says so.
+        page = urllib.request.urlopen(url.group(0), timeout=30).read().decode()
+        data = re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S)
+        config = json.loads(data[1])
+        assert "@jupyterlab/apputils-extension:announcements" in config["disabledExtensions"]
+        assert config["news"] == {"disabled": True}
         tree = psutil.Process(proc.pid).children(recursive=True)
         assert tree, "the server runs as a child process"
         proc.send_signal(signal.SIGINT)
