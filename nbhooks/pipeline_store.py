@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 Kind = Literal["auto", "manual"]
 STATE_FILE = "checkpoint_input"
+#: First line of a state file written by restore(): resume exactly there.
+CHOSEN_MARK = "# chosen with restore(): the next train() resumes exactly here"
 PREFIXES: dict[Kind, str] = {"auto": "input.ckpt", "manual": "input.manual.ckpt"}
 _NAME = re.compile(r"^(input(?:\.manual)?\.ckpt)-(\d+)$")
 _STATE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.MULTILINE)
@@ -95,6 +97,13 @@ class PipelineStore:
         """The checkpoint the next ``train()`` restores (from the state file), if any."""
         path = self.state_path()
         return None if path is None else self._describe(Path(path + ".index"))
+
+    def chosen(self) -> bool:
+        """True while the state file names a checkpoint chosen with :meth:`point_at`."""
+        try:
+            return (self.dir / STATE_FILE).read_text().startswith(CHOSEN_MARK)
+        except FileNotFoundError:
+            return False
 
     def state_path(self) -> str | None:
         """The prefix the state file names (it may be missing on disk), or None."""
@@ -176,10 +185,15 @@ class PipelineStore:
         return f"{self.prefix(kind)}-{step}"
 
     def point_at(self, checkpoint: Checkpoint) -> None:
-        """Make ``checkpoint`` the one the next ``train()`` restores (atomic state-file write)."""
+        """Make ``checkpoint`` the one the next ``train()`` restores (atomic state-file write).
+
+        The state file then starts with :data:`CHOSEN_MARK` (a text-proto comment TensorFlow
+        skips; its next automatic save rewrites the file without it): a position a person
+        chose is restored as it is, never caught up with the model's step.
+        """
         with self.lock:
             paths = [c.path for c in self.list() if c.kind == "auto" and c.path != checkpoint.path]
-            lines = [f'model_checkpoint_path: "{checkpoint.path}"']
+            lines = [CHOSEN_MARK, f'model_checkpoint_path: "{checkpoint.path}"']
             lines += [f'all_model_checkpoint_paths: "{p}"' for p in [*paths, checkpoint.path]]
             atomic_write(self.dir / STATE_FILE, "\n".join(lines) + "\n")
 

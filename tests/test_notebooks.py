@@ -77,6 +77,8 @@ def test_pipeline_checkpoints(tmp_path):
     nb = execute(tmp_path, "pipeline_checkpoints")
     no_errors(nb)
     assert "step 200" in text(nb.cells[5]), text(nb.cells[5])
+    # the restored position is kept, not caught up with the model's step 300
+    assert "resumed pipeline at step 200\n" in text(nb.cells[-1]), text(nb.cells[-1])
 
 
 def test_classroom(tmp_path):

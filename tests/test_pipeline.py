@@ -195,6 +195,23 @@ def test_idle_save_pins_the_next_start_and_idle_restore_picks_the_next_start(mod
     assert rec.batches == ref[6:8]  # ...reading what followed step 6
 
 
+def test_idle_restore_of_an_automatic_checkpoint_behind_the_model_is_kept(model_dir, ref):
+    """A chosen position is not mistaken for a crash between the model's and the input's save
+    (which the next train() would catch up with the model's step)."""
+    est = ids_estimator(model_dir, every=4)
+    hook = PipelineCheckpointHook(est)
+    est.train(ids_input_fn(), hooks=[hook], steps=8)
+    assert hook.restore(4).wait(0).kind == "auto"
+    rec = Recorder()
+    est.train(ids_input_fn(), hooks=[rec, hook], steps=2)
+    assert rec.steps == [9, 10]
+    assert rec.batches == ref[4:6]
+    assert hook.status == "resumed pipeline at step 4"
+    rec = Recorder()
+    est.train(ids_input_fn(), hooks=[rec, hook], steps=2)  # TF's own state file again
+    assert rec.batches == ref[6:8]
+
+
 def test_delete_removes_files_but_refuses_the_next_start(model_dir):
     est = ids_estimator(model_dir, every=2)
     hook = PipelineCheckpointHook(est)

@@ -277,7 +277,8 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
             self.store.delete(checkpoint)
             self._emit("deleted", checkpoint, f"deleted {checkpoint.name}")
             return checkpoint
-        self.store.point_at(self._validate(checkpoint))
+        if self._validate(checkpoint).path != self.store.state_path():  # else: nothing changes
+            self.store.point_at(checkpoint)
         message = f"next train() resumes the pipeline at the position of step {checkpoint.step}"
         return self._restored(checkpoint, message)
 
@@ -322,7 +323,8 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
                 self._saver().restore(session, checkpoint.path)
             except tf().errors.OpError as exc:
                 raise self._unreadable(checkpoint, exc) from exc
-            behind = step - checkpoint.step if checkpoint.kind == "auto" else 0
+            chosen = self.store.chosen()  # by a person: exactly there, no catch-up
+            behind = step - checkpoint.step if checkpoint.kind == "auto" and not chosen else 0
             if 0 < behind <= self._max_catch_up() and self._catch_up(session, behind):
                 message = f"resumed pipeline at step {step} ({checkpoint.name} + {behind} batches)"
                 self._restored(replace(checkpoint, step=step), message)
@@ -338,6 +340,8 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
         model's own step then (a manual or older choice made with restore() is kept).
         """
         checkpoint = self.store.latest()
+        if self.store.chosen():
+            return checkpoint
         if checkpoint is not None and checkpoint.kind == "auto" and checkpoint.step > step:
             aligned = [c for c in self.store.list() if c.kind == "auto" and c.step == step]
             return aligned[-1] if aligned else checkpoint
