@@ -28,7 +28,8 @@ from nbhooks.events import EventBus, RunState, RunStateEvent
 from nbhooks.progress import ProgressMeter
 
 _FINAL = frozenset({"finished", "stopped", "failed"})
-#: model_dir -> the run that owns it (one training thread per model_dir).
+#: "dir:<model_dir>" or "cell:<notebook cell id>" -> the run that owns it: one training
+#: thread per model_dir, and re-running a cell replaces the run it made before.
 _OWNERS: dict[str, weakref.ref[TrainingRun]] = {}
 _OWNERS_LOCK = threading.Lock()
 
@@ -40,7 +41,8 @@ class TrainingRun:
     session stays open), ``resume()`` continues, ``stop()`` ends it cleanly at the next step
     (final checkpoint written, ``end()`` hooks run). ``wait()`` blocks and re-raises the
     training error. A run can be started again after it ends; it continues from the model's
-    checkpoint. A new run on the same ``model_dir`` stops the one it replaces.
+    checkpoint. A new run on the same ``model_dir``, or made by the same notebook cell run
+    again, replaces the earlier one: it is stopped (with a warning) and its widgets closed.
 
     ``report``: ``"auto"`` reports to the console when not in a notebook kernel, ``"console"``
     always, ``None`` never (display the run in a notebook for widgets).
@@ -64,6 +66,7 @@ class TrainingRun:
         if report not in ("auto", "console", None):
             raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
         self.model_dir = check_model_dir(estimator.model_dir)
+        self._owner_keys = _owner_keys(self.model_dir)
         self.estimator = estimator
         self.input_fn = input_fn
         self.steps, self.max_steps = steps, max_steps
@@ -206,8 +209,9 @@ class TrainingRun:
             self._owned.pop().close()
         self._panel = self._console = None
         with _OWNERS_LOCK:
-            if _OWNERS.get(self.model_dir, lambda: None)() is self:
-                del _OWNERS[self.model_dir]
+            for key in self._owner_keys:
+                if _OWNERS.get(key, lambda: None)() is self:
+                    del _OWNERS[key]
 
     # -- the training thread --------------------------------------------------------------
     def _work(self, steps: int | None, max_steps: int | None) -> None:
@@ -335,25 +339,55 @@ def _in_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
-# -- one training thread per model_dir --------------------------------------------------------
+# -- one training thread per model_dir, one run per notebook cell ------------------------------
+def _owner_keys(model_dir: str) -> tuple[str, ...]:
+    """The model_dir, and the notebook cell running now (JupyterLab and Notebook 7 send its
+    id with each execution)."""
+    cell = _cell_id()
+    return (f"dir:{model_dir}", *([f"cell:{cell}"] if cell else []))
+
+
+def _cell_id() -> str | None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    kernel = getattr(get_ipython(), "kernel", None)
+    try:
+        parent = kernel.get_parent("shell") if kernel is not None else None
+    except Exception:  # an older ipykernel
+        return None
+    cell = ((parent or {}).get("metadata") or {}).get("cellId")
+    return cell if isinstance(cell, str) and cell else None
+
+
 def _claim(run: TrainingRun) -> None:
-    """Make ``run`` the owner of its model_dir, stopping a previous owner that still trains
-    (e.g. the run made by an earlier execution of the same notebook cell)."""
+    """Make ``run`` the owner of its keys. A previous owner that still trains is stopped
+    (e.g. the run made by an earlier execution of the same notebook cell); one that has ended
+    has its widgets and threads closed."""
     with _OWNERS_LOCK:
-        ref = _OWNERS.get(run.model_dir)
-        previous = ref() if ref is not None else None
-        _OWNERS[run.model_dir] = weakref.ref(run)
-    if previous is not None and previous is not run and previous.running:
-        warnings.warn(
-            f"stopping the earlier run that was still training in {run.model_dir} "
-            f"(step {previous.global_step}): one training thread per model_dir",
-            NbhooksWarning,
-            stacklevel=3,
-        )
-        previous.close()
-        if previous.running:
+        previous = {}
+        for key in run._owner_keys:
+            ref = _OWNERS.get(key)
+            earlier = ref() if ref is not None else None
+            if earlier is not None and earlier is not run:
+                previous[id(earlier)] = earlier
+            _OWNERS[key] = weakref.ref(run)
+    for earlier in previous.values():
+        if earlier.running:
+            warnings.warn(
+                f"stopping the earlier run that was still training in {earlier.model_dir} "
+                f"(step {earlier.global_step}): one training thread per model_dir and per "
+                "notebook cell",
+                NbhooksWarning,
+                stacklevel=3,
+            )
+        earlier.close()
+        if earlier.running:
+            with _OWNERS_LOCK:  # still its model_dir's owner: never two threads on it
+                _OWNERS[f"dir:{earlier.model_dir}"] = weakref.ref(earlier)
             raise RuntimeError(
-                f"the earlier run in {run.model_dir} did not stop within 60 s; "
+                f"the earlier run in {earlier.model_dir} did not stop within 60 s; "
                 "wait for it (run.wait()) or use another model_dir"
             )
 
