@@ -206,6 +206,12 @@ def test_bad_early_stopping_arguments(kwargs, match) -> None:
         nh.EarlyStopping(**args)
 
 
+def test_early_stopping_mode_follows_the_metric_when_left_out() -> None:
+    assert nh.EarlyStopping("loss").mode == "min"
+    assert nh.EarlyStopping("accuracy").mode == "max"
+    assert nh.EarlyStopping("accuracy", "min").mode == "min"
+
+
 def test_not_an_estimator_or_input_fn(estimator, eval_fn) -> None:
     with pytest.raises(TypeError, match=r"tf.estimator.Estimator"):
         nh.LiveEvaluatorHook(object(), eval_fn)

@@ -57,6 +57,17 @@ def test_buttons_drive_the_run_and_follow_its_state(panel_run):
     assert panel.progress.bar.value == run.global_step
 
 
+def test_start_button_trains_a_run_made_without_steps_until_its_input_ends(model_dir, comm_log):
+    estimator = models.make_estimator(model_dir)
+    run = nh.TrainingRun(estimator, models.input_fn(n=64, batch=16, repeat=False), report=None)
+    controls = run.panel().controls
+    assert controls.steps.layout.display == "none"  # no step count to choose
+    controls.start.click()
+    assert run.wait(timeout=120) == "finished"
+    assert run.global_step == 4  # 64 rows in batches of 16, not the box's default 1000
+    run.close()
+
+
 def test_start_refused_shows_a_message(panel_run):
     run, panel = panel_run
     run.start()

@@ -21,7 +21,7 @@ import pandas as pd
 from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn
 from nbhooks.events import EvalEvent, EventBus, RunStateEvent
-from nbhooks.history import MetricHistory, check_mode, is_improvement
+from nbhooks.history import MetricHistory, check_mode, guess_mode, is_improvement
 from nbhooks.hooks._graph import require_global_step
 from nbhooks.hooks.eval_session import EvalSession
 
@@ -271,7 +271,8 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
 
     Watches ``metric`` of one evaluation (``evaluation``; may be left out when only one is
     watched). After ``patience`` evaluations in a row without an improvement of more than
-    ``min_delta`` over the best value (lower is better for ``mode="min"``), it stops the run
+    ``min_delta`` over the best value (lower is better for ``mode="min"``; left out: "min" for
+    losses and errors, "max" for anything else such as accuracy or auc), it stops the run
     cleanly: the final checkpoint is written and ``end()`` hooks run. ``reason`` says why.
 
     In a :class:`~nbhooks.run.TrainingRun` it watches the run's LiveEvaluatorHooks and calls
@@ -282,7 +283,7 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
     def __init__(
         self,
         metric: str,
-        mode: str = "min",
+        mode: str | None = None,
         patience: int = 3,
         min_delta: float = 0.0,
         evaluation: str | None = None,
@@ -290,7 +291,7 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
     ) -> None:
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric must be a metric name such as 'loss', got {metric!r}")
-        self.mode = check_mode(mode)
+        self.mode = guess_mode(metric) if mode is None else check_mode(mode)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(
                 f"patience must be an int >= 1 (evaluations without improvement before "

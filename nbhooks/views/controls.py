@@ -50,7 +50,9 @@ class ControlsView(View):
             style={"description_width": "40px"},
             tooltip="How many steps Start trains",
         )
-        self.steps.layout.display = None if run.max_steps is None else "none"
+        # Start trains the box's steps; a run made with max_steps (or neither: until the input
+        # ends) starts as it was made, without the box.
+        self.steps.layout.display = None if run.steps is not None else "none"
         self.message = w.HTML()
         for button, css in (
             (self.start, "nbh-start"),
@@ -69,7 +71,7 @@ class ControlsView(View):
 
     # Clicks run on the kernel's main thread: they only post requests.
     def _on_start(self, _: Any) -> None:
-        steps = self.steps.value if self.run.max_steps is None else None
+        steps = self.steps.value if self.run.steps is not None else None
         self._attempt(lambda: self.run.start(steps=steps))
 
     def _on_pause(self, _: Any) -> None:
