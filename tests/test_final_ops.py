@@ -148,6 +148,15 @@ def test_construction_rejects_an_operation_and_bad_feed_dict_and_table():
         FinalOpsTableHook(["dense/kernel"], table=pd.DataFrame())
 
 
+def test_construction_rejects_eager_tensors_and_variables():
+    """Made in a TF2 notebook outside any graph: the estimator's session cannot fetch them."""
+    for value in (tf().constant(1.0), tf().Variable(1.0)):
+        with pytest.raises(TypeError, match="made eagerly, outside the estimator's graph"):
+            FinalOpsTableHook({"w": value})
+    with tf().Graph().as_default():
+        FinalOpsTableHook({"w": tf().constant(1.0)})  # a graph tensor is fine
+
+
 def test_describe_error_skips_tf_boilerplate():
     error = ValueError("Graph execution error:\n\nDetected at node x\n  File a.py\nreal cause\n")
     assert describe_error(error) == "ValueError: real cause"

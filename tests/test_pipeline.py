@@ -241,6 +241,11 @@ def test_bad_arguments_are_refused_before_anything_starts(model_dir, tmp_path):
         PipelineCheckpointHook(no_saves)
     with pytest.raises(TypeError, match=r"needs a tf\.estimator\.Estimator"):
         PipelineCheckpointHook(object())
+    fresh = ids_estimator(tmp_path / "not-yet", every=2)
+    for bad in ({"keep": 0}, {"external_state_policy": "never"}):
+        with pytest.raises(ValueError):
+            PipelineCheckpointHook(fresh, **bad)
+    assert not (tmp_path / "not-yet").exists()  # refused before model_dir was made
 
 
 def test_missing_outside_and_corrupt_targets_are_refused_with_clear_errors(model_dir, tmp_path):

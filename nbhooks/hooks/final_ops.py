@@ -52,6 +52,15 @@ class _Session:
 def _check_value(key: str, value: Any) -> FinalOp:
     if isinstance(value, str) and value:
         return value
+    eager = (isinstance(value, _tf.Tensor) and not hasattr(value, "op")) or (
+        isinstance(value, _tf.Variable) and getattr(value, "_in_graph_mode", True) is False
+    )
+    if eager:
+        raise TypeError(
+            f"final_ops[{key!r}] is a {type(value).__name__} made eagerly, outside the "
+            f"estimator's graph, so its training session cannot fetch it: {_HOW_TO_NAME}, or a "
+            "callable graph -> dict that builds it in the estimator's graph"
+        )
     if isinstance(value, _tf.Tensor | _tf.Variable):
         return value
     if isinstance(value, _tf.Operation):

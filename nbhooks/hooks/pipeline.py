@@ -75,6 +75,7 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
                 f"got {external_state_policy!r}"
             )
         self.store = PipelineStore(config.model_dir, keep)
+        Path(config.model_dir).mkdir(parents=True, exist_ok=True)  # every argument is checked
         self.external_state_policy = external_state_policy or "fail"
         self._tf_hook = tf().data.experimental.CheckpointInputPipelineHook(
             estimator, external_state_policy=self.external_state_policy
@@ -461,7 +462,6 @@ def _check_estimator(estimator: Any) -> Any:
         )
     if config.num_worker_replicas > 1:
         raise ValueError("PipelineCheckpointHook supports single-worker training only")
-    Path(config.model_dir).mkdir(parents=True, exist_ok=True)
     return config
 
 
