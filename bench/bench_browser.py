@@ -24,8 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import harness  # the test harness: Voila server, Chromium flags, plot helpers
 
@@ -63,23 +61,10 @@ FRAME_GAPS = """async (frames) => {
 }"""
 
 
-def notebook(directory: Path, keywords: dict) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(CELL.format(keywords=keywords))]
-    path = directory / "bench.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
 def frame_gaps(browser, keywords: dict, points: int, frames: int) -> list[float]:
     """Serve the notebook with Voila, wait for ``points`` points per curve, measure."""
     with tempfile.TemporaryDirectory(prefix="nbhooks-bench-browser-") as tmp:
-        path = notebook(Path(tmp), keywords)
+        path = harness.write_notebook(Path(tmp) / "bench.ipynb", CELL.format(keywords=keywords))
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         try:
             page = context.new_page()

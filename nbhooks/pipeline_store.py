@@ -189,9 +189,12 @@ class PipelineStore:
 
         The state file then starts with :data:`CHOSEN_MARK` (a text-proto comment TensorFlow
         skips; its next automatic save rewrites the file without it): a position a person
-        chose is restored as it is, never caught up with the model's step.
+        chose is restored as it is, never caught up with the model's step. Pointing at the
+        checkpoint the state file already names changes nothing (a crash is still caught up).
         """
         with self.lock:
+            if self.state_path() == checkpoint.path:
+                return
             paths = [c.path for c in self.list() if c.kind == "auto" and c.path != checkpoint.path]
             lines = [CHOSEN_MARK, f'model_checkpoint_path: "{checkpoint.path}"']
             lines += [f'all_model_checkpoint_paths: "{p}"' for p in [*paths, checkpoint.path]]

@@ -108,6 +108,21 @@ def run_notebook(
     return nb
 
 
+def write_notebook(path: str | Path, *sources: str) -> Path:
+    """Write a Python 3 notebook with one code cell per source to ``path``; return it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+    return Path(path)
+
+
 def widget_state(nb: Any) -> dict[str, dict[str, Any]]:
     """The saved widget models of an executed notebook: ``{model_id: {"model_name",
     "model_module", "state", ...}}`` (empty when no widget was saved)."""

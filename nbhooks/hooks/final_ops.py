@@ -52,10 +52,7 @@ class _Session:
 def _check_value(key: str, value: Any) -> FinalOp:
     if isinstance(value, str) and value:
         return value
-    eager = (isinstance(value, _tf.Tensor) and not hasattr(value, "op")) or (
-        isinstance(value, _tf.Variable) and getattr(value, "_in_graph_mode", True) is False
-    )
-    if eager:
+    if isinstance(value, _tf.Tensor | _tf.Variable) and not hasattr(value, "op"):  # eager
         raise TypeError(
             f"final_ops[{key!r}] is a {type(value).__name__} made eagerly, outside the "
             f"estimator's graph, so its training session cannot fetch it: {_HOW_TO_NAME}, or a "

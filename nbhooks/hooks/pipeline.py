@@ -278,8 +278,7 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
             self.store.delete(checkpoint)
             self._emit("deleted", checkpoint, f"deleted {checkpoint.name}")
             return checkpoint
-        if self._validate(checkpoint).path != self.store.state_path():  # else: nothing changes
-            self.store.point_at(checkpoint)
+        self.store.point_at(self._validate(checkpoint))
         message = f"next train() resumes the pipeline at the position of step {checkpoint.step}"
         return self._restored(checkpoint, message)
 
@@ -317,14 +316,14 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
             except tf().errors.OpError as exc:
                 raise _explain(exc) from exc
         else:
-            checkpoint = self._resume_point(step)
+            chosen = self.store.chosen()  # by a person: exactly there, no catch-up
+            checkpoint = self._resume_point(step, chosen)
             if checkpoint is None:
                 raise self._missing(target)
             try:
                 self._saver().restore(session, checkpoint.path)
             except tf().errors.OpError as exc:
                 raise self._unreadable(checkpoint, exc) from exc
-            chosen = self.store.chosen()  # by a person: exactly there, no catch-up
             behind = step - checkpoint.step if checkpoint.kind == "auto" and not chosen else 0
             if 0 < behind <= self._max_catch_up() and self._catch_up(session, behind):
                 message = f"resumed pipeline at step {step} ({checkpoint.name} + {behind} batches)"
@@ -333,7 +332,7 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
                 self._restored(checkpoint, f"resumed pipeline at step {checkpoint.step}")
         self._saver_hook._timer.update_last_triggered_step(step)  # the resume-defect fix
 
-    def _resume_point(self, step: int) -> Checkpoint | None:
+    def _resume_point(self, step: int, chosen: bool) -> Checkpoint | None:
         """The state file's checkpoint, unless it is an automatic one ahead of the model.
 
         The pipeline hook saves just before the model's saver at the same step, so a kill in
@@ -341,7 +340,7 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
         model's own step then (a manual or older choice made with restore() is kept).
         """
         checkpoint = self.store.latest()
-        if self.store.chosen():
+        if chosen:
             return checkpoint
         if checkpoint is not None and checkpoint.kind == "auto" and checkpoint.step > step:
             aligned = [c for c in self.store.list() if c.kind == "auto" and c.step == step]

@@ -205,26 +205,18 @@ def test_quickstart_in_notebook7(tmp_path: Path, page: Any) -> None:
 
 
 def test_training_failure_shows_red_in_the_browser(tmp_path: Path, page: Any) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import tempfile\n"
-            "import nbhooks as nh\n"
-            "from nbhooks.demo import make_demo_estimator\n"
-            "def broken_input():\n"
-            "    raise ValueError('the <b>input</b> is broken')\n"
-            "dash = nh.Dashboard(make_demo_estimator(tempfile.mkdtemp()), broken_input,\n"
-            "                    pipeline_checkpoints=False)\n"
-            "dash.train(steps=10)\n"
-            "dash"
-        )
-    ]
-    nbformat.write(nb, tmp_path / "failing.ipynb")
+    harness.write_notebook(
+        tmp_path / "failing.ipynb",
+        "import tempfile\n"
+        "import nbhooks as nh\n"
+        "from nbhooks.demo import make_demo_estimator\n"
+        "def broken_input():\n"
+        "    raise ValueError('the <b>input</b> is broken')\n"
+        "dash = nh.Dashboard(make_demo_estimator(tempfile.mkdtemp()), broken_input,\n"
+        "                    pipeline_checkpoints=False)\n"
+        "dash.train(steps=10)\n"
+        "dash",
+    )
     with harness.jupyter_lab(tmp_path) as lab:
         harness.open_lab_notebook(page, lab, "failing.ipynb")
         harness.run_all(page)
