@@ -36,14 +36,14 @@ CELL = """\
 import tempfile
 import nbhooks as nh
 from nbhooks.demo import digits_input_fns, make_demo_estimator
-from nbhooks.history import MetricHistory
+from nbhooks.stores.metrics import MetricHistory
 from nbhooks.views.curves import CurvesView
 
 train_fn, eval_fn, train_eval_fn = digits_input_fns()
 estimator = make_demo_estimator(tempfile.mkdtemp(prefix="nbhooks-bench-browser-"))
 history = MetricHistory()
 evals = {{"train": train_eval_fn, "eval": eval_fn}}
-hooks = nh.LiveEvaluatorHook.many(estimator, evals, every_n_iter=100, history=history)
+hooks = nh.LiveEvaluatorHook.many(estimator, evals, every_n_iter=100, store=history)
 run = nh.TrainingRun(estimator, train_fn, steps=10**7, hooks=hooks, report=None)
 panel = run.panel()
 panel.add(CurvesView(history, **{keywords!r}))

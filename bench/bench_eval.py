@@ -23,8 +23,8 @@ from common import install_recording_comm, interleave, median
 import nbhooks as nh
 from nbhooks._tf import tf
 from nbhooks.demo import digits_input_fns, make_demo_estimator
-from nbhooks.history import MetricHistory
 from nbhooks.publish import Publisher
+from nbhooks.stores.metrics import MetricHistory
 from nbhooks.views.curves import CurvesView
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from nbhooks._tf import tf
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
-from nbhooks.pipeline_store import PipelineRequest
+from nbhooks.requests import PipelineRequest
 
 ROWS, WIDTH, BUFFER, BATCH = 20_000, 64, 10_000, 32
 

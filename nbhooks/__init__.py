@@ -21,24 +21,24 @@ class NbhooksWarning(UserWarning):
 
 
 _LAZY: dict[str, str] = {
-    "TrainingRun": "nbhooks.run",
+    "TrainingRun": "nbhooks.notebook",  # the run, with its notebook face wired in
     "Dashboard": "nbhooks.dashboard",
     "LiveEvaluatorHook": "nbhooks.hooks.evaluator",
     "EarlyStopping": "nbhooks.hooks.evaluator",
     "FinalOpsTableHook": "nbhooks.hooks.final_ops",
     "PipelineCheckpointHook": "nbhooks.hooks.pipeline",
-    "MetricHistory": "nbhooks.history",
+    "MetricHistory": "nbhooks.stores.metrics",
 }
 
 __all__ = ["NbhooksWarning", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from nbhooks.dashboard import Dashboard
-    from nbhooks.history import MetricHistory
     from nbhooks.hooks.evaluator import EarlyStopping, LiveEvaluatorHook
     from nbhooks.hooks.final_ops import FinalOpsTableHook
     from nbhooks.hooks.pipeline import PipelineCheckpointHook
     from nbhooks.run import TrainingRun
+    from nbhooks.stores.metrics import MetricHistory
 
 
 def __getattr__(name: str) -> Any:

@@ -1,21 +1,51 @@
 """Argument checks shared by the public API: each raises before anything starts, saying what
-was wrong and how to fix it."""
+was wrong and how to fix it. The bottom floor: nothing here imports the rest of nbhooks but
+the lazy TensorFlow entry point."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from nbhooks._tf import tf
 
 
+@overload
+def check_int(name: str, value: Any, minimum: int = 1, *, hint: str = "") -> int: ...
+@overload
+def check_int(
+    name: str, value: Any, minimum: int = 1, *, hint: str = "", optional: bool
+) -> int | None: ...
+def check_int(
+    name: str, value: Any, minimum: int = 1, *, hint: str = "", optional: bool = False
+) -> int | None:
+    """``value`` as an ``int`` >= ``minimum`` (any integer type, numpy's included, not bool).
+
+    ``optional``: None is allowed and returned. ``hint`` is appended to the error text.
+    """
+    if value is None and optional:
+        return None
+    kind = {0: "an int >= 0", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+    what = f"{name} must be {kind}"
+    suffix = f"; {hint}" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what}, got {type(value).__name__} {value!r}{suffix}")
+    if value < minimum:
+        raise ValueError(f"{what}, got {value}{suffix}")
+    return int(value)
+
+
 def check_estimator(estimator: Any) -> None:
-    if not isinstance(estimator, tf().estimator.Estimator):
+    """Any Estimator: TF2 ``tf.estimator.*``, TF1 ``tf.compat.v1.estimator.*`` (their common
+    base), canned ones and Keras ``model_to_estimator``."""
+    if not isinstance(estimator, tf().compat.v1.estimator.Estimator):
         raise TypeError(
-            f"estimator must be a tf.estimator.Estimator (e.g. tf.estimator.Estimator(model_fn) "
-            f"or a canned one such as tf.estimator.DNNClassifier), got {type(estimator).__name__}"
+            f"estimator must be a tf.estimator.Estimator or tf.compat.v1.estimator.Estimator "
+            f"(e.g. tf.estimator.Estimator(model_fn) or a canned one such as "
+            f"tf.estimator.DNNClassifier), got {type(estimator).__name__}"
         )
 
 
@@ -27,18 +57,16 @@ def check_input_fn(input_fn: Any) -> None:
         )
 
 
-def check_steps(steps: int | None, max_steps: int | None) -> None:
+def check_steps(steps: Any, max_steps: Any) -> tuple[int | None, int | None]:
+    """``(steps, max_steps)`` as ints: at most one of them, each positive."""
     if steps is not None and max_steps is not None:
         raise ValueError(
             "give steps (how many more steps) or max_steps (the global step to stop at), not both"
         )
-    for name, value in (("steps", steps), ("max_steps", max_steps)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be a positive int, got {value!r}")
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value}")
+    return (
+        check_int("steps", steps, optional=True),
+        check_int("max_steps", max_steps, optional=True),
+    )
 
 
 def check_hooks(hooks: Sequence[Any]) -> None:
@@ -53,13 +81,17 @@ def check_hooks(hooks: Sequence[Any]) -> None:
 def check_model_dir(model_dir: str | os.PathLike[str]) -> str:
     """The real path of a writable model_dir (created if missing)."""
     path = os.path.realpath(os.fspath(model_dir))
+    fix = "pass RunConfig(model_dir=...) a directory you can write to"
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(
+            f"the estimator's model_dir {path!r} is a file, not a directory: {fix}"
+        )
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".nbhooks-write-test"):
             pass
     except OSError as exc:
         raise PermissionError(
-            f"the estimator's model_dir {path!r} is not writable ({exc.strerror or exc}): pass "
-            "RunConfig(model_dir=...) a directory you can write to"
+            f"the estimator's model_dir {path!r} is not writable ({exc.strerror or exc}): {fix}"
         ) from exc
     return path

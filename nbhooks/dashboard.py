@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from nbhooks.run import TrainingRun
+from nbhooks.checks import check_estimator, check_hooks, check_input_fn, check_int, check_steps
+from nbhooks.notebook import TrainingRun
 
 InputFn = Callable[..., Any]
 
@@ -46,9 +47,7 @@ class Dashboard:
         max_points: int = 500,
         export_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from nbhooks.checks import check_estimator, check_hooks, check_input_fn, check_steps
-        from nbhooks.history import MetricHistory
-        from nbhooks.views.curves import check_max_points
+        from nbhooks.stores.metrics import MetricHistory
 
         # Every check runs before anything is created: a bad argument leaves nothing behind.
         check_estimator(estimator)
@@ -56,7 +55,7 @@ class Dashboard:
         check_steps(steps, None)
         hooks = tuple(hooks)
         check_hooks(hooks)
-        check_max_points(max_points)
+        check_int("max_points", max_points, minimum=3, hint="the most points drawn per curve")
         evals = _check_evals(evals)
         if early_stopping is not None and not evals:
             raise ValueError(
@@ -91,7 +90,7 @@ class Dashboard:
         from nbhooks.hooks.evaluator import LiveEvaluatorHook
 
         return LiveEvaluatorHook.many(
-            self.estimator, evals, every_n_iter, eval_steps, history=self.metrics
+            self.estimator, evals, every_n_iter, eval_steps, store=self.metrics
         )
 
     @staticmethod

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger("nbhooks")
 
@@ -73,11 +73,21 @@ class PipelineEvent:
     step: int | None = None
     path: str | None = None
     message: str | None = None
+    automatic: bool = False  #: an automatic save or rotation, not something a person asked for
     wall_time: float = field(default_factory=time.time)
 
 
-Event = StepEvent | RunStateEvent | EvalEvent | FinalOpsEvent | PipelineEvent
-Listener = Callable[[Any], None]
+@dataclass(frozen=True, slots=True)
+class StopRequestEvent:
+    """A hook asked training to stop (e.g. early stopping) where no run announces it."""
+
+    step: int
+    reason: str
+    wall_time: float = field(default_factory=time.time)
+
+
+Event = StepEvent | RunStateEvent | EvalEvent | FinalOpsEvent | PipelineEvent | StopRequestEvent
+Listener = Callable[[Event], None]
 
 
 class EventBus:
@@ -103,9 +113,48 @@ class EventBus:
 
         return unsubscribe
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: Event) -> None:
         for listener in self._listeners:  # a tuple snapshot: no lock on the hot path
             try:
                 listener(event)
             except Exception:
                 log.exception("nbhooks: an event listener failed on %r", type(event).__name__)
+
+
+class Run(Protocol):
+    """What a hook may use of the run it is attached to (:class:`~nbhooks.run.TrainingRun`)."""
+
+    events: EventBus
+
+    def stop(self, reason: str | None = None) -> None: ...
+
+
+class RunAttached:
+    """The one way a hook adopts a run's event bus.
+
+    :class:`~nbhooks.run.TrainingRun` calls :meth:`attach` once for each hook it is given: the
+    hook then emits on ``run.events`` and :meth:`on_run_state` sees the run's state changes.
+    Attaching to another run first detaches from the earlier one.
+    """
+
+    events: EventBus
+    run: Run | None = None
+    _unsubscribe: Callable[[], None] | None = None
+
+    def attach(self, run: Run) -> None:
+        self.detach()
+        self.run = run
+        self.events = run.events
+        self._unsubscribe = run.events.subscribe(self._on_bus_event)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = None
+
+    def _on_bus_event(self, event: Event) -> None:
+        if isinstance(event, RunStateEvent):
+            self.on_run_state(event)
+
+    def on_run_state(self, event: RunStateEvent) -> None:
+        """The attached run changed state (override; on the thread that changed it)."""

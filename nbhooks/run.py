@@ -1,8 +1,9 @@
 """TrainingRun: ``estimator.train`` in a worker thread that a person can pause, resume and stop.
 
 Headless (no widgets here): the run emits events on ``run.events``; views subscribe through a
-:class:`~nbhooks.publish.Publisher`. Displaying a run in a notebook shows its controls and
-progress; in a plain script it reports to the console.
+:class:`~nbhooks.publish.Publisher`. How a run shows itself (a panel in a notebook, lines on the
+console in a script) is its :class:`Face`, made by :attr:`TrainingRun.face_factory`, which
+:mod:`nbhooks.notebook` sets: the run never imports what displays it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from nbhooks import NbhooksWarning
 from nbhooks.checks import (
@@ -25,13 +26,39 @@ from nbhooks.checks import (
 )
 from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, RunState, RunStateEvent
-from nbhooks.progress import ProgressMeter
+from nbhooks.meter import ProgressMeter
 
 _FINAL = frozenset({"finished", "stopped", "failed"})
-#: "dir:<model_dir>" or "cell:<notebook cell id>" -> the run that owns it: one training
-#: thread per model_dir, and re-running a cell replaces the run it made before.
+#: model_dir -> the run that owns it: one training thread per model_dir.
 _OWNERS: dict[str, weakref.ref[TrainingRun]] = {}
 _OWNERS_LOCK = threading.Lock()
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class Face(Closable, Protocol):
+    """How a run shows itself to a person (see :mod:`nbhooks.notebook`)."""
+
+    def panel(self) -> Any:
+        """The controls-and-progress widget (made once)."""
+        ...
+
+    def report_to_console(self, interval: float = 2.0) -> None: ...
+
+    def after_wait(self) -> None:
+        """``wait()`` returned: show the final state before the caller goes on."""
+        ...
+
+    def mimebundle(self, **kwargs: Any) -> dict[str, Any] | None: ...
+
+
+class BusUser(Protocol):
+    """A hook that emits on, or listens to, the run's event bus: :class:`TrainingRun` calls
+    ``attach(run)`` once, when the hook is given to it."""
+
+    def attach(self, run: TrainingRun) -> None: ...
 
 
 class TrainingRun:
@@ -48,6 +75,10 @@ class TrainingRun:
     always, ``None`` never (display the run in a notebook for widgets).
     """
 
+    #: Makes each new run's :class:`Face` (``(run, report) -> Face``), before its hooks attach;
+    #: :mod:`nbhooks.notebook` sets it. None: headless, nothing is shown.
+    face_factory: ClassVar[Callable[[TrainingRun, str | None], Face] | None] = None
+
     def __init__(
         self,
         estimator: Any,
@@ -61,12 +92,11 @@ class TrainingRun:
         hooks = tuple(hooks)
         check_estimator(estimator)
         check_input_fn(input_fn)
-        check_steps(steps, max_steps)
+        steps, max_steps = check_steps(steps, max_steps)
         check_hooks(hooks)
         if report not in ("auto", "console", None):
             raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
         self.model_dir = check_model_dir(estimator.model_dir)
-        self._owner_keys = _owner_keys(self.model_dir)
         self.estimator = estimator
         self.input_fn = input_fn
         self.steps, self.max_steps = steps, max_steps
@@ -84,15 +114,15 @@ class TrainingRun:
         self.reason: str | None = None
         self.error: BaseException | None = None
         self.error_traceback: str | None = None
-        self._panel: Any = None
-        self._console: Any = None
-        self._owned: list[Any] = []  # closed by close(), newest first
-        _claim(self)  # before the hooks attach: an earlier run must not share them
+        self._owned: list[Closable] = []  # closed by close(), newest first
+        # Before the hooks attach: an earlier run (same model_dir, or made by an earlier
+        # execution of the same notebook cell) must not share them.
+        _claim(self)
+        factory = TrainingRun.face_factory
+        self.face: Face | None = None if factory is None else self.own(factory(self, report))
         for hook in hooks:
             if hasattr(hook, "attach"):
                 hook.attach(self)
-        if report == "console" or (report == "auto" and not _in_kernel()):
-            self.report_to_console()
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -128,7 +158,7 @@ class TrainingRun:
         """Start training in the background; returns at once. ``steps``/``max_steps`` override
         the ones given at construction for this start."""
         if steps is not None or max_steps is not None:
-            check_steps(steps, max_steps)
+            steps, max_steps = check_steps(steps, max_steps)
         else:
             steps, max_steps = self.steps, self.max_steps
         if self.running:
@@ -193,10 +223,8 @@ class TrainingRun:
             raise TimeoutError(
                 f"training is still {self._state} after {timeout} s (step {self.global_step})"
             )
-        if self._console is not None:
-            self._console.publisher.flush()  # the last lines, before a script goes on or exits
-        if self._panel is not None and threading.current_thread() is threading.main_thread():
-            self._panel.resync()
+        if self.face is not None:
+            self.face.after_wait()  # e.g. the last console lines, before a script goes on
         if self.error is not None:
             raise self.error
         return self._state
@@ -207,11 +235,9 @@ class TrainingRun:
         self._done.wait(timeout)
         while self._owned:
             self._owned.pop().close()
-        self._panel = self._console = None
         with _OWNERS_LOCK:
-            for key in self._owner_keys:
-                if _OWNERS.get(key, lambda: None)() is self:
-                    del _OWNERS[key]
+            if _OWNERS.get(self.model_dir, lambda: None)() is self:
+                del _OWNERS[self.model_dir]
 
     # -- the training thread --------------------------------------------------------------
     def _work(self, steps: int | None, max_steps: int | None) -> None:
@@ -289,107 +315,65 @@ class TrainingRun:
     def session_ended(self, step: int) -> None:
         self.meter.step = step
 
-    # -- display --------------------------------------------------------------------------
-    def panel(self) -> Any:
-        """The controls-and-progress widget of this run (created once, owned by the run)."""
-        if self._panel is None:
-            from nbhooks.views.run_panel import RunPanel
-
-            self._panel = self.own(RunPanel(self))
-        return self._panel
-
+    # -- what owns what, and how it shows -----------------------------------------------------
     def own(self, closable: Any) -> Any:
         """Close ``closable`` (anything with ``close()``) when this run is closed or replaced;
         returns it."""
         self._owned.append(closable)
         return closable
 
+    def panel(self) -> Any:
+        """The controls-and-progress widget of this run (made once, by its face)."""
+        return self._face().panel()
+
     def report_to_console(self, interval: float = 2.0) -> None:
         """Print progress and state changes to stderr (scripts, or a notebook without widgets)."""
-        if self._console is not None:
-            self._console.view.interval = interval
-        else:
-            from nbhooks.views.console import ConsoleReport
+        self._face().report_to_console(interval)
 
-            self._console = self.own(ConsoleReport(self, interval=interval))
+    def _face(self) -> Face:
+        if self.face is None:
+            raise RuntimeError(
+                "this run has no face to show itself with: import nbhooks (nh.TrainingRun), "
+                "which sets TrainingRun.face_factory"
+            )
+        return self.face
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        try:
-            widget = self.panel().widget
-        except ImportError as exc:
-            warnings.warn(
-                f"ipywidgets is not available ({exc}); reporting to the console instead",
-                NbhooksWarning,
-                stacklevel=2,
-            )
-            self.report_to_console()
-            return {"text/plain": repr(self)}
-        return widget._repr_mimebundle_(**kwargs)
+        return None if self.face is None else self.face.mimebundle(**kwargs)
 
     def __repr__(self) -> str:
         return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
 
 
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
-# -- one training thread per model_dir, one run per notebook cell ------------------------------
-def _owner_keys(model_dir: str) -> tuple[str, ...]:
-    """The model_dir, and the notebook cell running now (JupyterLab and Notebook 7 send its
-    id with each execution)."""
-    cell = _cell_id()
-    return (f"dir:{model_dir}", *([f"cell:{cell}"] if cell else []))
-
-
-def _cell_id() -> str | None:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    kernel = getattr(get_ipython(), "kernel", None)
-    try:
-        parent = kernel.get_parent("shell") if kernel is not None else None
-    except Exception:  # an older ipykernel
-        return None
-    cell = ((parent or {}).get("metadata") or {}).get("cellId")
-    return cell if isinstance(cell, str) and cell else None
-
-
+# -- one training thread per model_dir -------------------------------------------------------
 def _claim(run: TrainingRun) -> None:
-    """Make ``run`` the owner of its keys. A previous owner that still trains is stopped
-    (e.g. the run made by an earlier execution of the same notebook cell); one that has ended
-    has its widgets and threads closed."""
+    """Make ``run`` the owner of its model_dir, retiring the run that owned it before."""
     with _OWNERS_LOCK:
-        previous = {}
-        for key in run._owner_keys:
-            ref = _OWNERS.get(key)
-            earlier = ref() if ref is not None else None
-            if earlier is not None and earlier is not run:
-                previous[id(earlier)] = earlier
-            _OWNERS[key] = weakref.ref(run)
-    for earlier in previous.values():
-        if earlier.running:
-            warnings.warn(
-                f"stopping the earlier run that was still training in {earlier.model_dir} "
-                f"(step {earlier.global_step}): one training thread per model_dir and per "
-                "notebook cell",
-                NbhooksWarning,
-                stacklevel=3,
-            )
-        earlier.close()
-        if earlier.running:
-            with _OWNERS_LOCK:  # still its model_dir's owner: never two threads on it
-                _OWNERS[f"dir:{earlier.model_dir}"] = weakref.ref(earlier)
-            raise RuntimeError(
-                f"the earlier run in {earlier.model_dir} did not stop within 60 s; "
-                "wait for it (run.wait()) or use another model_dir"
-            )
+        ref = _OWNERS.get(run.model_dir)
+        earlier = ref() if ref is not None else None
+        _OWNERS[run.model_dir] = weakref.ref(run)
+    if earlier is not None and earlier is not run:
+        retire(earlier, why="one training thread per model_dir")
+
+
+def retire(earlier: TrainingRun, why: str) -> None:
+    """Close ``earlier``, which a new run replaces: stopped (with a warning) if it still trains,
+    its widgets and threads closed. Raises if it does not stop within 60 s."""
+    if earlier.running:
+        warnings.warn(
+            f"stopping the earlier run that was still training in {earlier.model_dir} "
+            f"(step {earlier.global_step}): {why}",
+            NbhooksWarning,
+            stacklevel=4,
+        )
+    earlier.close()
+    if earlier.running:
+        with _OWNERS_LOCK:  # still its model_dir's owner: never two threads on it
+            _OWNERS[earlier.model_dir] = weakref.ref(earlier)
+        raise RuntimeError(
+            f"the earlier run in {earlier.model_dir} did not stop within 60 s; "
+            "wait for it (run.wait()) or use another model_dir"
+        )
 
 
 @atexit.register

@@ -11,8 +11,8 @@ import pytest
 
 import nbhooks as nh
 from nbhooks._tf import tf
-from nbhooks.events import EvalEvent, RunStateEvent
-from nbhooks.history import MetricHistory
+from nbhooks.events import EvalEvent, StopRequestEvent
+from nbhooks.stores.metrics import MetricHistory
 
 
 def checkpoint_steps(model_dir) -> list[int]:
@@ -120,8 +120,8 @@ def test_early_stopping_stops_at_the_right_evaluation(tmp_path, train_fn, eval_f
     est = models.make_estimator(tmp_path / "stopped")
     hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=20)
     stopper = nh.EarlyStopping("loss", patience=2, min_delta=0.01, evaluators=[hook])
-    announced: list[RunStateEvent] = []
-    hook.events.subscribe(lambda e: isinstance(e, RunStateEvent) and announced.append(e))
+    announced: list[StopRequestEvent] = []
+    hook.events.subscribe(lambda e: isinstance(e, StopRequestEvent) and announced.append(e))
     est.train(train_fn, hooks=[stopper, hook], steps=400)  # stopper first: hook order is moot
 
     assert stopper.stopped_step == stop_at
@@ -178,12 +178,13 @@ def test_early_stopping_patience_rule() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"every_n_iter": 0}, ValueError, "positive number of training steps.*every_n_iter=100"),
-        ({"every_n_iter": -5}, ValueError, "positive number"),
+        ({"every_n_iter": 0}, ValueError, "every_n_iter must be a positive int, got 0; evaluate"),
+        ({"every_n_iter": -5}, ValueError, "every_n_iter must be a positive int"),
+        ({"every_n_iter": 2.5}, TypeError, "every_n_iter must be a positive int"),
         ({"every_n_iter": None}, TypeError, "positive int"),
         ({"name": "a/b"}, ValueError, "without '/'"),
-        ({"steps": 0}, ValueError, "steps must be None"),
-        ({"history": {}}, TypeError, "MetricHistory"),
+        ({"steps": 0}, ValueError, "steps must be a positive int.*None evaluates until"),
+        ({"store": {}}, TypeError, "MetricHistory"),
     ],
 )
 def test_bad_arguments_fail_at_construction(estimator, eval_fn, kwargs, error, match) -> None:
@@ -195,7 +196,7 @@ def test_bad_arguments_fail_at_construction(estimator, eval_fn, kwargs, error, m
     ("kwargs", "match"),
     [
         ({"mode": "up"}, '"min" or "max"'),
-        ({"patience": 0}, "patience must be an int >= 1"),
+        ({"patience": 0}, "patience must be a positive int"),
         ({"min_delta": -1}, "min_delta must be a number >= 0"),
         ({"metric": ""}, "metric name"),
     ],
@@ -268,7 +269,7 @@ def test_saveable_objects_are_refused_with_advice(model_dir, train_fn, eval_fn) 
 def test_shared_history_and_global_step_dedupe(estimator, train_fn, eval_fn) -> None:
     history = MetricHistory()
     history.record("eval", 0, {"loss": 123.0})  # e.g. restored from an earlier session
-    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=25, history=history)
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=25, store=history)
     estimator.train(train_fn, hooks=[hook], steps=50)
     assert hook.store is history
     assert history.series("eval", "loss")[1][0] == 123.0

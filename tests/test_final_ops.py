@@ -12,8 +12,8 @@ import pytest
 
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
-from nbhooks.final_values import FinalValuesTable, summarize
 from nbhooks.hooks.final_ops import FinalOpsTableHook, describe_error
+from nbhooks.stores.final_values import FinalValuesTable, summarize
 
 MALICIOUS = "<img src=x onerror=alert(1)>"
 

@@ -10,8 +10,8 @@ import pytest
 from waiting import wait_for
 
 from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
-from nbhooks.final_values import FinalValuesTable
 from nbhooks.publish import Publisher
+from nbhooks.stores.final_values import FinalValuesTable
 from nbhooks.views.final_ops import FinalOpsView, display_frame
 
 MALICIOUS = "<img src=x onerror=alert(1)>"

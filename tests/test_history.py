@@ -7,7 +7,7 @@ import threading
 import pandas as pd
 import pytest
 
-from nbhooks.history import COLUMNS, MetricHistory, guess_mode, is_improvement
+from nbhooks.stores.metrics import COLUMNS, MetricHistory, guess_mode, is_improvement
 
 
 def test_record_stores_one_row_per_value_in_order() -> None:

@@ -23,7 +23,7 @@ import pytest
 from nbhooks._tf import tf
 from nbhooks.events import PipelineEvent
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
-from nbhooks.pipeline_store import PipelineCheckpointError
+from nbhooks.stores.pipeline_files import PipelineCheckpointError
 
 IDS = "nbhooks_test_ids"
 
@@ -231,7 +231,7 @@ def test_delete_removes_files_but_refuses_the_next_start(model_dir):
 # -- bad input and failures -------------------------------------------------------------------
 def test_bad_arguments_are_refused_before_anything_starts(model_dir, tmp_path):
     est = ids_estimator(model_dir)
-    with pytest.raises(ValueError, match="keep must be an int >= 1"):
+    with pytest.raises(ValueError, match="keep must be a positive int"):
         PipelineCheckpointHook(est, keep=0)
     with pytest.raises(ValueError, match="'fail', 'warn' or 'ignore'"):
         PipelineCheckpointHook(est, external_state_policy="never")

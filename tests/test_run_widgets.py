@@ -10,7 +10,7 @@ from waiting import wait_for
 
 import nbhooks as nh
 from nbhooks.events import EventBus, RunStateEvent, StepEvent
-from nbhooks.progress import ProgressMeter
+from nbhooks.meter import ProgressMeter
 from nbhooks.publish import Publisher, coalesce
 from nbhooks.views.base import View, walk_widgets
 from nbhooks.views.format import duration, progress_line

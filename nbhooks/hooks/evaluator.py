@@ -2,8 +2,9 @@
 
 TF's hook evaluates without a checkpoint (it copies the training variables into an eval
 graph), but throws away the metrics dict that ``estimator._evaluate_run`` returns.
-:class:`LiveEvaluatorHook` captures it, records it in a :class:`~nbhooks.history.MetricHistory`
-(each ``(name, step)`` once) and emits an :class:`~nbhooks.events.EvalEvent`.
+:class:`LiveEvaluatorHook` captures it, records it in a
+:class:`~nbhooks.stores.metrics.MetricHistory` (each ``(name, step)`` once) and emits an
+:class:`~nbhooks.events.EvalEvent`.
 :class:`EarlyStopping` listens to those events and stops the run cleanly.
 """
 
@@ -19,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from nbhooks._tf import tf
-from nbhooks.checks import check_estimator, check_input_fn
-from nbhooks.events import EvalEvent, EventBus, RunStateEvent
-from nbhooks.history import MetricHistory, check_mode, guess_mode, is_improvement
+from nbhooks.checks import check_estimator, check_input_fn, check_int
+from nbhooks.events import EvalEvent, EventBus, RunAttached, RunStateEvent, StopRequestEvent
 from nbhooks.hooks._graph import require_global_step
 from nbhooks.hooks.eval_session import EvalSession
+from nbhooks.stores.metrics import MetricHistory, check_mode, guess_mode, is_improvement
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
@@ -55,14 +56,14 @@ class _ResultCapture:
         return results
 
 
-class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
+class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluatorHook):
     """Evaluate in memory every ``every_n_iter`` training steps and keep every metric.
 
     Same arguments and schedule as ``tf.estimator.experimental.InMemoryEvaluatorHook`` (once
     when the session starts, every ``every_n_iter`` steps of each ``train()`` call, once at
     the end; summaries go to ``model_dir/eval_<name>``), except that a step already recorded
     for this evaluation name is not evaluated again. Results land in ``store`` (pass one
-    ``history`` to several named hooks to share it) and go out as ``EvalEvent`` on ``events``.
+    ``store`` to several named hooks to share it) and go out as ``EvalEvent`` on ``events``.
 
     ``history`` (property) is the tidy DataFrame: step, evaluation, metric, value, wall_time.
     """
@@ -76,17 +77,17 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
         steps: int | None = None,
         hooks: Sequence[Any] | None = None,
         *,
-        history: MetricHistory | None = None,
+        store: MetricHistory | None = None,
         events: EventBus | None = None,
     ) -> None:
-        _check_args(estimator, input_fn, name, every_n_iter, steps, history)
+        _check_args(estimator, input_fn, name, every_n_iter, steps, store)
         super().__init__(
             estimator, input_fn, steps=steps, hooks=hooks, name=name, every_n_iter=every_n_iter
         )
         self._capture = _ResultCapture(estimator)
         self._estimator = self._capture
         self.evaluation: str = name or "eval"
-        self.store: MetricHistory = history if history is not None else MetricHistory()
+        self.store: MetricHistory = store if store is not None else MetricHistory()
         self.events: EventBus = events if events is not None else EventBus()
         self.run: Any = None
         self.evaluations = 0  #: evaluations run by this hook (skipped repeats not counted)
@@ -103,19 +104,19 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
         every_n_iter: int = 100,
         steps: int | None = None,
         *,
-        history: MetricHistory | None = None,
+        store: MetricHistory | None = None,
         events: EventBus | None = None,
     ) -> list[LiveEvaluatorHook]:
         """One hook per named input_fn (e.g. ``{"train": ..., "eval": ...}``), one shared
-        history and event bus."""
+        store and event bus."""
         if not isinstance(input_fns, Mapping) or not input_fns:
             raise TypeError(
                 'input_fns must be a non-empty dict of name -> input_fn, e.g. {"eval": eval_fn}'
             )
-        history = history if history is not None else MetricHistory()
+        store = store if store is not None else MetricHistory()
         events = events if events is not None else EventBus()
         return [
-            cls(estimator, fn, name, every_n_iter, steps, history=history, events=events)
+            cls(estimator, fn, name, every_n_iter, steps, store=store, events=events)
             for name, fn in input_fns.items()
         ]
 
@@ -124,15 +125,8 @@ class LiveEvaluatorHook(_tf.estimator.experimental.InMemoryEvaluatorHook):
         """Every recorded value (of every evaluation sharing the store), tidy."""
         return self.store.to_frame()
 
-    def attach(self, run: Any) -> None:
-        """Called by :class:`~nbhooks.run.TrainingRun`: emit on the run's event bus (and
-        close the evaluation session when a run fails: ``end()`` does not run then)."""
-        self.run = run
-        self.events = run.events
-        run.events.subscribe(self._on_run_event)
-
-    def _on_run_event(self, event: Any) -> None:
-        if isinstance(event, RunStateEvent) and event.state == "failed":
+    def on_run_state(self, event: RunStateEvent) -> None:
+        if event.state == "failed":  # end() does not run then: close the evaluation session
             self._close_eval_session()
 
     # -- SessionRunHook -------------------------------------------------------------------
@@ -229,7 +223,7 @@ def _check_args(
     name: Any,
     every_n_iter: Any,
     steps: Any,
-    history: Any,
+    store: Any,
 ) -> None:
     check_estimator(estimator)
     check_input_fn(input_fn)
@@ -238,23 +232,10 @@ def _check_args(
             f"name must be None or a non-empty string without '/' (summaries go to "
             f"model_dir/eval_<name>), got {name!r}"
         )
-    if isinstance(every_n_iter, bool) or not isinstance(every_n_iter, numbers.Integral):
-        raise TypeError(
-            f"every_n_iter must be a positive int (evaluate every N training steps), "
-            f"got {every_n_iter!r}; e.g. every_n_iter=100"
-        )
-    if every_n_iter <= 0:
-        raise ValueError(
-            f"every_n_iter must be a positive number of training steps between evaluations, "
-            f"got {every_n_iter}; e.g. every_n_iter=100"
-        )
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
-        raise ValueError(
-            f"steps must be None (evaluate until input_fn's data ends) or a positive int, "
-            f"got {steps!r}"
-        )
-    if history is not None and not isinstance(history, MetricHistory):
-        raise TypeError(f"history must be a nbhooks.MetricHistory, got {type(history).__name__}")
+    check_int("every_n_iter", every_n_iter, hint="evaluate every N training steps, e.g. 100")
+    check_int("steps", steps, optional=True, hint="None evaluates until input_fn's data ends")
+    if store is not None and not isinstance(store, MetricHistory):
+        raise TypeError(f"store must be a nbhooks.MetricHistory, got {type(store).__name__}")
     config = estimator.config
     if config.num_ps_replicas > 0 or config.num_worker_replicas > 1:
         raise ValueError(
@@ -292,11 +273,7 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric must be a metric name such as 'loss', got {metric!r}")
         self.mode = guess_mode(metric) if mode is None else check_mode(mode)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(
-                f"patience must be an int >= 1 (evaluations without improvement before "
-                f"stopping), got {patience!r}"
-            )
+        check_int("patience", patience, hint="evaluations without improvement before stopping")
         if not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
         self.evaluators = list(evaluators)
@@ -416,4 +393,4 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         if self.run is not None:
             self.run.stop(reason=self.reason)
         else:  # no run to announce it: tell whoever listens to the evaluations
-            self._buses[0].emit(RunStateEvent("stopping", step=event.step, reason=self.reason))
+            self._buses[0].emit(StopRequestEvent(event.step, self.reason))

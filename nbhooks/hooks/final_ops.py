@@ -3,8 +3,8 @@
 The hook resolves names in ``begin()`` (the estimator's graph is the default graph then),
 refuses ops that would pull another batch from the input pipeline, fetches the values in
 ``end()`` like ``FinalOpsHook`` and records them in a
-:class:`~nbhooks.final_values.FinalValuesTable`. ``end()`` never runs when the session raises,
-so a session left open is recorded as failed (by :meth:`FinalOpsTableHook.mark_failed`, the
+:class:`~nbhooks.stores.final_values.FinalValuesTable`. ``end()`` never runs when the session
+raises, so a session left open is recorded as failed (by :meth:`FinalOpsTableHook.mark_failed`, the
 run it is attached to, :meth:`FinalOpsTableHook.watch`, or the next ``begin()``).
 """
 
@@ -21,8 +21,8 @@ import pandas as pd
 
 from nbhooks._tf import tf
 from nbhooks.errors import describe_error
-from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
-from nbhooks.final_values import FinalValuesTable
+from nbhooks.events import EventBus, FinalOpsEvent, RunAttached, RunStateEvent
+from nbhooks.stores.final_values import FinalValuesTable
 
 _tf = tf()
 _v1 = _tf.compat.v1
@@ -205,7 +205,7 @@ def _fed_names(feed_dict: Mapping[Any, Any] | None) -> frozenset[str]:
     return frozenset(k if isinstance(k, str) else getattr(k, "name", "") for k in feed_dict)
 
 
-class FinalOpsTableHook(_tf.estimator.FinalOpsHook):
+class FinalOpsTableHook(RunAttached, _tf.estimator.FinalOpsHook):
     """Fetch ``final_ops`` when a session ends and keep the values in a table across runs.
 
     Args:
@@ -215,7 +215,7 @@ class FinalOpsTableHook(_tf.estimator.FinalOpsHook):
             estimator's graph; or a list of those (named by themselves); or a callable
             ``graph -> dict`` called in ``begin()``. Names are resolved in ``begin()``.
         final_ops_feed_dict: fed when the final ops run, as in ``FinalOpsHook``.
-        table: a :class:`~nbhooks.final_values.FinalValuesTable` to share between hooks.
+        table: a :class:`~nbhooks.stores.final_values.FinalValuesTable` to share between hooks.
 
     Works in ``estimator.train(hooks=...)`` and ``estimator.evaluate(hooks=...)``; the row's
     ``mode`` says which. ``.events`` receives a :class:`~nbhooks.events.FinalOpsEvent` per
@@ -243,19 +243,11 @@ class FinalOpsTableHook(_tf.estimator.FinalOpsHook):
         self._lock = threading.Lock()
         self._open: _Session | None = None
         self._global_step: Any = None
-        self._unsubscribe: Callable[[], None] | None = None
 
     # -- wiring ---------------------------------------------------------------------------
 
-    def attach(self, run: Any) -> None:
-        """Emit on ``run.events`` and record the open session as failed when the run fails."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self.events = run.events
-        self._unsubscribe = run.events.subscribe(self._on_run_event)
-
-    def _on_run_event(self, event: Any) -> None:
-        if isinstance(event, RunStateEvent) and event.state == "failed":
+    def on_run_state(self, event: RunStateEvent) -> None:
+        if event.state == "failed":  # end() does not run then: record the session as failed
             self.mark_failed(describe_error(event.error), step=event.step)
 
     # -- SessionRunHook -------------------------------------------------------------------

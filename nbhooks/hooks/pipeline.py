@@ -23,6 +23,7 @@ checkpoint of that same step.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 import threading
@@ -32,13 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbhooks._tf import tf
-from nbhooks.events import EventBus, PipelineEvent, RunStateEvent
-from nbhooks.pipeline_store import (
-    Checkpoint,
-    PipelineCheckpointError,
-    PipelineRequest,
-    PipelineStore,
-)
+from nbhooks.events import EventBus, PipelineEvent, RunAttached, RunStateEvent
+from nbhooks.requests import PipelineRequest
+from nbhooks.stores.pipeline_files import Checkpoint, PipelineCheckpointError, PipelineStore
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -57,7 +54,7 @@ _STATEFUL_HELP = (
 )
 
 
-class PipelineCheckpointHook(tf().estimator.SessionRunHook):
+class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
     """Save and restore the position of the training ``tf.data`` pipeline, on request.
 
     ``keep``: automatic checkpoints kept (like TF's ``max_to_keep``); manual ones are rotated
@@ -91,7 +88,6 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
         self._open = False  # a training session uses this hook (begin .. end)
         self._thread: threading.Thread | None = None
         self._session: Any = None
-        self._unsubscribe: Callable[[], None] | None = None
 
     # -- the public API (any thread) -------------------------------------------------------
     def save(self) -> PipelineRequest:
@@ -127,7 +123,7 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
         try:
             return check()
         except (PipelineCheckpointError, TypeError) as exc:
-            step = target if isinstance(target, int) and not isinstance(target, bool) else None
+            step = int(target) if isinstance(target, numbers.Integral) else None
             self.events.emit(PipelineEvent("failed", step, None, str(exc)))
             raise
 
@@ -163,13 +159,6 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
         """True while a training session uses this hook (requests wait for a step boundary)."""
         with self._lock:
             return self._is_open()
-
-    def attach(self, run: Any) -> None:
-        """Called by :class:`~nbhooks.run.TrainingRun`: emit on the run's bus, follow its end."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self.events = run.events
-        self._unsubscribe = run.events.subscribe(self._on_run_event)
 
     # -- SessionRunHook (the training thread) ----------------------------------------------
     def begin(self) -> None:
@@ -406,22 +395,26 @@ class PipelineCheckpointHook(tf().estimator.SessionRunHook):
     def _on_auto_save(self, step: int) -> None:
         deleted = self.store.rotate("auto")
         checkpoint = self.store.find(self.store.path("auto", step))
-        self._emit("saved", checkpoint, f"automatic save at step {step}")
+        self._emit("saved", checkpoint, f"automatic save at step {step}", automatic=True)
         for old in deleted:
-            self._emit("deleted", old, f"rotated out {old.name} (keep={self.store.keep})")
+            message = f"rotated out {old.name} (keep={self.store.keep})"
+            self._emit("deleted", old, message, automatic=True)
 
-    def _on_run_event(self, event: Any) -> None:
-        if isinstance(event, RunStateEvent) and event.state in {"finished", "stopped", "failed"}:
+    def on_run_state(self, event: RunStateEvent) -> None:
+        if event.state in {"finished", "stopped", "failed"}:
             with self._lock:
                 self._open = False
                 batch, self._queue = self._queue, []
             for request in batch:  # the session is gone: act on the files
                 self._serve_idle(request)
 
-    def _emit(self, action: str, checkpoint: Checkpoint | None, message: str) -> None:
+    def _emit(
+        self, action: str, checkpoint: Checkpoint | None, message: str, automatic: bool = False
+    ) -> None:
         step = checkpoint.step if isinstance(checkpoint, Checkpoint) else None
         path = checkpoint.path if isinstance(checkpoint, Checkpoint) else None
-        self.events.emit(PipelineEvent(action, step, path, message))  # type: ignore[arg-type]
+        event = PipelineEvent(action, step, path, message, automatic)  # type: ignore[arg-type]
+        self.events.emit(event)
 
 
 class _AutoSaveListener(tf().estimator.CheckpointSaverListener):

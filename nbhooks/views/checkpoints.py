@@ -7,7 +7,6 @@ Clicks (main thread) only post requests to the hook; every widget change comes f
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.events import PipelineEvent
-from nbhooks.pipeline_store import Checkpoint, PipelineCheckpointError, parse_name
+from nbhooks.stores.pipeline_files import Checkpoint, PipelineCheckpointError
 from nbhooks.views.base import View
 from nbhooks.views.format import ERROR_COLOUR, coloured
 
@@ -64,7 +63,7 @@ class PipelineCheckpointPanel(View):
         pipeline = [e for e in events if isinstance(e, PipelineEvent)]
         if not pipeline:
             return
-        personal = [e for e in pipeline if not _automatic(e)]
+        personal = [e for e in pipeline if not e.automatic]
         if not personal:  # automatic saves and rotation: the list changes, the status stays
             self._show_list()
             return
@@ -92,13 +91,6 @@ class PipelineCheckpointPanel(View):
             paths = [path for _, path in options]
             self.list.value = selected if selected in paths else None
         self._sync_buttons()
-
-
-def _automatic(event: PipelineEvent) -> bool:
-    """An automatic save or its rotation (not something a person asked for)."""
-    parsed = parse_name(os.path.basename(event.path or ""))
-    automatic_save = event.action == "saved" and parsed is not None and parsed[0] == "auto"
-    return automatic_save or (event.message or "").startswith("rotated out")
 
 
 def _button(description: str, icon: str, css: str, tooltip: str) -> w.Button:

@@ -33,8 +33,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from nbhooks.events import EvalEvent, RunStateEvent
-from nbhooks.history import MetricHistory, Mode, check_mode, guess_mode
+from nbhooks.checks import check_int
+from nbhooks.events import EvalEvent, RunStateEvent, StopRequestEvent
+from nbhooks.stores.metrics import MetricHistory, Mode, check_mode, guess_mode
 from nbhooks.views.base import View
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured
 
@@ -42,12 +43,6 @@ CSS_CLASS = "nbh-curves"
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
 MARKER_LIMIT = 100  #: curves with more drawn points than this are drawn without markers
 _ROW_HEIGHT = 260
-
-
-def check_max_points(max_points: object) -> None:
-    """The most points drawn per curve: an int >= 3."""
-    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 3:
-        raise ValueError(f"max_points must be an int >= 3, got {max_points!r}")
 
 
 def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
@@ -110,7 +105,7 @@ def _count_sent(widget: Any, counter: list[int]) -> None:
 
 
 class CurvesView(View):
-    """Live curves of a :class:`~nbhooks.history.MetricHistory`.
+    """Live curves of a :class:`~nbhooks.stores.metrics.MetricHistory`.
 
     ``max_points``: the most points drawn per curve (the history keeps all). ``modes``:
     "min" or "max" per metric for the best-value marker (default: "min" for losses and
@@ -122,7 +117,7 @@ class CurvesView(View):
 
     def __init__(
         self,
-        history: MetricHistory,
+        metrics: MetricHistory,
         max_points: int = 500,
         *,
         modes: Mapping[str, str] | None = None,
@@ -130,21 +125,19 @@ class CurvesView(View):
         interval: float = 0.5,
         markers_up_to: int = MARKER_LIMIT,
     ) -> None:
-        if not isinstance(history, MetricHistory):
+        if not isinstance(metrics, MetricHistory):
             raise TypeError(
-                f"history must be a nbhooks.MetricHistory (e.g. hook.store), got "
-                f"{type(history).__name__}"
+                f"metrics must be a nbhooks.MetricHistory (e.g. hook.store), got "
+                f"{type(metrics).__name__}"
             )
-        check_max_points(max_points)
-        if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-            raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+        check_int("max_points", max_points, minimum=3, hint="the most points drawn per curve")
+        check_int("columns", columns)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
             raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
-        if isinstance(markers_up_to, bool) or not isinstance(markers_up_to, int):
-            raise ValueError(f"markers_up_to must be an int, got {markers_up_to!r}")
+        check_int("markers_up_to", markers_up_to, minimum=0)
         self.interval = float(interval)
         self.markers_up_to = markers_up_to
-        self.history = history
+        self.metrics = metrics
         self.max_points = max_points
         self.columns = columns
         self.modes: dict[str, Mode] = {k: check_mode(v) for k, v in (modes or {}).items()}
@@ -177,14 +170,16 @@ class CurvesView(View):
     def on_events(self, events: Sequence[Any]) -> None:
         for event in events:
             if isinstance(event, RunStateEvent) and event.reason and event.state != "running":
-                self._show_status(event)
+                self._show_status(event.state, event.reason)
+            elif isinstance(event, StopRequestEvent):
+                self._show_status("stopping", event.reason)
         if any(isinstance(e, EvalEvent) for e in events):
             self.refresh()
 
     def refresh(self) -> bool:
         """Draw what the history holds now; False when nothing changed since the last time."""
         with self._lock:
-            version = self.history.version
+            version = self.metrics.version
             if version == self._version:
                 return False
             before = self._sent[0]
@@ -209,13 +204,13 @@ class CurvesView(View):
             figure = go.Figure(self.figure)
         if all_points:
             for (name, metric), index in self._traces.items():
-                steps, values = self.history.series(name, metric)
+                steps, values = self.metrics.series(name, metric)
                 figure.data[index].update(x=steps, y=values)
         figure.write_html(path, include_plotlyjs=True, full_html=True)
 
     def to_csv(self, path: str | PathLike[str]) -> None:
         """Write the full history (not the downsampled curves) as CSV."""
-        self.history.to_csv(path)
+        self.metrics.to_csv(path)
 
     # -- drawing --------------------------------------------------------------------------
     def _mode(self, metric: str) -> Mode:
@@ -223,7 +218,7 @@ class CurvesView(View):
 
     def _add_new_curves(self) -> bool:
         """Add subplots for new metrics and traces for new curves; True if the grid changed."""
-        metrics, names = self.history.metrics, self.history.names
+        metrics, names = self.metrics.metrics, self.metrics.names
         grid_changed = metrics != self._metrics
         if grid_changed:
             self._metrics = metrics
@@ -237,7 +232,7 @@ class CurvesView(View):
             (name, metric)
             for name in names
             for metric in metrics
-            if (name, metric) not in self._traces and self.history.series(name, metric)[0].size
+            if (name, metric) not in self._traces and self.metrics.series(name, metric)[0].size
         ]
         for name, metric in new:
             in_legend = all(drawn != name for drawn, _ in self._traces)
@@ -248,7 +243,7 @@ class CurvesView(View):
         return grid_changed
 
     def _draw(self, key: tuple[str, str], index: int) -> None:
-        steps, values = self.history.series(*key)
+        steps, values = self.metrics.series(*key)
         if self._drawn_len.get(key) == len(steps):
             return  # unchanged: send nothing for this curve
         self._drawn_len[key] = len(steps)
@@ -258,7 +253,7 @@ class CurvesView(View):
         mode = "lines+markers" if len(x) <= self.markers_up_to else "lines"
         if line.mode != mode:
             line.mode = mode
-        point = self.history.best(key[1], self._mode(key[1]), evaluation=key[0])
+        point = self.metrics.best(key[1], self._mode(key[1]), evaluation=key[0])
         if point is not None:
             best.x, best.y = [point.step], [point.value]
 
@@ -270,10 +265,10 @@ class CurvesView(View):
                 self.figure._widget_layout = deepcopy(self.figure._layout_obj._props)
 
     def _readout_html(self) -> str:
-        latest = self.history.latest()
+        latest = self.metrics.latest()
         if not latest:
             return "<i>no evaluation yet</i>"
-        names, metrics = self.history.names, self._metrics
+        names, metrics = self.metrics.names, self._metrics
         head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
         rows = [f"<tr><th></th>{head}</tr>"]
         for i, name in enumerate(names):
@@ -287,13 +282,13 @@ class CurvesView(View):
     def _cell(self, name: str, metric: str, value: float | None) -> str:
         if value is None:
             return "<td>–</td>"
-        best = self.history.best(metric, self._mode(metric), evaluation=name)
+        best = self.metrics.best(metric, self._mode(metric), evaluation=name)
         best_txt = f"best {best.value:.4g} @{best.step}" if best is not None else ""
         return f"<td><b>{value:.4g}</b><br><small>{best_txt}</small></td>"
 
-    def _show_status(self, event: RunStateEvent) -> None:
-        colour = ERROR_COLOUR if event.state == "failed" else MUTED_COLOUR
-        self.status.value = coloured(f"{event.state}: {event.reason or ''}", colour)
+    def _show_status(self, state: str, reason: str) -> None:
+        colour = ERROR_COLOUR if state == "failed" else MUTED_COLOUR
+        self.status.value = coloured(f"{state}: {reason}", colour)
 
 
 def _base_layout() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from nbhooks.final_values import FinalValuesTable
+from nbhooks.stores.final_values import FinalValuesTable
 from nbhooks.views.base import View, resync_widget_tree
 from nbhooks.views.format import ERROR_COLOUR, coloured
 
@@ -119,7 +119,7 @@ def summary_line(frame: pd.DataFrame) -> str:
 
 
 class FinalOpsView(View):
-    """A table widget of a :class:`~nbhooks.final_values.FinalValuesTable`.
+    """A table widget of a :class:`~nbhooks.stores.final_values.FinalValuesTable`.
 
     Args:
         table: the store to show (e.g. ``hook.table``).

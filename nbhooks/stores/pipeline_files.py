@@ -9,15 +9,17 @@ The files are the only truth: nothing is cached, so a crash leaves nothing to re
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from nbhooks.checks import check_int
 
 Kind = Literal["auto", "manual"]
 STATE_FILE = "checkpoint_input"
@@ -64,8 +66,7 @@ class PipelineStore:
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], keep: int = 5) -> None:
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"keep must be an int >= 1 (checkpoints kept per kind), got {keep!r}")
+        keep = check_int("keep", keep, hint="checkpoints kept per kind")
         self.dir = Path(model_dir).resolve()
         self.keep = keep
         self.lock = threading.RLock()
@@ -132,12 +133,12 @@ class PipelineStore:
                         f"no pipeline checkpoint in {self.dir} yet: train first, or save one"
                     )
                 return found
-            if isinstance(target, bool) or not isinstance(target, int | str | os.PathLike):
+            if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+                return self._find_step(int(target), checkpoints)
+            if not isinstance(target, str | os.PathLike):
                 raise TypeError(
                     f"a checkpoint is named by its step (int), name or path, got {target!r}"
                 )
-            if isinstance(target, int):
-                return self._find_step(target, checkpoints)
             return self._find_path(self.inside(target), checkpoints)
 
     def _find_step(self, step: int, checkpoints: list[Checkpoint]) -> Checkpoint:
@@ -284,46 +285,3 @@ def atomic_write(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-class PipelineRequest:
-    """A save, restore or delete asked for from any thread; done when the hook served it.
-
-    ``wait(timeout)`` returns the :class:`Checkpoint` acted on, or raises the error.
-    """
-
-    def __init__(self, action: Literal["save", "restore", "delete"], target: Any = None) -> None:
-        self.action = action
-        self.target = target
-        self.result: Checkpoint | None = None
-        self.error: BaseException | None = None
-        self._done = threading.Event()
-        self.created = time.monotonic()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def set_result(self, result: Checkpoint) -> None:
-        self.result = result
-        self._done.set()
-
-    def set_error(self, error: BaseException) -> None:
-        self.error = error
-        self._done.set()
-
-    def wait(self, timeout: float | None = None) -> Checkpoint:
-        """Block until served; raises TimeoutError, or the action's own error."""
-        if not self._done.wait(timeout):
-            raise TimeoutError(
-                f"pipeline {self.action} not served within {timeout} s: it runs at the next "
-                f"training step boundary (a paused run serves it when resumed)"
-            )
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-    def __repr__(self) -> str:
-        state = "done" if self.done else "pending"
-        return f"<PipelineRequest {self.action} {self.target!r} {state}>"
