@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbhooks.__main__ import (
+from nbhooks.demo.servers import (
     ServerSpec,
     free_port,
     jupyter_app_spec,
@@ -197,7 +197,7 @@ def serve(spec: ServerSpec, cwd: Path, name: str) -> Iterator[Server]:
         proc = subprocess.Popen(
             spec.cmd,
             cwd=cwd,
-            env=jupyter_env(log_dir / "jupyter"),
+            env=spec.environ(jupyter_env(log_dir / "jupyter")),  # the token goes here
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""`nbhooks demo`: argument errors, notebook copies, the headless report, a real JupyterLab."""
+"""`nbhooks demo`: argument errors, notebook copies, the headless report, real JupyterLab and
+Voila servers (their token stays off every command line)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +16,9 @@ import harness
 import psutil
 import pytest
 
-from nbhooks.__main__ import copy_notebooks, free_port, http_ok, main, port_open
+from nbhooks.cli import main
+from nbhooks.demo.notebooks import copy_notebooks
+from nbhooks.demo.servers import free_port, http_ok, port_open
 
 
 @pytest.mark.parametrize(
@@ -58,6 +62,14 @@ def test_copies_refresh_unedited_notebooks_and_keep_edited_ones(tmp_path: Path) 
     copy_notebooks(src, dest)
     assert (dest / "a.ipynb").read_text() == "edited by the user"
     assert (dest / "b.ipynb").read_text() == "b2"
+
+
+def test_importing_the_cli_and_servers_does_not_import_tensorflow() -> None:
+    code = (
+        "import sys, nbhooks.__main__, nbhooks.cli, nbhooks.demo.servers, nbhooks.demo\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def nbhooks_demo(*args: str, **popen) -> subprocess.Popen:
@@ -135,3 +147,82 @@ def test_lab_answers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert not alive, alive
     assert not port_open(port)
     assert "stopping the server" in log.read_text()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None  # a redirect (to the login page) is an answer of its own
+
+
+def http_status(url: str, method: str = "GET", token: str | None = None) -> int:
+    """The status ``url`` answers (redirects not followed), after reading the whole body."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    request = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=120) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def process_tree(proc: subprocess.Popen) -> list[psutil.Process]:
+    root = psutil.Process(proc.pid)
+    return [root, *root.children(recursive=True)]
+
+
+def is_kernel(process: psutil.Process) -> bool:
+    return any("ipykernel" in part for part in process.cmdline())
+
+
+@pytest.mark.slow
+@pytest.mark.kernel
+@pytest.mark.parametrize("server", ["lab", "voila"])
+def test_the_token_is_on_no_command_line_yet_the_url_works(tmp_path: Path, server: str) -> None:
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    # A quickstart of the test's own: the demo keeps a quickstart that differs from the bundled
+    # one (as if the user had edited it), and Voila then runs a notebook that ends at once.
+    harness.write_notebook(workdir / "quickstart.ipynb", "answer = 42\nanswer")
+    port = free_port()
+    log = tmp_path / "out.txt"
+    mode = ["--voila"] if server == "voila" else []
+    with log.open("w") as out:
+        proc = nbhooks_demo(
+            *mode,
+            "--no-browser",
+            "--port",
+            str(port),
+            "--dir",
+            str(workdir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    page = "/lab/tree/quickstart.ipynb" if server == "lab" else "/"
+    try:
+        found = harness.poll(
+            lambda: re.search(rf"{re.escape(base + page)}\?token=(\w+)", log.read_text()),
+            timeout=120,
+            what="the demo URL",
+        )
+        url, token = found.group(0), found.group(1)
+        assert "keeping your edited" in log.read_text()
+        # The printed URL opens the page; a wrong token or none is refused.
+        assert http_status(url) == 200
+        assert http_status(f"{base}{page}?token=wrong") in (302, 403)
+        assert http_status(f"{base}{page}") in (302, 403)
+        if server == "lab":
+            assert http_status(f"{base}/api/kernels", "POST", token=token) == 201
+            assert http_status(f"{base}/api/status", token="wrong") == 403
+        # Voila started a kernel for the page it served; JupyterLab for the POST.
+        tree = process_tree(proc)
+        assert any(is_kernel(p) for p in tree), [p.cmdline() for p in tree]
+        leaks = [p.cmdline() for p in tree if any(token in part for part in p.cmdline())]
+        assert not leaks
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    assert not alive, alive

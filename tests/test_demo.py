@@ -8,6 +8,14 @@ import numpy as np
 import pytest
 
 from nbhooks import demo
+from nbhooks._tf import tf as import_tf
+
+
+def test_package_reexports_the_data_and_model_api() -> None:
+    from nbhooks.demo import digits
+
+    for name in ("digits_input_fns", "make_demo_estimator", "digits_split", "demo_model_fn"):
+        assert getattr(demo, name) is getattr(digits, name)
 
 
 def test_digits_split_is_fixed_scaled_and_disjoint() -> None:
@@ -37,7 +45,7 @@ def test_bad_arguments_are_rejected(call, message: str) -> None:
 
 @pytest.mark.slow
 def test_eval_input_fns_are_finite_and_train_repeats() -> None:
-    tf = demo.tf()
+    tf = import_tf()
     train_fn, eval_fn, train_eval_fn = demo.digits_input_fns(batch_size=100)
     assert sum(int(y.shape[0]) for _, y in eval_fn()) == 359
     assert sum(int(y.shape[0]) for _, y in train_eval_fn()) == 1438

@@ -1,4 +1,4 @@
-"""The embedded demo: a small dense network on scikit-learn's bundled ``load_digits``.
+"""The demo's data and model: a small dense network on scikit-learn's bundled ``load_digits``.
 
 Nothing is downloaded: the 1797 8x8 digit images ship inside scikit-learn (the ``demo`` extra).
 The model is a custom ``model_fn`` in the ``tf.compat.v1`` style, with variables
