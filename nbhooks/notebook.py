@@ -20,6 +20,8 @@ from typing import Any
 from nbhooks import NbhooksWarning
 from nbhooks.run import TrainingRun, retire
 
+__all__ = ["NotebookFace", "TrainingRun", "current_cell", "in_kernel"]
+
 
 class NotebookFace:
     """Shows one run: a :class:`~nbhooks.views.run_panel.RunPanel` when displayed in a

@@ -376,10 +376,14 @@ def retire(earlier: TrainingRun, why: str) -> None:
         )
 
 
-@atexit.register
-def _stop_all_at_exit() -> None:
+def live_runs() -> list[TrainingRun]:
+    """Every run that still owns its model_dir (not closed), oldest first."""
     with _OWNERS_LOCK:
         runs = [r() for r in _OWNERS.values()]
-    for run in runs:
-        if run is not None:
-            run.close(timeout=30)  # a clean stop (final checkpoint) and the last console lines
+    return [run for run in runs if run is not None]
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for run in live_runs():
+        run.close(timeout=30)  # a clean stop (final checkpoint) and the last console lines

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_behind(request):
+    """Fail a test that leaves a run training (or its thread alive), and close every run it
+    made, ended or not, so that the next test starts with no run, thread or widget."""
+    yield
+    if "nbhooks.run" not in sys.modules:
+        return
+    from nbhooks.run import live_runs
+
+    runs = live_runs()
+    training = [f"{r.state} run in {r.model_dir}" for r in runs if r.running]
+    for run in runs:
+        run.close(timeout=60)
+    threads = [t.name for t in threading.enumerate() if t.name == "nbhooks-training"]
+    left = training + threads
+    assert not left, f"{request.node.nodeid} left behind: {left} (close() what you start)"
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import pytest
 
 from nbhooks.stores.metrics import COLUMNS, MetricHistory, guess_mode, is_improvement
 
+pytestmark = pytest.mark.fast
+
 
 def test_record_stores_one_row_per_value_in_order() -> None:
     h = MetricHistory()

@@ -9,20 +9,7 @@ import pytest
 from waiting import wait_for
 
 import nbhooks as nh
-from nbhooks.events import EventBus, RunStateEvent, StepEvent
-from nbhooks.meter import ProgressMeter
-from nbhooks.publish import Publisher, coalesce
-from nbhooks.views.base import View, walk_widgets
-from nbhooks.views.format import duration, progress_line
-
-
-class Recorder(View):
-    def __init__(self, interval: float | None = None) -> None:
-        self.batches: list[list] = []
-        self.interval = interval
-
-    def on_events(self, events) -> None:
-        self.batches.append(list(events))
+from nbhooks.views.base import walk_widgets
 
 
 @pytest.fixture
@@ -146,74 +133,3 @@ def test_repr_mimebundle_is_the_panel_widget(estimator, train_fn, comm_log):
         run.panel().widget.model_id
     )
     run.close()
-
-
-# -- pure pieces ----------------------------------------------------------------------------
-def test_coalesce_keeps_only_the_last_step_event():
-    s1, s2 = StepEvent(1, 10, None, 0, None), StepEvent(2, 10, None, 0, None)
-    r = RunStateEvent("running")
-    assert coalesce([s1, r, s2]) == [r, s2]
-
-
-def test_publisher_batches_by_time():
-    now = [0.0]
-    bus, view = EventBus(), Recorder()
-    pub = Publisher(bus, [view], interval=0.1, clock=lambda: now[0])
-    bus.emit(StepEvent(0, 100, None, 0, None))
-    assert wait_for(lambda: view.batches)  # the first event goes out at once
-    for step in range(1, 100):
-        bus.emit(StepEvent(step, 100, None, 0, None))
-    pub.flush()
-    assert [[e.step for e in batch] for batch in view.batches] == [[0], [99]]
-    pub.close()
-
-
-def test_publisher_throttles_each_view_by_its_own_interval():
-    now = [0.0]
-    bus, fast, slow = EventBus(), Recorder(), Recorder(interval=1.0)
-    pub = Publisher(bus, [fast, slow], interval=0.1, clock=lambda: now[0])
-    bus.emit(RunStateEvent("running"))
-    assert wait_for(lambda: fast.batches and slow.batches)
-    for step in range(1, 101):
-        bus.emit(StepEvent(step, 100, None, 0, None))
-    assert pub.wait_idle(timeout=0.3) is False  # the clock stands still: nothing is due
-    now[0] = 0.5
-    assert wait_for(lambda: len(fast.batches) == 2)
-    assert [e.step for e in fast.batches[1]] == [100]  # coalesced to the latest step
-    assert len(slow.batches) == 1  # due only at 1.0
-    now[0] = 1.0
-    assert wait_for(lambda: len(slow.batches) == 2)
-    assert [e.step for e in slow.batches[1]] == [100]
-    pub.close()
-
-
-def test_meter_rate_eta_and_pause_exclusion():
-    now = [0.0]
-    meter = ProgressMeter(interval=1.0, clock=lambda: now[0])
-    meter.begin(0, 100)
-    now[0] = 0.5
-    assert meter.update(5) is None  # throttled
-    now[0] = 1.0
-    event = meter.update(10)
-    assert event.steps_per_sec == pytest.approx(10) and event.eta == pytest.approx(9)
-    meter.pause()
-    now[0] = 11.0
-    meter.resume()
-    now[0] = 12.0
-    assert meter.update(20).steps_per_sec == pytest.approx(10)  # the pause is not counted
-
-
-def test_a_session_shorter_than_the_interval_gets_its_average_rate():
-    now = [0.0]
-    meter = ProgressMeter(interval=1.0, clock=lambda: now[0])
-    meter.begin(100, 150)
-    now[0] = 0.25
-    assert meter.update(150) is None  # throttled: no rate yet
-    assert meter.final().steps_per_sec == pytest.approx(200)
-
-
-def test_formatting():
-    assert duration(83.2) == "1:23" and duration(3725) == "1:02:05" and duration(None) == "–"
-    assert progress_line(1200, 2000, 85.26, 14, 9) == (
-        "step 1,200 / 2,000 · 85.3 steps/s · elapsed 0:14 · ETA 0:09"
-    )

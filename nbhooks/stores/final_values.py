@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 import pandas as pd
 
 #: The columns of :meth:`FinalValuesTable.to_frame`, in order.
@@ -42,7 +43,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = ("mean", "std", "min", "max", "l2")
 FAILED_NOTE = "session failed, no final values"
 
 
-def _python_scalar(value: np.ndarray) -> Any:
+def _python_scalar(value: NDArray[Any]) -> Any:
     item = value.item()
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
 
@@ -79,7 +80,7 @@ class FinalValuesTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] = []
-        self._arrays: dict[tuple[int, str], np.ndarray] = {}
+        self._arrays: dict[tuple[int, str], NDArray[Any]] = {}
         self._run_ids = itertools.count(1)
         self.version = 0  # bumped on every change (views skip redraws when unchanged)
 
@@ -118,13 +119,15 @@ class FinalValuesTable:
         self._append([row], {})
         return row
 
-    def _append(self, rows: list[dict[str, Any]], arrays: dict[tuple[int, str], np.ndarray]):
+    def _append(
+        self, rows: list[dict[str, Any]], arrays: dict[tuple[int, str], NDArray[Any]]
+    ) -> None:
         with self._lock:
             self._rows.extend(rows)
             self._arrays.update(arrays)
             self.version += 1
 
-    def array(self, run_id: int, name: str) -> np.ndarray:
+    def array(self, run_id: int, name: str) -> NDArray[Any]:
         """The full value ``name`` had at the end of session ``run_id``."""
         with self._lock:
             try:

@@ -13,9 +13,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 import pandas as pd
 
 Mode = Literal["min", "max"]
@@ -87,7 +88,7 @@ class _Series:
         step, value, wall_time = self._data[1:, index]
         return int(step), float(value), float(wall_time)
 
-    def columns(self) -> np.ndarray:
+    def columns(self) -> NDArray[Any]:
         """A copy of the filled part: rows seq, step, value, wall_time."""
         return self._data[:, : self.n].copy()
 
@@ -156,7 +157,7 @@ class MetricHistory:
         """The number of recorded values (rows of :meth:`to_frame`)."""
         return self._rows
 
-    def series(self, name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    def series(self, name: str, metric: str) -> tuple[NDArray[Any], NDArray[Any]]:
         """``(steps, values)`` of one evaluation's metric as arrays (empty if none)."""
         with self._lock:
             series = self._series.get((name, metric))
@@ -180,7 +181,7 @@ class MetricHistory:
             for name in names:
                 series = self._series.get((name, metric))
                 index = series.extreme.get(mode) if series is not None else None
-                if index is None:
+                if series is None or index is None:
                     continue
                 step, value, wall_time = series.point(index)
                 if best is None or _better(value, best.value, mode):

@@ -23,7 +23,7 @@ class ConsoleView(View):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream
-        self.interval = interval
+        self.interval: float = interval
         self._clock = clock
         self._last = float("-inf")
 

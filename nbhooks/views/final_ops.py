@@ -187,8 +187,12 @@ class FinalOpsView(View):
     def refresh(self) -> None:
         """Redraw from the table (skipped when neither the table nor the controls changed)."""
         with self._lock:
-            state = (self.table.version, self.sort_by.value, self.descending.value)
-            state += (self.contains.value,)
+            state = (
+                self.table.version,
+                self.sort_by.value,
+                self.descending.value,
+                self.contains.value,
+            )
             if state == self._drawn:
                 return
             frame = self.table.to_frame()

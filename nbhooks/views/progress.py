@@ -94,7 +94,7 @@ class ProgressView(View):
         self._show_line()
         self.bar.bar_style = _BAR_STYLE[event.state]
         show_reason = event.reason and event.state != "failed"
-        reason = f" — {html.escape(event.reason)}" if show_reason else ""
+        reason = f" — {html.escape(event.reason)}" if event.reason and show_reason else ""
         colour = ERROR_COLOUR if event.state == "failed" else "inherit"
         self.badge.value = f"{coloured(event.state, colour, bold=True)}{reason}"
         failed = event.state == "failed" and event.error is not None
