@@ -376,3 +376,40 @@ def test_a_killed_training_leaves_a_restorable_checkpoint(model_dir, ref):
     assert [e.step for e in events if e.action == "restored"] == [resumed]
     assert rec.batches == ref[resumed : resumed + 2]
     shutil.rmtree(model_dir, ignore_errors=True)
+
+
+# -- files that travel --------------------------------------------------------------------------
+def test_a_moved_model_dir_resumes_exactly_like_an_unmoved_one(model_dir, tmp_path, ref):
+    est = ids_estimator(model_dir, every=3)
+    est.train(ids_input_fn(), hooks=[PipelineCheckpointHook(est)], steps=7)
+    moved_dir = tmp_path / "elsewhere" / "model"
+    shutil.copytree(model_dir, moved_dir)
+
+    unmoved = Recorder()
+    est.train(ids_input_fn(), hooks=[unmoved, PipelineCheckpointHook(est)], steps=4)
+    expected = est.get_variable_value("dense/kernel")
+    shutil.rmtree(model_dir)  # nothing may be read from the old place
+
+    moved = ids_estimator(moved_dir, every=3)
+    hook = PipelineCheckpointHook(moved)
+    rec = Recorder()
+    moved.train(ids_input_fn(), hooks=[rec, hook], steps=4)
+    assert unmoved.batches == ref[7:11]
+    assert rec.batches == unmoved.batches and rec.steps == unmoved.steps
+    assert (moved.get_variable_value("dense/kernel") == expected).all()
+    assert hook.restored_from is not None and hook.restored_from.path.startswith(str(moved_dir))
+    assert not model_dir.exists()
+
+
+def test_restore_accepts_a_step_read_from_the_checkpoints_frame(model_dir, ref):
+    est = ids_estimator(model_dir, every=4)
+    hook = PipelineCheckpointHook(est)
+    est.train(ids_input_fn(), hooks=[hook], steps=8)
+    step = hook.checkpoints.query("step == 4").step.iloc[0]  # a numpy integer
+    assert type(step).__name__ == "int64"
+    assert hook.restore(step=step).wait(0).step == 4
+    handles = []
+    rec = Recorder({10: lambda: handles.append(hook.restore(step=step))})
+    est.train(ids_input_fn(), hooks=[rec, hook], steps=4)
+    assert handles[0].wait(0).step == 4
+    assert rec.batches == ref[4:6] + ref[4:6]

@@ -3,12 +3,18 @@
 A checkpoint is a TensorFlow V2 checkpoint prefix inside ``model_dir``: ``input.ckpt-N``
 (automatic, written at RunConfig's interval) or ``input.manual.ckpt-N`` (asked for by a
 person). Its ``.index`` file is written last, so a prefix whose index exists is complete.
-The ``checkpoint_input`` state file names the checkpoint the next ``train()`` restores.
-The files are the only truth: nothing is cached, so a crash leaves nothing to reconcile.
+The ``checkpoint_input`` state file names the checkpoint the next ``train()`` restores, by a
+path relative to ``model_dir`` (as TensorFlow's own ``checkpoint`` file does), so a moved or
+copied ``model_dir`` resumes exactly; absolute paths written by older versions are read by
+their name inside ``model_dir``. An empty ``<prefix>.ended`` file next to a checkpoint says
+that its position is at the end of a finite input. The files are the only truth: nothing is
+cached, so a crash leaves nothing to reconcile beyond the leftovers :meth:`clean_leftovers`
+removes.
 """
 
 from __future__ import annotations
 
+import builtins
 import numbers
 import os
 import re
@@ -26,7 +32,16 @@ STATE_FILE = "checkpoint_input"
 #: First line of a state file written by restore(): resume exactly there.
 CHOSEN_MARK = "# chosen with restore(): the next train() resumes exactly here"
 PREFIXES: dict[Kind, str] = {"auto": "input.ckpt", "manual": "input.manual.ckpt"}
+ENDED = ".ended"  #: suffix of the marker file: the position is at the end of a finite input
 _NAME = re.compile(r"^(input(?:\.manual)?\.ckpt)-(\d+)$")
+#: What interrupted writes leave: a sharded save's shard folder, a copy's or a state file's
+#: temporary file (ours, and TensorFlow's ``checkpoint_input.tmp<hex>``).
+_TEMP_DIR = re.compile(r"^input(?:\.manual)?\.ckpt-\d+_temp$")
+_TEMP_FILE = re.compile(
+    r"^(?:input(?:\.manual)?\.ckpt-\d+\..+\.tmp"
+    r"|checkpoint_input\.tmp[0-9a-f]{32}"
+    r"|\.checkpoint_input\.(?P<pid>\d+)\.\d+\.tmp)$"
+)
 _STATE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.MULTILINE)
 
 
@@ -58,21 +73,39 @@ def parse_name(name: str) -> tuple[Kind, int] | None:
     return kind, int(match.group(2))
 
 
+class _Directory:
+    """What every store of one directory shares in this process: a lock and its writers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.writers: dict[int, threading.Thread] = {}  # thread id -> training thread
+
+
+_DIRECTORIES: dict[Path, _Directory] = {}
+_DIRECTORIES_LOCK = threading.Lock()
+
+
+def _directory(path: Path) -> _Directory:
+    with _DIRECTORIES_LOCK:
+        return _DIRECTORIES.setdefault(path, _Directory())
+
+
 class PipelineStore:
     """The pipeline checkpoints of one ``model_dir``: list, find, pin, rotate, delete, point at.
 
     Thread-safe: the training thread (rotation after a save) and the notebook (delete, pin,
-    restore while idle) may use it at once.
+    restore while idle) may use it at once; stores of the same directory share one lock.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], keep: int = 5) -> None:
         keep = check_int("keep", keep, hint="checkpoints kept per kind")
         self.dir = Path(model_dir).resolve()
         self.keep = keep
-        self.lock = threading.RLock()
+        self._shared = _directory(self.dir)
+        self.lock = self._shared.lock
 
     # -- reading ---------------------------------------------------------------------------
-    def list(self) -> list[Checkpoint]:
+    def list(self) -> builtins.list[Checkpoint]:
         """Every complete checkpoint, oldest step first (auto before manual at equal steps)."""
         if not self.dir.is_dir():
             return []
@@ -116,6 +149,8 @@ class PipelineStore:
         if match is None:
             return None
         path = Path(match.group(1))
+        if path.is_absolute() and parse_name(path.name) is not None:
+            path = Path(path.name)  # written before model_dir was moved or copied
         return str(path if path.is_absolute() else self.dir / path)
 
     def find(self, target: int | str | os.PathLike[str] | None) -> Checkpoint:
@@ -141,7 +176,7 @@ class PipelineStore:
                 )
             return self._find_path(self.inside(target), checkpoints)
 
-    def _find_step(self, step: int, checkpoints: list[Checkpoint]) -> Checkpoint:
+    def _find_step(self, step: int, checkpoints: builtins.list[Checkpoint]) -> Checkpoint:
         matches = [c for c in checkpoints if c.step == step]
         if not matches:
             steps = ", ".join(str(c.step) for c in checkpoints) or "none"
@@ -150,7 +185,7 @@ class PipelineStore:
             )
         return matches[-1]
 
-    def _find_path(self, prefix: Path, checkpoints: list[Checkpoint]) -> Checkpoint:
+    def _find_path(self, prefix: Path, checkpoints: builtins.list[Checkpoint]) -> Checkpoint:
         for checkpoint in checkpoints:
             if Path(checkpoint.path) == prefix:
                 return checkpoint
@@ -196,9 +231,9 @@ class PipelineStore:
         with self.lock:
             if self.state_path() == checkpoint.path:
                 return
-            paths = [c.path for c in self.list() if c.kind == "auto" and c.path != checkpoint.path]
-            lines = [CHOSEN_MARK, f'model_checkpoint_path: "{checkpoint.path}"']
-            lines += [f'all_model_checkpoint_paths: "{p}"' for p in [*paths, checkpoint.path]]
+            names = [c.name for c in self.list() if c.kind == "auto" and c.path != checkpoint.path]
+            lines = [CHOSEN_MARK, f'model_checkpoint_path: "{checkpoint.name}"']
+            lines += [f'all_model_checkpoint_paths: "{n}"' for n in [*names, checkpoint.name]]
             atomic_write(self.dir / STATE_FILE, "\n".join(lines) + "\n")
 
     def pin(self, checkpoint: Checkpoint) -> Checkpoint:
@@ -209,15 +244,18 @@ class PipelineStore:
         with self.lock:
             source = Path(checkpoint.path)
             files = sorted(self._files(source), key=lambda f: f.suffix == ".index")
-            copied: list[tuple[Path, Path]] = []
+            copied: builtins.list[tuple[Path, Path]] = []
             try:
                 for src in files:  # the .index last: the prefix is complete once it exists
                     dst = target.parent / (target.name + src.name[len(source.name) :])
-                    tmp = dst.with_name(dst.name + ".tmp")
-                    shutil.copyfile(src, tmp)
-                    copied.append((tmp, dst))
+                    copied.append((dst.with_name(dst.name + ".tmp"), dst))
+                    shutil.copyfile(src, copied[-1][0])  # a full disk fails here, or below
                 for tmp, dst in copied:
                     os.replace(tmp, dst)
+            except BaseException:
+                for _, dst in reversed(copied):  # the .index first: never listed half-copied
+                    dst.unlink(missing_ok=True)
+                raise
             finally:
                 for tmp, _ in copied:
                     tmp.unlink(missing_ok=True)
@@ -254,7 +292,80 @@ class PipelineStore:
                 f.unlink(missing_ok=True)
         shutil.rmtree(prefix + "_temp", ignore_errors=True)  # a sharded save's shard dir
 
-    def rotate(self, kind: Kind) -> list[Checkpoint]:
+    def ended(self, checkpoint: Checkpoint) -> bool:
+        """True when ``checkpoint`` was saved at the end of a finite input."""
+        return Path(checkpoint.path + ENDED).is_file()
+
+    def mark_ended(self, checkpoint: Checkpoint, ended: bool = True) -> None:
+        """Mark (or unmark) ``checkpoint`` as saved at the end of a finite input."""
+        marker = Path(checkpoint.path + ENDED)
+        if ended:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    # -- leftovers of interrupted writes ---------------------------------------------------
+    def begin_writing(self) -> bool:
+        """Register the calling thread as a training session writing here.
+
+        Returns True when no other live thread of this process writes here: the leftovers
+        then belong to nobody. A thread runs one session at a time, so an earlier
+        registration of the calling thread (a session that crashed) is replaced.
+        """
+        with self.lock:
+            writers = self._shared.writers
+            for ident, thread in list(writers.items()):
+                if not thread.is_alive():
+                    del writers[ident]
+            current = threading.current_thread()
+            writers[current.ident or 0] = current
+            return len(writers) == 1
+
+    def end_writing(self) -> None:
+        """The calling thread's session ended."""
+        with self.lock:
+            self._shared.writers.pop(threading.get_ident(), None)
+
+    def leftovers(self) -> builtins.list[Path]:
+        """Files and folders that interrupted writes left behind (nothing any checkpoint uses).
+
+        Shard folders (``input.ckpt-N_temp``), temporary files of copies and of state-file
+        writes (unless the process that writes them is alive), and the data files or markers
+        of a prefix that has no ``.index`` (a save killed before it completed).
+        """
+        if not self.dir.is_dir():
+            return []
+        found: builtins.list[Path] = []
+        for entry in self.dir.iterdir():
+            name = entry.name
+            if _TEMP_DIR.match(name) and entry.is_dir():
+                found.append(entry)
+            elif match := _TEMP_FILE.match(name):
+                pid = match.group("pid")
+                if pid is None or not _alive(int(pid)):
+                    found.append(entry)
+            elif name.startswith("input") and ".ckpt-" in name and not name.endswith(".index"):
+                prefix, _, rest = name.partition(".data-")
+                prefix = prefix if rest else name.removesuffix(ENDED)
+                orphan = (rest or name.endswith(ENDED)) and parse_name(prefix) is not None
+                if orphan and not (self.dir / f"{prefix}.index").exists():
+                    found.append(entry)
+        return sorted(found)
+
+    def clean_leftovers(self) -> builtins.list[Path]:
+        """Remove :meth:`leftovers`; call only when no save is in progress (see
+        :meth:`begin_writing`). Returns what was removed."""
+        with self.lock:
+            removed = []
+            for path in self.leftovers():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+            return removed
+
+    def rotate(self, kind: Kind) -> builtins.list[Checkpoint]:
         """Delete the oldest checkpoints of ``kind`` beyond ``keep``; returns the deleted ones."""
         with self.lock:
             protected = self.state_path()
@@ -268,6 +379,18 @@ class PipelineStore:
     def _kind_of(self, path: str) -> Kind | None:
         parsed = parse_name(os.path.basename(path))
         return None if parsed is None else parsed[0]
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # ours: another thread may be writing it (under the lock we do not hold)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def glob_escape(name: str) -> str:
