@@ -7,8 +7,11 @@ A :class:`ServerSpec` says how to start a server and how to know it is ready;
 The token is secret: it is given to the server in its environment (``JUPYTER_TOKEN``, which
 jupyter_server's ``IdentityProvider`` reads, in JupyterLab, Notebook 7 and Voila 0.5 alike),
 never on its command line, which any local user can read with ``ps`` (a process's environment
-is readable by its user only). The browser is opened on a
-file only the user can read, which redirects to the URL with the token.
+is readable by its user only). The browser is opened on a file only the user can read, which
+redirects to the URL with the token.
+
+Voila's kernels end with their page: see :func:`give_page_its_xsrf_cookie` (set by the
+``voila_config/voila.py`` configuration file) and :data:`VOILA_CULLING`.
 """
 
 from __future__ import annotations
@@ -142,6 +145,12 @@ def jupyter_app_spec(
     )
 
 
+def _config_path_first(config_dir: Path) -> dict[str, str]:
+    """``JUPYTER_CONFIG_PATH`` with ``config_dir`` first (before the user's entries)."""
+    paths = [str(config_dir), *filter(None, [os.environ.get("JUPYTER_CONFIG_PATH")])]
+    return {"JUPYTER_CONFIG_PATH": os.pathsep.join(paths)}
+
+
 def demo_lab_spec(workdir: Path, port: int, token: str) -> ServerSpec:
     """The demo's JupyterLab serving ``workdir``: quiet (:data:`QUIET_LAB`), and with the
     demo's config directory ``workdir/.nbhooks-lab-config`` (holding :data:`LAB_PAGE_CONFIG`)
@@ -150,14 +159,37 @@ def demo_lab_spec(workdir: Path, port: int, token: str) -> ServerSpec:
     page_config = config_dir / "labconfig" / "page_config.json"
     page_config.parent.mkdir(parents=True, exist_ok=True)
     page_config.write_text(json.dumps(LAB_PAGE_CONFIG, indent=1))
-    paths = [str(config_dir), *filter(None, [os.environ.get("JUPYTER_CONFIG_PATH")])]
-    env = {"JUPYTER_CONFIG_PATH": os.pathsep.join(paths)}
+    env = _config_path_first(config_dir)
     return jupyter_app_spec("jupyterlab", workdir, port, token, *QUIET_LAB, env=env)
+
+
+#: Voila's configuration file (``voila.py``): it sets :func:`give_page_its_xsrf_cookie`.
+VOILA_CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
+
+#: A backstop for pages that vanish without saying goodbye (a browser killed, a laptop shut):
+#: a kernel with no page connected and no activity for 10 minutes is shut down.
+VOILA_CULLING = (
+    "--MappingKernelManager.cull_idle_timeout=600",
+    "--MappingKernelManager.cull_interval=60",
+    "--MappingKernelManager.cull_connected=False",
+)
+
+
+def give_page_its_xsrf_cookie(req: Any, notebook: Any, cwd: str) -> None:
+    """Voila ``prelaunch_hook``: set the ``_xsrf`` cookie on the page being served.
+
+    When a Voila 0.5 page is closed or reloaded it posts its kernel's shutdown with ``_xsrf``
+    read from that cookie, but Voila never sets the cookie: the request was refused (403
+    ``_xsrf argument missing``) and each visit left a kernel alive. Reading tornado's
+    ``xsrf_token`` sets the cookie; the XSRF check itself stays on.
+    """
+    req.xsrf_token  # noqa: B018 - a property read for its side effect (Set-Cookie)
 
 
 def voila_spec(notebook: Path, port: int, token: str, *extra: str) -> ServerSpec:
     """``python -m voila <notebook>`` on 127.0.0.1; ready when the port accepts connections
-    (any page request makes Voila execute the notebook)."""
+    (any page request makes Voila execute the notebook). A page's kernel ends when the page is
+    closed or reloaded (see :func:`give_page_its_xsrf_cookie`, :data:`VOILA_CULLING`)."""
     cmd = [
         sys.executable,
         "-m",
@@ -171,9 +203,11 @@ def voila_spec(notebook: Path, port: int, token: str, *extra: str) -> ServerSpec
         "--Voila.auto_token=True",
         # Notebook 7's JupyterLab extension fails to load in Voila (a console error): skip it.
         "--VoilaConfiguration.extension_denylist=@jupyter-notebook/lab-extension",
+        *VOILA_CULLING,
         *extra,
     ]
-    return ServerSpec(cmd, port, token, lambda: port_open(port), env=_token_env(token))
+    env = {**_config_path_first(VOILA_CONFIG_DIR), **_token_env(token)}
+    return ServerSpec(cmd, port, token, lambda: port_open(port), env=env)
 
 
 # --- running it ----------------------------------------------------------------------------
