@@ -28,11 +28,13 @@ _LAZY: dict[str, str] = {
     "FinalOpsTableHook": "nbhooks.hooks.final_ops",
     "PipelineCheckpointHook": "nbhooks.hooks.pipeline",
     "MetricHistory": "nbhooks.stores.metrics",
+    "Compare": "nbhooks.compare",
 }
 
 __all__ = ["NbhooksWarning", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nbhooks.compare import Compare
     from nbhooks.dashboard import Dashboard
     from nbhooks.hooks.evaluator import EarlyStopping, LiveEvaluatorHook
     from nbhooks.hooks.final_ops import FinalOpsTableHook
