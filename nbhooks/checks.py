@@ -78,17 +78,24 @@ def check_hooks(hooks: Sequence[Any]) -> None:
             )
 
 
-def check_model_dir(model_dir: str | os.PathLike[str]) -> str:
-    """The real path of a writable model_dir (created if missing)."""
+def check_model_dir(model_dir: str | os.PathLike[str], create: bool = True) -> str:
+    """The real path of a writable model_dir. ``create``: make it if missing; else check that
+    it could be made (its nearest existing parent is a writable directory)."""
     path = os.path.realpath(os.fspath(model_dir))
     fix = "pass RunConfig(model_dir=...) a directory you can write to"
-    if os.path.exists(path) and not os.path.isdir(path):
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is a file" if existing == path else f"is inside {existing!r}, a file"
         raise NotADirectoryError(
-            f"the estimator's model_dir {path!r} is a file, not a directory: {fix}"
+            f"the estimator's model_dir {path!r} {what}, not a directory: {fix}"
         )
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".nbhooks-write-test"):
+        if create:
+            os.makedirs(path, exist_ok=True)
+            existing = path
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".nbhooks-write-test"):
             pass
     except OSError as exc:
         raise PermissionError(

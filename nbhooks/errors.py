@@ -1,15 +1,47 @@
-"""Readable one-line summaries of training errors (no TensorFlow import)."""
+"""Readable one-line summaries of training errors (no TensorFlow import).
+
+TensorFlow's error text carries graph stack traces ("Detected at node", "Node: 'save/SaveV2'",
+"Original stack trace for ..."); the root cause is one line of it, which is what a person
+needs to read first. The full text stays in the traceback.
+"""
 
 from __future__ import annotations
 
-_NOISE = ("Graph execution error", "Detected at node", "File ", "[[")
+import re
+
+_NOISE = (
+    "Graph execution error",
+    "Detected at node",
+    "Node:",
+    "File ",
+    "[[",
+    "Hint:",
+    "Original stack trace",
+    "Traceback (most recent call last)",
+    "Caused by op",
+    "^",
+)
+#: TensorFlow's file errors: "<path>; No space left on device"
+_PATH_CAUSE = re.compile(r"^(?P<path>\S*[/\\]\S*); (?P<cause>[^;]+)$")
+
+
+def root_cause(error: BaseException) -> str:
+    """The line of ``error``'s text that says what went wrong (not where in the graph)."""
+    for raw in str(error).splitlines():
+        line = raw.strip()
+        if not line or line.startswith(_NOISE):
+            continue
+        match = _PATH_CAUSE.match(line)
+        if match:
+            return f"{match['cause']} (writing or reading {match['path']})"
+        return line
+    return ""
 
 
 def describe_error(error: BaseException | None, limit: int = 300) -> str:
-    """A one-line summary of a training error (TF messages carry graph tracebacks)."""
+    """A one-line summary of a training error: its type and root cause."""
     if error is None:
         return "the session raised"
-    lines = (line.strip() for line in str(error).splitlines())
-    first = next((line for line in lines if line and not line.startswith(_NOISE)), "")
-    summary = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    cause = root_cause(error)
+    summary = f"{type(error).__name__}: {cause}" if cause else type(error).__name__
     return summary if len(summary) <= limit else summary[: limit - 1] + "…"

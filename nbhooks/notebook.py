@@ -6,12 +6,14 @@ notebook cell owns.
 (``nbhooks`` imports it whenever ``nh.TrainingRun`` or ``nh.Dashboard`` is first used).
 
 Re-running a notebook cell replaces the runs its earlier execution made: JupyterLab and
-Notebook 7 send the cell's id with each execute request. Several runs made by one execution
-of a cell all live.
+Notebook 7 send the cell's id with each execute request; for front-ends that send none
+(nbclient, papermill, older ones) the cell is known by its code, so running the same code
+again replaces what it made. Several runs made by one execution of a cell all live.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 import weakref
@@ -96,8 +98,9 @@ _CELLS_LOCK = threading.Lock()
 
 
 def current_cell() -> tuple[str, str] | None:
-    """``(cell id, execute request id)`` of the cell running now, or None (a script, or a
-    front-end such as nbclient that sends no cell id)."""
+    """``(cell key, execute request id)`` of the cell running now, or None (not a kernel).
+
+    The key is the cell's id where the front-end sends one, else a hash of its code."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -108,11 +111,16 @@ def current_cell() -> tuple[str, str] | None:
     except Exception:  # an older ipykernel
         return None
     parent = parent or {}
-    cell = (parent.get("metadata") or {}).get("cellId")
     request = (parent.get("header") or {}).get("msg_id")
-    if not (isinstance(cell, str) and cell and isinstance(request, str)):
+    cell = (parent.get("metadata") or {}).get("cellId")
+    code = (parent.get("content") or {}).get("code")
+    if not isinstance(request, str):
         return None
-    return cell, request
+    if isinstance(cell, str) and cell:
+        return f"id:{cell}", request
+    if isinstance(code, str) and code.strip():
+        return "code:" + hashlib.sha256(code.encode()).hexdigest(), request
+    return None
 
 
 def _claim_cell(run: TrainingRun) -> None:

@@ -113,6 +113,51 @@ def test_error_is_surfaced_and_reraised(model_dir):
     assert isinstance(failed.error, tf().errors.InvalidArgumentError)
 
 
+def failed_reason(run) -> str:
+    events: list[RunStateEvent] = []
+    run.events.subscribe(lambda e: events.append(e) if isinstance(e, RunStateEvent) else None)
+    run.start()
+    with pytest.raises(tf().errors.OpError):
+        run.wait(timeout=120)
+    assert events[-1].state == "failed" and events[-1].traceback
+    return events[-1].reason
+
+
+def test_a_py_function_error_reads_as_its_root_cause(model_dir):
+    def broken_input():
+        def check(x):
+            raise ValueError("bad pixel value in row 7")
+
+        ds = tf().data.Dataset.range(100).map(lambda i: tf().py_function(check, [i], tf().int64))
+        return ds.map(lambda v: ({"x": tf().ones((4,))}, tf().constant(0))).batch(2)
+
+    run = nh.TrainingRun(models.make_estimator(model_dir), broken_input, steps=5, report=None)
+    assert failed_reason(run) == "InvalidArgumentError: ValueError: bad pixel value in row 7"
+    run.close()
+
+
+def test_a_full_disk_reads_as_no_space_left(tmp_path):
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()})")
+    try:
+        run = nh.TrainingRun(
+            models.make_estimator(disk / "model"), models.input_fn(), steps=5, report=None
+        )
+        reason = failed_reason(run)
+        run.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert reason.startswith("ResourceExhaustedError: No space left on device (writing or "), reason
+    assert "Node:" not in reason and len(reason) <= 300
+
+
 def test_restart_after_finish_continues_from_the_checkpoint(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, steps=60, report=None)
     run.start()

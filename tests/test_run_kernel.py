@@ -49,73 +49,126 @@ def test_nothing_printed_from_the_training_thread(executed):
         )
 
 
-def test_rerunning_a_cell_replaces_its_run_even_in_a_new_model_dir():
-    """A cell that makes a fresh temp model_dir each time (as the bundled notebooks do), run
-    again as JupyterLab runs it (with its cellId): the earlier run is stopped and its widgets
-    closed, and a finished earlier run's widgets and publisher thread are closed too."""
+@pytest.fixture
+def execute():
+    """A real kernel driven as JupyterLab drives it: ``execute(code, cell_id)`` sends an
+    execute request with ``metadata={"cellId": cell_id}`` (none when ``cell_id`` is None, as
+    nbclient sends) and returns its (stdout, stderr); an error in the cell fails the test."""
     from harness import jupyter_env
     from jupyter_client.manager import start_new_kernel
 
-    tests = str(Path(__file__).parent)
-    cell = (
-        "import tempfile, threading, models, nbhooks as nh\n"
-        "run = nh.TrainingRun(models.make_estimator(tempfile.mkdtemp()), models.input_fn(),\n"
-        "                     steps={steps}, report=None)\n"
-        "widget = run.panel().widget; run.start()\n"
-    )
     km, kc = start_new_kernel(kernel_name="python3", env=jupyter_env())
+
+    def run(code: str, cell_id: str | None) -> tuple[str, str]:
+        msg = kc.session.msg(
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+            metadata={"cellId": cell_id} if cell_id is not None else {},
+        )
+        kc.shell_channel.send(msg)
+        out = {"stdout": "", "stderr": ""}
+        while True:
+            reply = kc.get_iopub_msg(timeout=240)
+            if reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            content = reply["content"]
+            if reply["msg_type"] == "stream":
+                out[content["name"]] += content["text"]
+            elif reply["msg_type"] == "error":
+                raise AssertionError("\n".join(content["traceback"]))
+            elif reply["msg_type"] == "status" and content["execution_state"] == "idle":
+                return out["stdout"], out["stderr"]
+
     try:
-
-        def execute(code: str, cell_id: str) -> tuple[str, str]:
-            """Run ``code`` as cell ``cell_id``; return its (stdout, stderr)."""
-            msg = kc.session.msg(
-                "execute_request",
-                {
-                    "code": code,
-                    "silent": False,
-                    "store_history": True,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                    "stop_on_error": True,
-                },
-                metadata={"cellId": cell_id},
-            )
-            kc.shell_channel.send(msg)
-            out = {"stdout": "", "stderr": ""}
-            while True:
-                reply = kc.get_iopub_msg(timeout=240)
-                if reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
-                    continue
-                content = reply["content"]
-                if reply["msg_type"] == "stream":
-                    out[content["name"]] += content["text"]
-                elif reply["msg_type"] == "error":
-                    raise AssertionError("\n".join(content["traceback"]))
-                elif reply["msg_type"] == "status" and content["execution_state"] == "idle":
-                    return out["stdout"], out["stderr"]
-
-        execute(f"import sys; sys.path.insert(0, {tests!r})", "setup")
-        execute(cell.format(steps=100_000) + "first, first_widget = run, widget", "dashboard-cell")
-        execute("from waiting import wait_for; assert wait_for(lambda: first.global_step > 5)", "x")
-        _, err = execute(
-            cell.format(steps=20) + "second, second_widget = run, widget; second.wait(120)",
-            "dashboard-cell",
-        )
-        assert "stopping the earlier run that was still training" in err
-        out, _ = execute(
-            "print(first.state, first.model_dir != second.model_dir, first_widget.comm is None)",
-            "check",
-        )
-        assert out.split() == ["stopped", "True", "True"]
-        # The second run has finished: running the cell again closes its widgets quietly.
-        _, err = execute(cell.format(steps=20) + "third = run; third.wait(120)", "dashboard-cell")
-        assert "stopping" not in err
-        out, _ = execute(
-            "print(second_widget.comm is None,"
-            " sum(t.name == 'nbhooks-training' for t in threading.enumerate()))",
-            "check",
-        )
-        assert out.split() == ["True", "0"]
+        tests = str(Path(__file__).parent)
+        run(f"import sys, threading; sys.path.insert(0, {tests!r})", "setup")
+        yield run
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+CELL = (
+    "import tempfile, threading, models, nbhooks as nh\n"
+    "run = nh.TrainingRun(models.make_estimator(tempfile.mkdtemp()), models.input_fn(),\n"
+    "                     steps={steps}, report=None)\n"
+    "widget = run.panel().widget; run.start()\n"
+)
+TRAINING = "sum(t.name == 'nbhooks-training' for t in threading.enumerate())"
+
+
+def test_rerunning_a_cell_replaces_its_run_even_in_a_new_model_dir(execute):
+    """A cell that makes a fresh temp model_dir each time (as the bundled notebooks do), run
+    again as JupyterLab runs it (with its cellId): the earlier run is stopped and its widgets
+    closed, and a finished earlier run's widgets and publisher thread are closed too."""
+    execute(CELL.format(steps=100_000) + "first, first_widget = run, widget", "dashboard-cell")
+    execute("from waiting import wait_for; assert wait_for(lambda: first.global_step > 5)", "x")
+    _, err = execute(
+        CELL.format(steps=20) + "second, second_widget = run, widget; second.wait(120)",
+        "dashboard-cell",
+    )
+    assert "stopping the earlier run that was still training" in err
+    out, _ = execute(
+        "print(first.state, first.model_dir != second.model_dir, first_widget.comm is None)",
+        "check",
+    )
+    assert out.split() == ["stopped", "True", "True"]
+    # The second run has finished: running the cell again closes its widgets quietly.
+    _, err = execute(CELL.format(steps=20) + "third = run; third.wait(120)", "dashboard-cell")
+    assert "stopping" not in err
+    out, _ = execute(f"print(second_widget.comm is None, {TRAINING})", "check")
+    assert out.split() == ["True", "0"]
+
+
+THREE_IN_ONE_CELL = (
+    "import tempfile, models, nbhooks as nh\n"
+    "dashes = [nh.Dashboard(models.make_estimator(tempfile.mkdtemp()), models.input_fn(),\n"
+    "                       evals=models.input_fn(n=64, repeat=False), steps=100_000,\n"
+    "                       pipeline_checkpoints=False)\n"
+    "          for _ in range(3)]\n"
+    "for d in dashes: d.widget; d.train()\n"
+)
+
+
+@pytest.mark.parametrize("cell_id", ["classroom-cell", None], ids=["cellId", "no cellId"])
+def test_dashboards_made_side_by_side_in_one_cell_all_live(execute, cell_id):
+    """Three dashboards in one cell all train; running the cell again replaces all three (by
+    its cellId, or by its code where the front-end sends none)."""
+    execute(THREE_IN_ONE_CELL, cell_id)
+    execute("first = dashes", "keep")
+    out, _ = execute(
+        "from waiting import wait_for\n"
+        "assert wait_for(lambda: all(d.run.global_step > 5 for d in first))\n"
+        f"print([d.state for d in first], {TRAINING})",
+        "check",
+    )
+    assert out.strip() == "['running', 'running', 'running'] 3"
+    _, err = execute(THREE_IN_ONE_CELL, cell_id)  # the same cell, run again
+    execute("second = dashes", "keep")
+    assert err.count("stopping the earlier run that was still training") == 3
+    out, _ = execute(
+        "assert wait_for(lambda: all(d.run.global_step > 5 for d in second))\n"
+        f"print([d.state for d in first], [d.state for d in second], {TRAINING})\n"
+        "for d in second: d.close()",
+        "check",
+    )
+    assert out.strip() == ("['stopped', 'stopped', 'stopped'] ['running', 'running', 'running'] 3")
+
+
+def test_eight_reruns_leave_at_most_three_more_threads(execute):
+    cell = CELL.format(steps=20) + "run.wait(120)"
+    execute(cell, "rerun-cell")
+    out, _ = execute("print(threading.active_count())", "check")
+    before = int(out)
+    for _ in range(8):
+        execute(cell, "rerun-cell")
+    out, _ = execute(f"print(threading.active_count(), {TRAINING})", "check")
+    after, training = map(int, out.split())
+    assert (after - before, training) <= (3, 0), (before, after)

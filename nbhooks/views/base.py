@@ -54,8 +54,13 @@ def close_widget_tree(widget: Any) -> None:
         each.close()
 
 
+#: Synced keys that hold a widget's front-end code (anywidget's bundle: plotly's FigureWidget
+#: carries ~5 MB of it), sent when the widget is displayed and never changed afterwards.
+CODE_KEYS = frozenset({"_esm", "_css"})
+
+
 def resync_widget_tree(widget: Any) -> None:
-    """Send the full state of ``widget`` and everything it holds.
+    """Send the state of ``widget`` and everything it holds, all but its code.
 
     Updates sent from the publisher thread reach live pages, but a recorder that keeps only
     the messages of the cell now running (nbclient's saved widget state) misses them; calling
@@ -63,4 +68,4 @@ def resync_widget_tree(widget: Any) -> None:
     """
     for each in walk_widgets(widget):
         if each.comm is not None:
-            each.send_state()
+            each.send_state(key=[k for k in each.keys if k not in CODE_KEYS])

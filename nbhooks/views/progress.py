@@ -8,6 +8,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from nbhooks.errors import describe_error
 from nbhooks.events import RunStateEvent, StepEvent
 from nbhooks.views.base import View
 from nbhooks.views.format import ERROR_COLOUR, coloured, progress_line
@@ -101,7 +102,7 @@ class ProgressView(View):
         self.error.layout.display = None if failed else "none"
         self.show_traceback.layout.display = None if failed and event.traceback else "none"
         if failed:
-            message = f"{type(event.error).__name__}: {event.error}"
+            message = event.reason or describe_error(event.error)  # the root cause, one line
             self.error.value = coloured(f"Training failed: {message}", ERROR_COLOUR, bold=True)
             self.traceback.value = (
                 f'<pre style="white-space:pre-wrap;font-size:11px">'
