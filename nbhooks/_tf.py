@@ -1,9 +1,10 @@
 """The one place that imports TensorFlow.
 
 Importing it is slow and noisy, so nothing else in nbhooks does: modules that need TensorFlow
-call :func:`tf` (or :func:`estimator_lib`) when they are first used. The first call quiets
-TensorFlow's C++ log lines and the estimator's deprecation warnings, and checks the version
-(``tf.estimator`` was removed in TensorFlow 2.16).
+call :func:`tf` when they are first used. The first call quiets TensorFlow's C++ log lines and
+the estimator's deprecation warnings, and checks the version (``tf.estimator`` was removed in
+TensorFlow 2.16). TensorFlow's private modules and attributes are reached only through
+:mod:`nbhooks._tf_internals`.
 """
 
 from __future__ import annotations
@@ -45,27 +46,3 @@ def tf() -> ModuleType:
     warnings.filterwarnings("ignore", module=r"tensorflow_estimator(\..*)?")
     warnings.filterwarnings("ignore", module=r"tensorflow(\..*)?", category=DeprecationWarning)
     return tf_module
-
-
-def estimator_lib() -> ModuleType:
-    """Return ``tensorflow_estimator.python.estimator.estimator`` (private helpers live there)."""
-    tf()
-    from tensorflow_estimator.python.estimator import estimator as estimator_module
-
-    return estimator_module
-
-
-def estimator_util() -> ModuleType:
-    """``tensorflow_estimator.python.estimator.util`` (``_DatasetInitializerHook``)."""
-    tf()
-    from tensorflow_estimator.python.estimator import util
-
-    return util
-
-
-def training_evaluation() -> ModuleType:
-    """``tensorflow.python.training.evaluation`` (``_StopAfterNEvalsHook``)."""
-    tf()
-    from tensorflow.python.training import evaluation
-
-    return evaluation

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from nbhooks.events import EvalEvent, EventBus, RunStateEvent
 from nbhooks.publish import Publisher
 from nbhooks.stores.metrics import MetricHistory
+from nbhooks.views._widget_internals import watch_sent_messages
 from nbhooks.views.curves import CSS_CLASS, CurvesView, downsample, lttb
 
 
@@ -125,8 +126,7 @@ def test_updates_in_place_and_keeps_the_synced_state_current(history) -> None:
 def test_only_changed_curves_are_restyled(history) -> None:
     view = CurvesView(history, max_points=50)
     sent: list[dict] = []
-    send = view.figure._send
-    view.figure._send = lambda msg, buffers=None: (sent.append(msg), send(msg, buffers))
+    watch_sent_messages(view.figure, lambda msg, buffers: sent.append(msg))
     history.record("eval", 10_000, {"loss": 0.5, "accuracy": 0.5})
     view.refresh()
     updates = [m["state"]["_py2js_update"] for m in sent if m["state"].get("_py2js_update")]

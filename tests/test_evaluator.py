@@ -11,6 +11,7 @@ import pytest
 
 import nbhooks as nh
 from nbhooks._tf import tf
+from nbhooks._tf_internals import eval_graph
 from nbhooks.events import EvalEvent, StopRequestEvent
 from nbhooks.stores.metrics import MetricHistory
 
@@ -294,8 +295,8 @@ def test_one_persistent_eval_session_and_a_graph_that_does_not_grow(
 
     class GraphSize(tf().estimator.SessionRunHook):
         def after_run(self, run_context, run_values) -> None:
-            if hook._graph is not None and hook._eval_session is not None:
-                sizes.append(len(hook._graph.get_operations()))
+            if eval_graph(hook) is not None and hook._eval_session is not None:
+                sizes.append(len(eval_graph(hook).get_operations()))
 
     estimator.train(train_fn, steps=60, hooks=[hook, GraphSize()])
     assert hook._eval_session is None  # closed by end()

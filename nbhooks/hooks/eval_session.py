@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nbhooks._tf import estimator_lib, estimator_util, tf, training_evaluation
+from nbhooks import _tf_internals as tfi
+from nbhooks._tf import tf
 
 
 class EvalSession:
@@ -23,10 +24,10 @@ class EvalSession:
     def __init__(self, hook: Any, session_config: Any) -> None:
         v1 = tf().compat.v1
         self._hook = hook
-        self._graph = hook._graph
-        iterators = [h._iterator for h in hook._all_hooks if _is_dataset_hook(h)]
+        self._graph = tfi.eval_graph(hook)
+        iterators = tfi.dataset_iterators(tfi.eval_hooks(hook))
         with self._graph.as_default():
-            local_init = hook._scaffold.local_init_op
+            local_init = tfi.eval_scaffold(hook).local_init_op
             self._reset = [
                 local_init if local_init is not None else v1.train.Scaffold.default_local_init_op(),
                 *(it.initializer for it in iterators),
@@ -44,41 +45,33 @@ class EvalSession:
     def applies(cls, hook: Any) -> bool:
         """True when reusing one session gives exactly TF's evaluation for ``hook``."""
         v1 = tf().compat.v1
-        stop_hook = training_evaluation()._StopAfterNEvalsHook
-        hooks = hook._all_hooks
+        hooks = tfi.eval_hooks(hook)
+        scaffold = tfi.eval_scaffold(hook)
         return (
-            any(_is_dataset_hook(h) for h in hooks)
-            and all(_is_dataset_hook(h) or isinstance(h, stop_hook) for h in hooks)
-            and not hook._graph.get_collection(v1.GraphKeys.QUEUE_RUNNERS)
-            and hook._scaffold.init_op is None
-            and hook._scaffold.ready_op is None
+            any(tfi.is_dataset_hook(h) for h in hooks)
+            and all(tfi.is_dataset_hook(h) or tfi.is_eval_steps_hook(h) for h in hooks)
+            and not tfi.eval_graph(hook).get_collection(v1.GraphKeys.QUEUE_RUNNERS)
+            and scaffold.init_op is None
+            and scaffold.ready_op is None
         )
 
     def evaluate(self, train_session: Any) -> Mapping[str, Any]:
         """Evaluate the training variables of ``train_session``; returns the metrics dict."""
         hook, run = self._hook, self.session.run
-        values = train_session.run(hook._var_name_to_train_var)
-        run(
-            hook._var_feed_op,
-            feed_dict={hook._var_name_to_placeholder[name]: v for name, v in values.items()},
-        )
+        tfi.copy_training_variables(hook, train_session, self.session)
         run(self._reset)
-        steps = 0
+        steps, limit, update_op = 0, tfi.eval_steps(hook), tfi.eval_update_op(hook)
         out_of_range = tf().errors.OutOfRangeError
-        while hook._steps is None or steps < hook._steps:
+        while limit is None or steps < limit:
             try:
-                run(hook._update_op)
+                run(update_op)
             except out_of_range:
                 break
             steps += 1
-        results = run(hook._eval_dict)
+        results = run(tfi.eval_metric_tensors(hook))
         global_step = results[tf().compat.v1.GraphKeys.GLOBAL_STEP]
-        estimator_lib()._write_dict_to_summary(hook._eval_dir, results, global_step)
+        tfi.write_eval_summary(tfi.eval_dir(hook), results, global_step)
         return results
 
     def close(self) -> None:
         self.session.close()
-
-
-def _is_dataset_hook(hook: Any) -> bool:
-    return isinstance(hook, estimator_util()._DatasetInitializerHook)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
 from nbhooks.events import EvalEvent, EventBus, RunAttached, RunStateEvent, StopRequestEvent
@@ -33,27 +34,6 @@ _FROM_CHECKPOINTS = (
     "evaluate from checkpoints instead: estimator.evaluate() after train(), or "
     "tf.estimator.train_and_evaluate()"
 )
-
-
-class _ResultCapture:
-    """Stands in for the estimator inside TF's hook and keeps what ``_evaluate_run`` returns."""
-
-    def __init__(self, estimator: Any) -> None:
-        self._wrapped = estimator
-        self.results: Mapping[str, Any] | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
-
-    def _evaluate_run(self, *args: Any, **kwargs: Any) -> Mapping[str, Any]:
-        self.results = self._wrapped._evaluate_run(*args, **kwargs)
-        return self.results
-
-    def pop(self) -> Mapping[str, Any]:
-        results, self.results = self.results, None
-        if results is None:
-            raise RuntimeError("TensorFlow's InMemoryEvaluatorHook did not call _evaluate_run")
-        return results
 
 
 class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluatorHook):
@@ -84,8 +64,7 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         super().__init__(
             estimator, input_fn, steps=steps, hooks=hooks, name=name, every_n_iter=every_n_iter
         )
-        self._capture = _ResultCapture(estimator)
-        self._estimator = self._capture
+        self._capture = tfi.capture_eval_results(self)
         self.evaluation: str = name or "eval"
         self.store: MetricHistory = store if store is not None else MetricHistory()
         self.events: EventBus = events if events is not None else EventBus()
@@ -149,12 +128,12 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
             )
         super().after_create_session(session, coord)
 
-    def _evaluate(self, train_session: Any) -> None:
+    def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
         step = int(train_session.run(self._global_step))
         if self.store.has(self.evaluation, step):
             # end() after an evaluation at the same step, or a new train() call starting
             # where the last one ended: nothing new to measure.
-            self._timer.update_last_triggered_step(self._iter_count)
+            tfi.mark_evaluated(self)
             return
         started = time.perf_counter()
         results = self._run_evaluation(train_session)
@@ -177,12 +156,13 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         if self._fast is None:
             self._fast = EvalSession.applies(self)
         if not self._fast:
-            super()._evaluate(train_session)
+            tfi.evaluate_as_tf(self, train_session)
             return self._capture.pop()
         if self._eval_session is None:
-            self._eval_session = EvalSession(self, self._capture._session_config)
+            config = tfi.session_config(self._capture.estimator)
+            self._eval_session = EvalSession(self, config)
         results = self._eval_session.evaluate(train_session)
-        self._timer.update_last_triggered_step(self._iter_count)
+        tfi.mark_evaluated(self)
         return results
 
     def _close_eval_session(self) -> None:
@@ -191,7 +171,7 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         self._eval_session, self._fast = None, None
 
     def _explain_scaffold_error(self, exc: ValueError) -> str:
-        scaffold = getattr(self, "_scaffold", None)
+        scaffold = tfi.eval_scaffold(self)
         if scaffold is not None and scaffold.saver is not None:
             what = "a custom Saver (scaffold=Scaffold(saver=...), e.g. for moving averages)"
         elif scaffold is not None and scaffold.init_fn is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, FinalOpsEvent, RunAttached, RunStateEvent
@@ -256,12 +257,11 @@ class FinalOpsTableHook(RunAttached, _tf.estimator.FinalOpsHook):
         self.mark_failed("the session raised before end(); seen when the next session began")
         graph = _v1.get_default_graph()
         spec = check_final_ops(self._spec(graph)) if callable(self._spec) else self._spec
-        fed = _fed_names(self._final_ops_feed_dict)
+        fed = _fed_names(tfi.final_ops_feed_dict(self))
         fetches = {key: _resolve(key, value, graph) for key, value in spec.items()}
         for key, tensor in fetches.items():
             _refuse_input_dependency(key, tensor, fed)
-        self._final_ops = fetches
-        self._final_ops_values = None
+        tfi.set_final_fetches(self, fetches)
         self._global_step = _v1.train.get_global_step(graph)
         mode = "eval" if graph.get_collection(_v1.GraphKeys.EVAL_STEP) else "train"
         with self._lock:

@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, PipelineEvent, RunAttached, RunStateEvent
 from nbhooks.requests import PipelineRequest
@@ -77,9 +78,9 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         self._tf_hook = tf().data.experimental.CheckpointInputPipelineHook(
             estimator, external_state_policy=self.external_state_policy
         )
-        self._saver_hook = self._tf_hook._checkpoint_saver_hook
-        self._saver_hook._save_graph_def = False  # no .meta per input checkpoint
-        self._saver_hook._listeners.append(_AutoSaveListener(self))
+        self._saver_hook = tfi.saver_hook_of(self._tf_hook)
+        tfi.skip_meta_graph(self._saver_hook)  # no .meta per input checkpoint
+        tfi.add_save_listener(self._saver_hook, _AutoSaveListener(self._on_auto_save, self._emit))
         self.events: EventBus = EventBus()
         self.restored_from: Checkpoint | None = None
         self.status = "no pipeline checkpoint restored yet"
@@ -167,7 +168,7 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         target = self.store.state_path()
         if target is not None and self.store.latest() is None:
             raise self._missing(target)  # before the session (and any evaluation) starts
-        self._saver_hook._saver = None
+        tfi.forget_saver(self._saver_hook)
         self._tf_hook.begin()
         self._saver().saver_def.max_to_keep = 0  # rotation is ours, per kind
         with self._lock:
@@ -179,9 +180,9 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         self._session = session
 
     def before_run(self, run_context: Any) -> Any:
-        if self._tf_hook._first_run:
+        if tfi.first_run_pending(self._tf_hook):
             self._restore_or_save_initial(run_context.session)
-            self._tf_hook._first_run = False
+            tfi.finish_first_run(self._tf_hook)
             self._serve_queue(run_context.session)  # left over from a session that crashed
         return self._saver_hook.before_run(run_context)
 
@@ -242,7 +243,7 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
 
     def _act_in_session(self, session: Any, request: PipelineRequest) -> Checkpoint:
         if request.action == "save":
-            step = int(session.run(self._saver_hook._global_step_tensor))
+            step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
             return self._save_manual(session, step)
         if request.action == "restore":
             checkpoint = request.target
@@ -297,11 +298,11 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
 
     def _restore_or_save_initial(self, session: Any) -> None:
         """TF's first-run logic, with the timer re-armed and clear errors."""
-        step = int(session.run(self._saver_hook._global_step_tensor))
+        step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
         target = self.store.state_path()
         if target is None:
             try:
-                self._saver_hook._save(session, step)
+                tfi.save_checkpoint(self._saver_hook, session, step)
             except tf().errors.OpError as exc:
                 raise _explain(exc) from exc
         else:
@@ -319,7 +320,7 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
                 self._restored(replace(checkpoint, step=step), message)
             else:
                 self._restored(checkpoint, f"resumed pipeline at step {checkpoint.step}")
-        self._saver_hook._timer.update_last_triggered_step(step)  # the resume-defect fix
+        tfi.rearm_saver_timer(self._saver_hook, step)  # the resume-defect fix
 
     def _resume_point(self, step: int, chosen: bool) -> Checkpoint | None:
         """The state file's checkpoint, unless it is an automatic one ahead of the model.
@@ -345,7 +346,7 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         )
 
     def _max_catch_up(self) -> int:
-        every = self._saver_hook._timer._every_steps
+        every = tfi.save_every_steps(self._saver_hook)
         return every if every else 0
 
     def _catch_up(self, session: Any, batches: int) -> bool:
@@ -384,13 +385,10 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         )
 
     def _expected_keys(self) -> set[str]:
-        saver = self._saver_hook._saver
-        if saver is None:
-            return set()
-        return {spec.name for saveable in saver._var_list for spec in saveable.specs}
+        return tfi.checkpoint_keys(self._saver_hook)
 
     def _saver(self) -> Any:
-        return self._saver_hook._get_saver()
+        return tfi.saver_of(self._saver_hook)
 
     def _on_auto_save(self, step: int) -> None:
         deleted = self.store.rotate("auto")
@@ -420,15 +418,17 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
 class _AutoSaveListener(tf().estimator.CheckpointSaverListener):
     """Rotates and reports after each automatic save (TF's own rotation is switched off)."""
 
-    def __init__(self, hook: PipelineCheckpointHook) -> None:
-        self._hook = hook
+    def __init__(
+        self, on_save: Callable[[int], None], emit: Callable[[str, Checkpoint | None, str], None]
+    ) -> None:
+        self._on_save, self._emit = on_save, emit
 
     def after_save(self, session: Any, global_step_value: int) -> None:
         try:
-            self._hook._on_auto_save(int(global_step_value))
+            self._on_save(int(global_step_value))
         except Exception as exc:  # never break training over bookkeeping
             log.exception("nbhooks: pipeline checkpoint rotation failed")
-            self._hook._emit("failed", None, f"rotation after step {global_step_value}: {exc}")
+            self._emit("failed", None, f"rotation after step {global_step_value}: {exc}")
 
 
 def _given(step: Any) -> Any:

@@ -23,7 +23,6 @@ import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from copy import deepcopy
 from os import PathLike
 from typing import Any
 
@@ -36,6 +35,7 @@ from plotly.subplots import make_subplots
 from nbhooks.checks import check_int
 from nbhooks.events import EvalEvent, RunStateEvent, StopRequestEvent
 from nbhooks.stores.metrics import MetricHistory, Mode, check_mode, guess_mode
+from nbhooks.views._widget_internals import resync_figure_state, watch_sent_messages
 from nbhooks.views.base import View
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured
 
@@ -92,16 +92,14 @@ def downsample(
 
 
 def _count_sent(widget: Any, counter: list[int]) -> None:
-    """Wrap ``widget._send`` so that every message's size is added to ``counter[0]``."""
-    send = widget._send
+    """Add the size of every message ``widget`` sends to ``counter[0]``."""
 
-    def counting_send(msg: Any, buffers: Sequence[Any] | None = None) -> None:
+    def count(msg: Any, buffers: Sequence[Any] | None) -> None:
         size = len(json.dumps(msg, default=str))
         size += sum(memoryview(b).nbytes for b in buffers or ())
         counter[0] += size
-        send(msg, buffers=buffers)
 
-    widget._send = counting_send
+    watch_sent_messages(widget, count)
 
 
 class CurvesView(View):
@@ -259,10 +257,7 @@ class CurvesView(View):
 
     def _sync_state(self, layout_changed: bool) -> None:
         """Make the synced widget state match the figure, for pages that connect later."""
-        with self.figure.hold_sync():
-            self.figure._widget_data = deepcopy(self.figure._data)
-            if layout_changed:
-                self.figure._widget_layout = deepcopy(self.figure._layout_obj._props)
+        resync_figure_state(self.figure, layout=layout_changed)
 
     def _readout_html(self) -> str:
         latest = self.metrics.latest()

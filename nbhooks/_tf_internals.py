@@ -1,0 +1,291 @@
+"""TensorFlow's private internals, behind named functions: the only module that touches them.
+
+nbhooks builds on three TF hooks whose useful state is private: ``InMemoryEvaluatorHook``
+(its evaluation graph, variable feed and timer; the metrics ``Estimator._evaluate_run``
+returns), ``CheckpointInputPipelineHook`` (its inner ``CheckpointSaverHook``: saver, timer,
+listeners) and ``FinalOpsHook`` (the fetches it runs in ``end()``). Each function here says
+what it does for nbhooks; :data:`CONTRACT` lists every private attribute and module they use,
+and ``tests/test_tf_internals.py`` checks each one against the installed TensorFlow, so an
+upgrade that moves one fails with its name instead of somewhere deep in a training thread.
+
+TensorFlow is imported lazily, through :func:`nbhooks._tf.tf`, as everywhere in nbhooks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from nbhooks._tf import tf
+
+ESTIMATOR_MODULE = "tensorflow_estimator.python.estimator.estimator"
+ESTIMATOR_UTIL_MODULE = "tensorflow_estimator.python.estimator.util"
+EVALUATION_MODULE = "tensorflow.python.training.evaluation"
+
+
+@dataclass(frozen=True, slots=True)
+class Private:
+    """One private attribute nbhooks relies on: where it lives and what it must be."""
+
+    owner: str  #: the class (or module) it belongs to, as TensorFlow names it
+    name: str  #: the attribute
+    kind: str  #: what it must be (checked by the contract test)
+    used_by: str  #: the function(s) of this module that use it
+
+
+#: Every private attribute of TensorFlow used here, one row each (the contract test's table).
+CONTRACT: tuple[Private, ...] = (
+    # -- tf.estimator.experimental.InMemoryEvaluatorHook (set by begin/after_create_session)
+    Private("InMemoryEvaluatorHook", "_graph", "graph", "eval_graph"),
+    Private("InMemoryEvaluatorHook", "_scaffold", "scaffold", "eval_scaffold"),
+    Private("InMemoryEvaluatorHook", "_all_hooks", "list", "eval_hooks"),
+    Private("InMemoryEvaluatorHook", "_update_op", "fetchable", "eval_update_op"),
+    Private("InMemoryEvaluatorHook", "_eval_dict", "dict", "eval_metric_tensors"),
+    Private("InMemoryEvaluatorHook", "_steps", "int or None", "eval_steps"),
+    Private("InMemoryEvaluatorHook", "_eval_dir", "str", "eval_dir"),
+    Private("InMemoryEvaluatorHook", "_var_name_to_train_var", "dict", "copy_training_variables"),
+    Private("InMemoryEvaluatorHook", "_var_name_to_placeholder", "dict", "copy_training_variables"),
+    Private("InMemoryEvaluatorHook", "_var_feed_op", "operation", "copy_training_variables"),
+    Private("InMemoryEvaluatorHook", "_timer", "timer", "mark_evaluated"),
+    Private("InMemoryEvaluatorHook", "_iter_count", "int", "mark_evaluated"),
+    Private("InMemoryEvaluatorHook", "_estimator", "estimator", "capture_eval_results"),
+    Private("InMemoryEvaluatorHook", "_evaluate", "method(train_session)", "evaluate_as_tf"),
+    # -- tf.estimator.Estimator
+    Private(
+        "Estimator",
+        "_evaluate_run",
+        "method(checkpoint_path, scaffold, update_op, eval_dict, all_hooks, output_dir)",
+        "EvalResultCapture",
+    ),
+    Private("Estimator", "_session_config", "session config", "session_config"),
+    # -- private modules and what nbhooks takes from them
+    Private(
+        ESTIMATOR_MODULE,
+        "_write_dict_to_summary",
+        "function(output_dir, dictionary, current_global_step)",
+        "write_eval_summary",
+    ),
+    Private(ESTIMATOR_UTIL_MODULE, "_DatasetInitializerHook", "hook class", "is_dataset_hook"),
+    Private("_DatasetInitializerHook", "_iterator", "iterator", "dataset_iterators"),
+    Private(EVALUATION_MODULE, "_StopAfterNEvalsHook", "hook class", "is_eval_steps_hook"),
+    # -- tf.data.experimental.CheckpointInputPipelineHook
+    Private("CheckpointInputPipelineHook", "_checkpoint_saver_hook", "saver hook", "saver_hook_of"),
+    Private("CheckpointInputPipelineHook", "_first_run", "bool", "first_run_pending"),
+    # -- tf.estimator.CheckpointSaverHook (the pipeline hook's inner one)
+    Private("CheckpointSaverHook", "_save_graph_def", "bool", "skip_meta_graph"),
+    Private("CheckpointSaverHook", "_listeners", "list", "add_save_listener"),
+    Private("CheckpointSaverHook", "_saver", "saver or None", "forget_saver, checkpoint_keys"),
+    Private("CheckpointSaverHook", "_get_saver", "method()", "saver_of"),
+    Private("CheckpointSaverHook", "_global_step_tensor", "tensor", "global_step_tensor"),
+    Private("CheckpointSaverHook", "_save", "method(session, step)", "save_checkpoint"),
+    Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
+    Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
+    Private("Saver", "_var_list", "saveables", "checkpoint_keys"),
+    # -- tf.estimator.FinalOpsHook
+    Private("FinalOpsHook", "_final_ops", "fetches or None", "set_final_fetches"),
+    Private("FinalOpsHook", "_final_ops_values", "values or None", "set_final_fetches"),
+    Private("FinalOpsHook", "_final_ops_feed_dict", "dict or None", "final_ops_feed_dict"),
+)
+
+
+# -- private modules -----------------------------------------------------------------------
+@functools.cache
+def _module(name: str) -> ModuleType:
+    """A private TensorFlow module, imported after :func:`tf` quieted TensorFlow."""
+    import importlib
+
+    tf()
+    return importlib.import_module(name)
+
+
+# -- InMemoryEvaluatorHook: its evaluation graph ---------------------------------------------
+def eval_graph(hook: Any) -> Any:
+    """The evaluation graph ``hook.begin()`` built (None before)."""
+    return hook._graph
+
+
+def eval_scaffold(hook: Any) -> Any:
+    """The evaluation graph's Scaffold (None before ``begin()`` built it)."""
+    return getattr(hook, "_scaffold", None)
+
+
+def eval_hooks(hook: Any) -> Sequence[Any]:
+    """Every hook of the evaluation: the user's, the model's, the input's and the steps'."""
+    return hook._all_hooks
+
+
+def eval_update_op(hook: Any) -> Any:
+    """The op that runs one evaluation batch (updates the metric variables)."""
+    return hook._update_op
+
+
+def eval_metric_tensors(hook: Any) -> Mapping[str, Any]:
+    """The metric value tensors by name, global step included."""
+    return hook._eval_dict
+
+
+def eval_steps(hook: Any) -> int | None:
+    """Batches per evaluation (None: until the input ends)."""
+    return hook._steps
+
+
+def eval_dir(hook: Any) -> str:
+    """Where the evaluation summaries go (``model_dir/eval_<name>``)."""
+    return hook._eval_dir
+
+
+def copy_training_variables(hook: Any, train_session: Any, eval_session: Any) -> None:
+    """Copy the training variables' values into the evaluation graph (as TF's hook does)."""
+    values = train_session.run(hook._var_name_to_train_var)
+    placeholders = hook._var_name_to_placeholder
+    eval_session.run(
+        hook._var_feed_op,
+        feed_dict={placeholders[name]: value for name, value in values.items()},
+    )
+
+
+def mark_evaluated(hook: Any) -> None:
+    """Restart the hook's every-N-iterations countdown from its current iteration."""
+    hook._timer.update_last_triggered_step(hook._iter_count)
+
+
+def evaluate_as_tf(hook: Any, train_session: Any) -> None:
+    """Run TF's own evaluation of ``hook`` (a new session per call), bypassing overrides."""
+    tf().estimator.experimental.InMemoryEvaluatorHook._evaluate(hook, train_session)
+
+
+class EvalResultCapture:
+    """Stands in for the estimator inside TF's hook and keeps what ``_evaluate_run`` returns.
+
+    TF's ``InMemoryEvaluatorHook`` throws the metrics dict away; :func:`capture_eval_results`
+    puts this proxy in the estimator's place, so every evaluation's result lands here.
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.results: Mapping[str, Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.estimator, name)
+
+    def _evaluate_run(self, *args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        self.results = self.estimator._evaluate_run(*args, **kwargs)
+        return self.results
+
+    def pop(self) -> Mapping[str, Any]:
+        """The last evaluation's metrics dict (once); raises if TF did not evaluate."""
+        results, self.results = self.results, None
+        if results is None:
+            raise RuntimeError("TensorFlow's InMemoryEvaluatorHook did not call _evaluate_run")
+        return results
+
+
+def capture_eval_results(hook: Any) -> EvalResultCapture:
+    """Make ``hook`` keep the metrics of its evaluations; returns where they land."""
+    capture = EvalResultCapture(hook._estimator)
+    hook._estimator = capture
+    return capture
+
+
+def session_config(estimator: Any) -> Any:
+    """The ``ConfigProto`` the estimator opens its sessions with (RunConfig's, adjusted)."""
+    return estimator._session_config
+
+
+def write_eval_summary(eval_dir: str, results: Mapping[str, Any], step: int) -> None:
+    """Write an evaluation's results as summaries, exactly as ``Estimator.evaluate`` does."""
+    _module(ESTIMATOR_MODULE)._write_dict_to_summary(eval_dir, results, step)
+
+
+def is_dataset_hook(hook: Any) -> bool:
+    """True for the hook an Estimator adds to initialize its ``tf.data`` input iterator."""
+    return isinstance(hook, _module(ESTIMATOR_UTIL_MODULE)._DatasetInitializerHook)
+
+
+def is_eval_steps_hook(hook: Any) -> bool:
+    """True for the hook that counts evaluation batches (``steps=`` of an evaluation)."""
+    return isinstance(hook, _module(EVALUATION_MODULE)._StopAfterNEvalsHook)
+
+
+def dataset_iterators(hooks: Sequence[Any]) -> list[Any]:
+    """The ``tf.data`` input iterators that the dataset hooks among ``hooks`` initialize."""
+    return [h._iterator for h in hooks if is_dataset_hook(h)]
+
+
+# -- CheckpointInputPipelineHook and its CheckpointSaverHook --------------------------------
+def saver_hook_of(pipeline_hook: Any) -> Any:
+    """The ``CheckpointSaverHook`` that saves the pipeline hook's input checkpoints."""
+    return pipeline_hook._checkpoint_saver_hook
+
+
+def first_run_pending(pipeline_hook: Any) -> bool:
+    """True until the first step of a session restored (or saved) the input position."""
+    return pipeline_hook._first_run
+
+
+def finish_first_run(pipeline_hook: Any) -> None:
+    """Record that this session's restore-or-save-initial step is done."""
+    pipeline_hook._first_run = False
+
+
+def skip_meta_graph(saver_hook: Any) -> None:
+    """Save checkpoints without a ``.meta`` graph file."""
+    saver_hook._save_graph_def = False
+
+
+def add_save_listener(saver_hook: Any, listener: Any) -> None:
+    """Add a ``CheckpointSaverListener`` after the hook was made."""
+    saver_hook._listeners.append(listener)
+
+
+def forget_saver(saver_hook: Any) -> None:
+    """Drop the saver so that the next ``begin()`` builds one for the new graph."""
+    saver_hook._saver = None
+
+
+def saver_of(saver_hook: Any) -> Any:
+    """The ``Saver`` the hook saves with (found in the graph when it was given none)."""
+    return saver_hook._get_saver()
+
+
+def checkpoint_keys(saver_hook: Any) -> set[str]:
+    """The tensor names its saver writes (empty before ``begin()`` built a saver)."""
+    saver = saver_hook._saver
+    if saver is None:
+        return set()
+    return {spec.name for saveable in saver._var_list for spec in saveable.specs}
+
+
+def global_step_tensor(saver_hook: Any) -> Any:
+    """The global step read tensor the hook fetches (set by ``begin()``)."""
+    return saver_hook._global_step_tensor
+
+
+def save_checkpoint(saver_hook: Any, session: Any, step: int) -> bool:
+    """Save as the hook's own schedule does (listeners, state file); True if one asks to stop."""
+    return saver_hook._save(session, step)
+
+
+def rearm_saver_timer(saver_hook: Any, step: int) -> None:
+    """Count the next automatic save from ``step`` (as if the hook had just saved there)."""
+    saver_hook._timer.update_last_triggered_step(step)
+
+
+def save_every_steps(saver_hook: Any) -> int | None:
+    """The save interval in steps (None when it saves every N seconds)."""
+    return saver_hook._timer._every_steps
+
+
+# -- FinalOpsHook ----------------------------------------------------------------------------
+def final_ops_feed_dict(hook: Any) -> Mapping[Any, Any] | None:
+    """The ``final_ops_feed_dict`` the hook was made with."""
+    return hook._final_ops_feed_dict
+
+
+def set_final_fetches(hook: Any, fetches: Any) -> None:
+    """Make ``end()`` fetch ``fetches`` (resolved in this graph); forget the last values."""
+    hook._final_ops = fetches
+    hook._final_ops_values = None

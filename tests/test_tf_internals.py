@@ -1,0 +1,216 @@
+"""Contract tests: every private attribute nbhooks uses still exists, with the expected kind.
+
+The rows come from the adapters' own ``CONTRACT`` tables (``nbhooks._tf_internals`` for
+TensorFlow, ``nbhooks.views._widget_internals`` for ipywidgets and plotly), and a static check
+makes sure each private name in an adapter's source has a row. The objects are real: a tiny
+Estimator trained two steps on 16 rows with TF's own InMemoryEvaluatorHook,
+CheckpointInputPipelineHook and FinalOpsHook; a real ipywidgets widget and plotly FigureWidget.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ipywidgets
+import models
+import plotly
+import plotly.graph_objects as go
+import pytest
+
+from nbhooks import _tf_internals as tfi
+from nbhooks._tf import tf
+from nbhooks.views import _widget_internals as wi
+
+
+@dataclass
+class TFObjects:
+    """Real TensorFlow objects after two training steps (each hook's begin..end ran)."""
+
+    estimator: Any
+    eval_hook: Any
+    pipeline_hook: Any
+    final_ops_hook: Any
+    captured: Mapping[str, Any] | None
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory: pytest.TempPathFactory) -> TFObjects:
+    t = tf()
+    model_dir = tmp_path_factory.mktemp("contract") / "model"
+    estimator = models.make_estimator(model_dir, save_checkpoints_steps=1)
+    data = models.input_fn(n=16, batch=4, repeat=False)
+    eval_hook = t.estimator.experimental.InMemoryEvaluatorHook(
+        estimator, data, steps=2, every_n_iter=1
+    )
+    capturing = t.estimator.experimental.InMemoryEvaluatorHook(
+        estimator, data, name="captured", every_n_iter=100
+    )
+    capture = tfi.capture_eval_results(capturing)
+    pipeline_hook = t.data.experimental.CheckpointInputPipelineHook(estimator)
+    final_ops_hook = t.estimator.FinalOpsHook({"bias": "dense/bias:0"}, {})
+    hooks = [eval_hook, capturing, pipeline_hook, final_ops_hook]
+    estimator.train(models.input_fn(n=16, batch=4), steps=2, hooks=hooks)
+    return TFObjects(estimator, eval_hook, pipeline_hook, final_ops_hook, capture.results)
+
+
+def _dataset_hook(o: TFObjects) -> Any:
+    return next(h for h in tfi.eval_hooks(o.eval_hook) if tfi.is_dataset_hook(h))
+
+
+#: How to build (or find) the real object that owns each attribute.
+OWNERS: dict[str, Callable[[TFObjects], Any]] = {
+    "InMemoryEvaluatorHook": lambda o: o.eval_hook,
+    "Estimator": lambda o: o.estimator,
+    tfi.ESTIMATOR_MODULE: lambda o: importlib.import_module(tfi.ESTIMATOR_MODULE),
+    tfi.ESTIMATOR_UTIL_MODULE: lambda o: importlib.import_module(tfi.ESTIMATOR_UTIL_MODULE),
+    tfi.EVALUATION_MODULE: lambda o: importlib.import_module(tfi.EVALUATION_MODULE),
+    "_DatasetInitializerHook": _dataset_hook,
+    "CheckpointInputPipelineHook": lambda o: o.pipeline_hook,
+    "CheckpointSaverHook": lambda o: tfi.saver_hook_of(o.pipeline_hook),
+    "SecondOrStepTimer": lambda o: tf().compat.v1.train.SecondOrStepTimer(every_steps=3),
+    "Saver": lambda o: tfi.saver_of(tfi.saver_hook_of(o.pipeline_hook)),
+    "FinalOpsHook": lambda o: o.final_ops_hook,
+    "ipywidgets.Widget": lambda o: ipywidgets.HTML("contract"),
+    "plotly FigureWidget": lambda o: go.FigureWidget(),
+    "plotly Layout": lambda o: go.FigureWidget().layout,
+}
+
+
+def _signature_is(value: Any, kind: str) -> bool:
+    """``method(a, b)`` or ``function(a, b)``: a callable taking exactly ``a, b``."""
+    match = re.fullmatch(r"(?:method|function)\((.*)\)", kind)
+    assert match, kind
+    expected = [p.strip() for p in match[1].split(",") if p.strip()]
+    return callable(value) and list(inspect.signature(value).parameters) == expected
+
+
+def _synced(owner: Any, name: str, of: type) -> bool:
+    return bool(owner.trait_metadata(name, "sync")) and isinstance(getattr(owner, name), of)
+
+
+def _is_saveables(value: Any) -> bool:
+    return bool(value) and all(all(spec.name for spec in s.specs) for s in value)
+
+
+def kinds() -> dict[str, Callable[[Any], bool]]:
+    """What each ``kind`` of a contract row means, as a check on the attribute's value."""
+    t = tf()
+    v1 = t.compat.v1
+    return {
+        "graph": lambda v: isinstance(v, t.Graph),
+        "scaffold": lambda v: isinstance(v, v1.train.Scaffold),
+        "list": lambda v: isinstance(v, list),
+        "dict": lambda v: isinstance(v, dict),
+        "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "int or None": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "dict or None": lambda v: v is None or isinstance(v, Mapping),
+        "fetchable": lambda v: isinstance(v, t.Operation | t.Tensor | list | tuple | dict),
+        "fetches or None": lambda v: v is None or isinstance(v, Mapping | list | str),
+        "values or None": lambda v: v is None or isinstance(v, Mapping | list),
+        "operation": lambda v: isinstance(v, t.Operation),
+        "tensor": lambda v: isinstance(v, t.Tensor),
+        "timer": lambda v: isinstance(v, v1.train.SecondOrStepTimer),
+        "estimator": lambda v: isinstance(v, t.estimator.Estimator),
+        "session config": lambda v: v is None or isinstance(v, v1.ConfigProto),
+        "hook class": lambda v: isinstance(v, type) and issubclass(v, t.estimator.SessionRunHook),
+        "iterator": lambda v: hasattr(v, "initializer"),
+        "saver hook": lambda v: isinstance(v, t.estimator.CheckpointSaverHook),
+        "saver or None": lambda v: v is None or isinstance(v, v1.train.Saver),
+        "saveables": _is_saveables,
+        "layout": lambda v: isinstance(v, go.Layout),
+    }
+
+
+def _versions(row: Any) -> str:
+    if row in wi.CONTRACT:
+        return f"ipywidgets {ipywidgets.__version__} / plotly {plotly.__version__}"
+    return f"TensorFlow {tf().__version__}"
+
+
+ROWS = [*tfi.CONTRACT, *wi.CONTRACT]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.owner}.{r.name}" for r in ROWS])
+def test_private_attribute_is_there(objects: TFObjects, row: Any) -> None:
+    where = f"{row.owner}.{row.name} (used by {row.used_by})"
+    assert row.owner in OWNERS, f"no factory for {row.owner!r} in OWNERS: add one for {where}"
+    try:
+        owner = OWNERS[row.owner](objects)
+    except Exception as exc:  # a private attribute that the factory needs is gone
+        pytest.fail(f"cannot build the {row.owner} that holds {where}: {exc!r}")
+    versions = _versions(row)
+    assert hasattr(owner, row.name), f"{where} is gone in {versions}"
+    value = getattr(owner, row.name)
+    if row.kind.startswith(("method(", "function(")):
+        ok = _signature_is(value, row.kind)
+    elif row.kind.startswith("synced "):
+        ok = _synced(owner, row.name, list if row.kind == "synced list" else dict)
+    else:
+        assert row.kind in kinds(), f"unknown kind {row.kind!r} of {where}: add it to kinds()"
+        ok = kinds()[row.kind](value)
+    assert ok, f"{where} is no longer {row.kind} in {versions}: got {type(value).__name__}"
+
+
+def _private_names(module: ModuleType) -> set[str]:
+    """The private names an adapter's source reaches: ``x._name``, ``getattr(x, "_name")``,
+    and methods of its classes that stand in for TensorFlow's (``def _name``)."""
+    tree = ast.parse(Path(inspect.getfile(module)).read_text())
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            names.add(node.attr)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in {
+            "getattr",
+            "setattr",
+            "hasattr",
+        }:
+            names |= {
+                a.value for a in node.args if isinstance(a, ast.Constant) and private(str(a.value))
+            }
+        elif isinstance(node, ast.ClassDef):
+            names |= {
+                f.name for f in node.body if isinstance(f, ast.FunctionDef) and private(f.name)
+            }
+    return names
+
+
+@pytest.mark.parametrize("adapter", [tfi, wi], ids=lambda m: m.__name__)
+def test_every_private_name_an_adapter_uses_has_a_contract_row(adapter: ModuleType) -> None:
+    used = _private_names(adapter)
+    listed = {row.name for row in adapter.CONTRACT}
+    assert not used - listed, f"{adapter.__name__} uses {sorted(used - listed)} without a row"
+    assert not listed - used, f"{adapter.__name__}.CONTRACT lists unused {sorted(listed - used)}"
+
+
+def test_in_memory_evaluation_returns_its_metrics_through_evaluate_run(
+    objects: TFObjects,
+) -> None:
+    """TF's hook evaluates through ``_estimator._evaluate_run`` and gets the metrics back."""
+    results = objects.captured
+    assert results is not None, (
+        f"InMemoryEvaluatorHook no longer calls self._estimator._evaluate_run in "
+        f"TensorFlow {tf().__version__}: LiveEvaluatorHook cannot capture its metrics"
+    )
+    assert {"accuracy", "loss", tf().compat.v1.GraphKeys.GLOBAL_STEP} <= set(results)
+
+
+def test_evaluation_hooks_are_the_input_and_steps_hooks(objects: TFObjects) -> None:
+    """With a tf.data input and ``steps``, TF adds exactly the two hooks EvalSession expects."""
+    hooks = tfi.eval_hooks(objects.eval_hook)
+    assert len(tfi.dataset_iterators(hooks)) == 1, f"no _DatasetInitializerHook in {hooks}"
+    assert any(tfi.is_eval_steps_hook(h) for h in hooks), f"no _StopAfterNEvalsHook in {hooks}"
+    assert all(tfi.is_dataset_hook(h) or tfi.is_eval_steps_hook(h) for h in hooks)
