@@ -29,16 +29,22 @@ _LAZY: dict[str, str] = {
     "PipelineCheckpointHook": "nbhooks.hooks.pipeline",
     "MetricHistory": "nbhooks.stores.metrics",
     "Compare": "nbhooks.compare",
+    "Monitor": "nbhooks.monitor",
+    "ClusterControlHook": "nbhooks.hooks.cluster_control",
+    "LocalCluster": "nbhooks.cluster",
 }
 
 __all__ = ["NbhooksWarning", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nbhooks.cluster import LocalCluster
     from nbhooks.compare import Compare
     from nbhooks.dashboard import Dashboard
+    from nbhooks.hooks.cluster_control import ClusterControlHook
     from nbhooks.hooks.evaluator import EarlyStopping, LiveEvaluatorHook
     from nbhooks.hooks.final_ops import FinalOpsTableHook
     from nbhooks.hooks.pipeline import PipelineCheckpointHook
+    from nbhooks.monitor import Monitor
     from nbhooks.run import TrainingRun
     from nbhooks.stores.metrics import MetricHistory
 

@@ -1,0 +1,126 @@
+"""The notebook face of a :class:`~nbhooks.monitor.Monitor`: buttons, progress, tasks,
+checkpoints and the live curves, fed from the monitor's events by a throttled Publisher."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from nbhooks.publish import Publisher
+from nbhooks.views.base import View, close_widget_tree, resync_widget_tree
+from nbhooks.views.curves import CurvesView
+from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate
+
+_STATE_COLOURS = {"silent": ERROR_COLOUR, "paused": "var(--jp-warn-color1, #ef6c00)"}
+
+
+class JobView(View):
+    """Stop / Pause / Resume, the job's step and speed, one row per task, the checkpoints."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor = monitor
+        self.buttons = {
+            "stop": w.Button(description="Stop", icon="stop", button_style="danger"),
+            "pause": w.Button(description="Pause", icon="pause"),
+            "resume": w.Button(description="Resume", icon="play"),
+        }
+        for action, button in self.buttons.items():
+            button.add_class(f"nbh-job-{action}")
+            button.on_click(lambda _b, action=action: getattr(self.monitor, action)())
+        self.line = w.HTML()
+        self.tasks = w.HTML()
+        self.checkpoints = w.HTML()
+        self.problems = w.HTML()
+        for widget, css in (
+            (self.line, "nbh-job-line"),
+            (self.tasks, "nbh-job-tasks"),
+            (self.checkpoints, "nbh-job-checkpoints"),
+            (self.problems, "nbh-job-warnings"),
+        ):
+            widget.add_class(css)
+        self.widget = w.VBox(
+            [
+                w.HBox([*self.buttons.values(), self.line], layout=w.Layout(align_items="center")),
+                w.HBox([self.tasks, self.checkpoints], layout=w.Layout(gap="2em")),
+                self.problems,
+            ]
+        )
+        self.widget.add_class("nbh-job")
+        self.show(monitor.snapshot())
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        latest = [e for e in events if type(e).__name__ == "JobEvent"]
+        if latest:
+            with self.widget.hold_sync():
+                self.show(latest[-1])
+
+    def show(self, job: Any) -> None:
+        """Render one :class:`~nbhooks.monitor.JobEvent`."""
+        step = "–" if job.global_step is None else f"{job.global_step:,}"
+        parts = [f"<b>step {step}</b>", rate(job.steps_per_sec)]
+        if job.job_started is not None:
+            parts.append(f"job started {duration(time.time() - job.job_started)} ago")
+        if job.request is not None:
+            parts.append(f"last request: <b>{html.escape(job.request.action)}</b>")
+        if job.restarts:
+            parts.append(f"restarted {job.restarts}×")
+        self.line.value = " · ".join(parts)
+        self.tasks.value = _tasks_table(job.tasks)
+        self.checkpoints.value = _checkpoints_table(job.checkpoints)
+        self.problems.value = "<br>".join(coloured(m, ERROR_COLOUR) for m in job.warnings[-5:])
+
+
+def _tasks_table(rows: Sequence[Any]) -> str:
+    if not rows:
+        return coloured("no task heard from yet", MUTED_COLOUR)
+    now = time.time()
+    body = []
+    for row in rows:
+        colour = _STATE_COLOURS.get(row.state)
+        state = coloured(row.state, colour) if colour else html.escape(row.state)
+        seen = "–" if row.last_seen is None else f"{duration(max(0.0, now - row.last_seen))} ago"
+        step = "–" if row.step is None else f"{row.step:,}"
+        body.append(
+            f"<tr><td>{html.escape(row.task)}</td><td>{state}</td><td>{seen}</td>"
+            f"<td style='text-align:right'>{step}</td></tr>"
+        )
+    head = "<tr><th>task</th><th>state</th><th>last seen</th><th>step</th></tr>"
+    return f"<table class='nbh-tasks-table'>{head}{''.join(body)}</table>"
+
+
+def _checkpoints_table(items: Sequence[Any]) -> str:
+    if not items:
+        return coloured("no checkpoint yet", MUTED_COLOUR)
+    body = "".join(
+        f"<tr><td style='text-align:right'>{c.step:,}</td><td>{c.size_bytes / 1024:,.0f} KiB</td>"
+        f"</tr>"
+        for c in items[-8:]
+    )
+    return f"<table><tr><th>checkpoint</th><th>size</th></tr>{body}</table>"
+
+
+class MonitorPanel:
+    """The monitor's widget: :class:`JobView` above a :class:`CurvesView` of its history.
+
+    Created on the main thread; owns its Publisher (the only thing that updates the widgets)
+    and closes it, and the widgets, in :meth:`close`."""
+
+    def __init__(self, monitor: Any, max_points: int = 500) -> None:
+        self.job = JobView(monitor)
+        self.curves = CurvesView(monitor.metrics, max_points=max_points)
+        self.publisher = Publisher(monitor.events, [self.job, self.curves])
+        self.widget = w.VBox([self.job.widget, self.curves.widget])
+        self.widget.add_class("nbh-monitor")
+
+    def resync(self) -> None:
+        """Deliver pending events, then send every widget's full state (main thread)."""
+        self.publisher.flush()
+        resync_widget_tree(self.widget)
+
+    def close(self) -> None:
+        self.publisher.close()
+        close_widget_tree(self.widget)
