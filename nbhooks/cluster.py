@@ -1,0 +1,413 @@
+"""LocalCluster: a real parameter-server cluster of separate processes on 127.0.0.1.
+
+Each task (chief, workers, parameter servers, evaluator) is a Python process with its own
+``TF_CONFIG`` that runs ``tf.estimator.train_and_evaluate`` — the same code path as on a real
+cluster. The notebook's functions reach the processes by cloudpickle, so functions defined in
+a notebook work. The processes belong to the LocalCluster object: :meth:`LocalCluster.stop`
+(also at interpreter exit and when the object is garbage collected) ends them, and each
+process ends itself when its parent (the kernel) is gone. Parameter servers never end by
+themselves: the cluster ends them once the chief, the workers and the evaluator are done.
+
+Run as ``python -m nbhooks.cluster <spec.pkl>`` it is one task of such a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbhooks.checks import check_int
+
+#: How long workers may go on after the chief ended before they are ended (they stop at once
+#: when the chief reached max_steps or was stopped: this only catches a stuck one).
+WORKER_GRACE = 30.0
+_POLL = 0.2
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What every task process gets (pickled with cloudpickle)."""
+
+    make_estimator: Callable[[Any], Any]
+    train_fn: Callable[..., Any]
+    eval_fn: Callable[..., Any] | None
+    steps: int
+    model_dir: str
+    eval_steps: int | None
+    throttle_secs: int
+    save_checkpoints_steps: int | None
+    hooks: tuple[Any, ...]
+
+
+class LocalCluster:
+    """Train ``make_estimator(config)`` with ``tf.estimator.train_and_evaluate`` on a local
+    cluster: a chief, ``workers`` workers, ``ps`` parameter servers and (``evaluator=True``) an
+    evaluator, each a separate process with its own ``TF_CONFIG`` on free 127.0.0.1 ports.
+
+    ``make_estimator(config)`` must return the Estimator built with the ``tf.estimator.RunConfig``
+    it is given; ``train_fn`` / ``eval_fn`` are the input_fns; ``steps`` the TrainSpec's
+    ``max_steps``. ``model_dir``: the job's (a new temporary directory when None).
+    ``throttle_secs``: the least time between two evaluations. Every training task runs a
+    :class:`~nbhooks.ClusterControlHook`, so :meth:`monitor` can stop, pause and resume it.
+    """
+
+    def __init__(
+        self,
+        make_estimator: Callable[[Any], Any],
+        train_fn: Callable[..., Any],
+        eval_fn: Callable[..., Any] | None,
+        steps: int,
+        workers: int = 2,
+        ps: int = 1,
+        evaluator: bool = True,
+        model_dir: str | os.PathLike[str] | None = None,
+        *,
+        eval_steps: int | None = None,
+        throttle_secs: int = 2,
+        save_checkpoints_steps: int | None = 100,
+        hooks: tuple[Any, ...] = (),
+    ) -> None:
+        for name, fn in (("make_estimator", make_estimator), ("train_fn", train_fn)):
+            if not callable(fn):
+                raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
+        if eval_fn is not None and not callable(eval_fn):
+            raise TypeError(f"eval_fn must be an input_fn or None, got {type(eval_fn).__name__}")
+        if evaluator and eval_fn is None:
+            raise ValueError("evaluator=True needs an eval_fn (or pass evaluator=False)")
+        check_int("steps", steps, hint="the TrainSpec's max_steps")
+        check_int("workers", workers, minimum=0)
+        check_int("ps", ps, hint="between-graph training needs a parameter server")
+        check_int("throttle_secs", throttle_secs, minimum=0)
+        check_int("eval_steps", eval_steps, optional=True)
+        check_int("save_checkpoints_steps", save_checkpoints_steps, optional=True)
+        try:
+            import cloudpickle
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise ImportError("LocalCluster needs cloudpickle: pip install cloudpickle") from exc
+        self._made_dir = model_dir is None
+        directory = model_dir if model_dir is not None else tempfile.mkdtemp(prefix="nbh-job-")
+        self.model_dir = os.path.abspath(os.fspath(directory))
+        self.workdir = Path(tempfile.mkdtemp(prefix="nbh-cluster-"))  # spec and logs
+        spec = _Spec(
+            make_estimator,
+            train_fn,
+            eval_fn,
+            steps,
+            self.model_dir,
+            eval_steps,
+            throttle_secs,
+            save_checkpoints_steps,
+            tuple(hooks),
+        )
+        try:
+            payload = cloudpickle.dumps(spec)
+        except Exception as exc:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise TypeError(
+                f"LocalCluster could not send the functions to its processes ({exc}): pass "
+                "functions whose closures hold only picklable values (no open sessions, "
+                "estimators or files)"
+            ) from exc
+        (self.workdir / "spec.pkl").write_bytes(payload)
+        self.steps = steps
+        self.task_names = (
+            ["chief:0"]
+            + [f"worker:{i}" for i in range(workers)]
+            + [f"ps:{i}" for i in range(ps)]
+            + (["evaluator:0"] if evaluator else [])
+        )
+        self._procs = _Processes(self.workdir, self.model_dir)
+        self._finalizer = weakref.finalize(self, self._procs.kill_all)
+        self._monitors: list[Any] = []
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def start(self) -> LocalCluster:
+        """Start every task process (returns at once; returns self)."""
+        if self._procs.started:
+            raise RuntimeError("this LocalCluster was started already: make a new one")
+        Path(self.model_dir).mkdir(parents=True, exist_ok=True)
+        ports = _free_ports(len([t for t in self.task_names if not t.startswith("evaluator")]))
+        cluster: dict[str, list[str]] = {}
+        for name in self.task_names:
+            kind = name.split(":")[0]
+            if kind != "evaluator":
+                cluster.setdefault(kind, []).append(f"127.0.0.1:{ports.pop(0)}")
+        for name in self.task_names:
+            kind, index = name.split(":")
+            tf_config = {"cluster": cluster, "task": {"type": kind, "index": int(index)}}
+            self._procs.launch(name, tf_config)
+        self._procs.supervise()
+        return self
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the job is done (ps tasks ended by the cluster); returns the state:
+        ``"finished"``, ``"stopped"`` or ``"failed"``. Raises TimeoutError on timeout and
+        RuntimeError, with the end of its log, when the chief or the evaluator failed."""
+        if not self._procs.started:
+            raise RuntimeError("the cluster was not started: call start() first")
+        if not self._procs.done.wait(timeout):
+            raise TimeoutError(f"the cluster still runs after {timeout} s: {self.returncodes}")
+        state = self.state
+        if state == "failed":
+            task = self._procs.failed or "chief:0"
+            raise RuntimeError(
+                f"task {task} of the local cluster failed (exit code "
+                f"{self.returncodes.get(task)}); the end of its log:\n{self.logs(task)[-3000:]}"
+            )
+        return state
+
+    def stop(self) -> None:
+        """End every process now (SIGTERM, then SIGKILL). For a clean stop at a step boundary
+        with a last checkpoint use ``monitor().stop()`` and :meth:`wait` first."""
+        self._procs.kill_all()
+        for monitor in self._monitors:
+            monitor.close()
+        self._monitors.clear()
+
+    close = stop
+
+    def __enter__(self) -> LocalCluster:
+        return self.start() if not self._procs.started else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what users read --------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """``"idle"``, ``"running"``, ``"finished"``, ``"stopped"`` or ``"failed"``."""
+        procs = self._procs
+        if not procs.started:
+            return "idle"
+        if not procs.done.is_set():
+            return "running"
+        if procs.failed:
+            return "failed"
+        if procs.killed_by_stop:
+            return "stopped"
+        from nbhooks.jobfiles import JobFiles
+
+        request = JobFiles(self.model_dir).read_request()
+        return "stopped" if request is not None and request.action == "stop" else "finished"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """The process id of each task."""
+        return {name: p.pid for name, p in self._procs.popen.items()}
+
+    @property
+    def returncodes(self) -> dict[str, int | None]:
+        """Each task's exit code (None while it runs; negative: ended by that signal)."""
+        return {name: p.poll() for name, p in self._procs.popen.items()}
+
+    def logs(self, task: str) -> str:
+        """What task ``task`` ("chief", "worker:1", "ps:0", "evaluator") printed."""
+        name = task if ":" in task else f"{task}:0"
+        if name not in self.task_names:
+            raise KeyError(f"no task {task!r} in this cluster; its tasks: {self.task_names}")
+        path = self.workdir / f"{name.replace(':', '-')}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def monitor(self, **kwargs: Any) -> Any:
+        """A :class:`~nbhooks.Monitor` on this cluster's model_dir (closed with the cluster)."""
+        from nbhooks.monitor import Monitor
+
+        monitor = Monitor(self.model_dir, **kwargs)
+        self._monitors.append(monitor)
+        return monitor
+
+    def __repr__(self) -> str:
+        return (
+            f"<nbhooks.LocalCluster {self.state}: {', '.join(self.task_names)} in {self.model_dir}>"
+        )
+
+
+class _Processes:
+    """The task processes and the supervisor thread (holds no reference to the cluster, so
+    that an unreferenced LocalCluster is collected and its finalizer ends them)."""
+
+    def __init__(self, workdir: Path, model_dir: str) -> None:
+        self.workdir = workdir
+        self.model_dir = model_dir
+        self.ended: set[str] = set()  # the tasks this object ended (not failures)
+        self.popen: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[Any] = []
+        self.started = False
+        self.done = threading.Event()
+        self.failed: str | None = None
+        self.killed_by_stop = False
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def launch(self, name: str, tf_config: dict[str, Any]) -> None:
+        self.started = True
+        env = dict(os.environ)
+        env.update(
+            TF_CONFIG=json.dumps(tf_config),
+            NBHOOKS_PARENT_PID=str(os.getpid()),
+            TF_CPP_MIN_LOG_LEVEL="2",
+            CUDA_VISIBLE_DEVICES="",
+            PYTHONUNBUFFERED="1",
+            # the parent's import path: modules the functions refer to import the same way
+            PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path),
+        )
+        log = open(self.workdir / f"{name.replace(':', '-')}.log", "wb")  # noqa: SIM115
+        self._logs.append(log)
+        self.popen[name] = subprocess.Popen(
+            [sys.executable, "-m", "nbhooks.cluster", str(self.workdir / "spec.pkl")],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in a terminal goes to the parent only
+        )
+
+    def supervise(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="nbhooks-cluster", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        chief_ended: float | None = None
+        while not self._stopping.wait(_POLL):
+            codes = {name: p.poll() for name, p in self.popen.items()}
+            chief = codes.get("chief:0")
+            if chief is not None and chief_ended is None:
+                chief_ended = time.monotonic()
+            if chief is not None and chief != 0:
+                self.failed = "chief:0"
+            evaluator = codes.get("evaluator:0", 0)
+            if evaluator and "evaluator:0" not in self.ended:
+                self.failed = "evaluator:0"
+            if self.failed:
+                break
+            if chief_ended is None:
+                continue
+            workers = [n for n in codes if n.startswith("worker:") and codes[n] is None]
+            if workers and time.monotonic() - chief_ended > WORKER_GRACE:
+                for name in workers:
+                    self._end(name)
+            if codes.get("evaluator:0", 0) is None and self._evaluated_last():
+                self._end("evaluator:0")
+            training = [n for n in codes if not n.startswith("ps:") and codes[n] is None]
+            if not training:
+                break
+        self._finish()
+
+    def _evaluated_last(self) -> bool:
+        """Whether the evaluator evaluated the chief's last checkpoint (after a stop it would
+        wait for the next one for ever)."""
+        from nbhooks._tf import tf
+        from nbhooks.jobfiles import JobFiles
+
+        files = JobFiles(self.model_dir)
+        request = files.read_request()
+        if request is None or request.action != "stop":
+            return False  # at max_steps the evaluator ends by itself
+        latest = tf().train.latest_checkpoint(files.model_dir)
+        if latest is None:
+            return True
+        step = int(latest.rsplit("-", 1)[1])
+        beats = {b.task: b for b in files.read_heartbeats()}
+        beat = beats.get("evaluator:0")
+        return beat is not None and beat.state == "waiting" and (beat.step or 0) >= step
+
+    def _end(self, name: str, grace: float = 5.0) -> None:
+        proc = self.popen.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        self.ended.add(name)
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def _finish(self) -> None:
+        with self._lock:
+            for name in list(self.popen):
+                self._end(name)
+            for log in self._logs:
+                log.close()
+            self._logs.clear()
+            self.done.set()
+
+    def kill_all(self) -> None:
+        if not self.started:
+            return
+        if not self.done.is_set():
+            self.killed_by_stop = True
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        self._finish()
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (held together while they are chosen)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+# -- one task process -----------------------------------------------------------------------
+def _watch_parent(parent: int) -> None:
+    """End this process when its parent (the kernel) is gone: it would be adopted by init."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(3)
+        time.sleep(0.5)
+
+
+def _run_task(spec_path: str) -> None:
+    parent = int(os.environ.get("NBHOOKS_PARENT_PID", "0"))
+    if parent:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    import cloudpickle
+
+    spec: _Spec = cloudpickle.loads(Path(spec_path).read_bytes())
+    from nbhooks._tf import tf
+    from nbhooks.hooks.cluster_control import ClusterControlHook
+
+    t = tf()
+    config = t.estimator.RunConfig(
+        model_dir=spec.model_dir, save_checkpoints_steps=spec.save_checkpoints_steps
+    )
+    estimator = spec.make_estimator(config)
+    train_spec = t.estimator.TrainSpec(
+        spec.train_fn,
+        max_steps=spec.steps,
+        hooks=[ClusterControlHook(spec.model_dir), *spec.hooks],
+    )
+    eval_spec = t.estimator.EvalSpec(
+        spec.eval_fn or spec.train_fn,
+        steps=spec.eval_steps,
+        throttle_secs=spec.throttle_secs,
+        start_delay_secs=0,
+        hooks=[ClusterControlHook(spec.model_dir)],
+    )
+    t.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+
+
+if __name__ == "__main__":
+    _run_task(sys.argv[1])

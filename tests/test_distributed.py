@@ -1,0 +1,278 @@
+"""Distributed jobs: event files read incrementally, the control file, and a real
+parameter-server cluster of processes on 127.0.0.1 watched and stopped by a Monitor."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import models
+import psutil
+import pytest
+
+from nbhooks._tf import tf
+from nbhooks.cluster import LocalCluster
+from nbhooks.eventfiles import EventDirReader
+from nbhooks.hooks.cluster_control import ClusterControlHook
+from nbhooks.jobfiles import JobFiles
+from nbhooks.monitor import Monitor
+
+pytestmark = pytest.mark.slow
+#: Enough steps for both workers to join: Estimator starts worker i (i + 1) * 5 s late.
+STEPS = 2000
+
+
+def until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    yield
+    left = psutil.Process().children(recursive=True)
+    for child in left:
+        child.kill()
+    assert not left, f"processes left running: {left}"
+
+
+def make_estimator(config):
+    return tf().estimator.Estimator(models.model_fn, config=config, params={"learning_rate": 0.1})
+
+
+def write_evals(directory: Path, steps: range, suffix: str = ".a") -> Path:
+    """An event file as the Estimator's evaluator writes it; returns its path."""
+    t = tf()
+    with t.Graph().as_default():
+        writer = t.compat.v1.summary.FileWriter(str(directory / "eval"), filename_suffix=suffix)
+        for step in steps:
+            summary = t.compat.v1.Summary()
+            summary.value.add(tag="loss", simple_value=1.0 / (step + 1))
+            summary.value.add(tag="accuracy", simple_value=step / 1000)
+            writer.add_summary(summary, step)
+        writer.close()
+    (path,) = (directory / "eval").glob(f"events.out.tfevents.*{suffix}")
+    return path
+
+
+def events_on_disk(eval_dir: str) -> set[tuple[int, str, float]]:
+    """Every scalar the evaluator wrote, read with TensorFlow's own summary iterator."""
+    found = set()
+    for path in tf().io.gfile.glob(f"{eval_dir}/events.out.tfevents.*"):
+        for event in tf().compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    found.add((event.step, value.tag, round(value.simple_value, 5)))
+    return found
+
+
+def monitor_values(monitor: Monitor) -> set[tuple[int, str, float]]:
+    frame = monitor.history
+    return {
+        (int(r.step), r.metric, round(float(r.value), 5))
+        for r in frame.itertuples()
+        if r.evaluation == "eval"
+    }
+
+
+# -- event files --------------------------------------------------------------------------
+def test_event_files_are_read_incrementally(tmp_path):
+    path = write_evals(tmp_path, range(0, 300, 100))
+    reader = EventDirReader(str(tmp_path / "eval"))
+    first = reader.scalars()
+    assert sorted({s.step for s in first}) == [0, 100, 200]
+    assert reader.scalars() == []  # nothing new: nothing re-read
+    write_evals(tmp_path, range(300, 500, 100), ".b")  # a second file, as after a restart
+    assert sorted({s.step for s in reader.scalars()}) == [300, 400]
+    assert reader.files[str(path)].offset == path.stat().st_size
+
+
+def test_corrupt_and_truncated_event_files_are_skipped_with_a_warning(tmp_path, caplog):
+    data = write_evals(tmp_path, range(0, 500, 100)).read_bytes()
+    eval_dir = tmp_path / "model" / "eval"
+    eval_dir.mkdir(parents=True)
+    corrupt = bytearray(data)
+    corrupt[len(data) - 30] ^= 0xFF  # in the last record: its checksum fails
+    (eval_dir / "events.out.tfevents.1.corrupt").write_bytes(bytes(corrupt))
+    # a writer that died mid-record: the file ends in an incomplete record
+    (eval_dir / "events.out.tfevents.2.truncated").write_bytes(data[: len(data) - 25])
+    with caplog.at_level(logging.WARNING, logger="nbhooks"):
+        monitor = Monitor(tmp_path / "model", start=False, truncated_after=2)
+        assert len(monitor.warnings) == 1 and "corrupt" in monitor.warnings[0]
+        # the record may still be being written: not skipped before truncated_after
+        until(lambda: monitor.poll() and len(monitor.warnings) == 2, 10, "the truncated file")
+    assert "truncated" in monitor.warnings[1]
+    assert sum("nbhooks: event file" in r.getMessage() for r in caplog.records) == 2
+    # every complete record before the bad ones was read
+    assert sorted(monitor.history.step.unique()) == [0, 100, 200, 300]
+    monitor.poll()
+    assert len(monitor.warnings) == 2  # one warning per file
+    monitor.close()
+
+
+# -- the control file ---------------------------------------------------------------------
+def train_with_hook(model_dir: Path, steps: int, **hook_options) -> tuple[threading.Thread, list]:
+    """Train in a thread with a ClusterControlHook; returns the thread and a result list."""
+    estimator = models.make_estimator(model_dir)
+    hook = ClusterControlHook(estimator.model_dir, check_secs=0.05, **hook_options)
+    result: list = []
+
+    def train() -> None:
+        try:
+            estimator.train(models.input_fn(), max_steps=steps, hooks=[hook])
+            result.append(int(estimator.get_variable_value("global_step")))
+        except BaseException as exc:  # reported by the test
+            result.append(exc)
+
+    thread = threading.Thread(target=train, name="test-train")
+    thread.start()
+    return thread, result
+
+
+def test_stale_or_unreadable_control_files_never_stop_a_job(tmp_path):
+    model_dir = tmp_path / "model"
+    files = JobFiles(model_dir)
+    files.request("stop", now=time.time() - 60)  # from an earlier job
+    thread, result = train_with_hook(model_dir, 300)
+    thread.join(120)
+    assert result == [300]
+    Path(files.control_path).write_text("{not json")
+    thread, result = train_with_hook(model_dir, 500)
+    thread.join(120)
+    assert result == [500]
+    Path(files.control_path).write_text(json.dumps({"action": "explode", "time": 1e12, "id": 1}))
+    thread, result = train_with_hook(model_dir, 600)
+    thread.join(120)
+    assert result == [600]
+
+
+def test_pause_resume_and_stop_from_a_monitor(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    with Monitor(model_dir, interval=0.1) as monitor:
+        thread, result = train_with_hook(model_dir, 1_000_000, heartbeat_secs=0.1)
+        until(lambda: (monitor.global_step or 0) > 50, 60, "training to start")
+        monitor.pause()
+        until(lambda: monitor.tasks.state.tolist() == ["paused"], 10, "the pause")
+        held = monitor.tasks.step.iloc[0]
+        polls = monitor.polls
+        until(lambda: monitor.polls >= polls + 5, 10, "five polls while paused")
+        assert monitor.tasks.step.iloc[0] == held
+        monitor.resume()
+        until(lambda: monitor.tasks.step.iloc[0] > held, 10, "the resume")
+        monitor.stop()
+        thread.join(60)
+        assert not thread.is_alive()
+        assert isinstance(result[0], int) and result[0] < 1_000_000
+        monitor.poll()
+        assert monitor.tasks.state.tolist() == ["ended"]
+        assert monitor.checkpoints.step.max() == result[0]  # the chief's last checkpoint
+
+
+# -- a real cluster -----------------------------------------------------------------------
+def test_a_cluster_runs_to_the_end_and_the_monitor_sees_every_evaluation(tmp_path):
+    cluster = LocalCluster(
+        make_estimator,
+        models.input_fn(),
+        models.input_fn(n=256, repeat=False, seed=1),
+        steps=STEPS,
+        workers=2,
+        ps=1,
+        model_dir=tmp_path / "job",
+        throttle_secs=1,
+        save_checkpoints_steps=STEPS // 5,
+    )
+    try:
+        cluster.start()
+        monitor = cluster.monitor(interval=0.2)
+        seen: set[int | None] = set()
+
+        def ended() -> bool:
+            seen.add(monitor.global_step)
+            return cluster.state != "running"
+
+        until(ended, 150, "the job to end")
+        assert len(seen) > 3  # progress was seen live, not only at the end
+        assert cluster.wait(0) == "finished"
+        monitor.poll()
+        assert set(monitor.tasks.task) == {"chief:0", "worker:0", "worker:1", "evaluator:0"}
+        assert monitor.tasks.set_index("task").state["chief:0"] == "ended"
+        assert monitor.global_step >= STEPS
+        assert all(monitor.tasks.step > 0), monitor.tasks  # the workers trained too
+        on_disk = events_on_disk(f"{cluster.model_dir}/eval")
+        assert on_disk and monitor_values(monitor) == on_disk
+        assert monitor.history.step.max() >= STEPS  # the final evaluation
+        assert monitor.checkpoints.step.max() >= STEPS
+        assert {"ps:0": -signal.SIGTERM}.items() <= cluster.returncodes.items()
+        assert cluster.returncodes["chief:0"] == 0 and cluster.returncodes["evaluator:0"] == 0
+        assert "Traceback" not in cluster.logs("chief")
+    finally:
+        cluster.stop()
+    assert not monitor.running
+
+
+def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
+    cluster = LocalCluster(
+        make_estimator,
+        models.input_fn(),
+        models.input_fn(n=256, repeat=False, seed=1),
+        steps=10_000_000,
+        workers=2,
+        ps=1,
+        model_dir=tmp_path / "job",
+        throttle_secs=1,
+        save_checkpoints_steps=200,
+    )
+    try:
+        cluster.start()
+        monitor = cluster.monitor(interval=0.2, lost_after=3)
+
+        def row(task: str):
+            tasks = monitor.tasks.set_index("task")
+            return tasks.loc[task] if task in tasks.index else None
+
+        until(
+            lambda: (r := row("worker:0")) is not None and r.state == "running",
+            120,
+            "worker 0 to train",
+        )
+        until(lambda: len(monitor.history) >= 4, 120, "two evaluations")
+        os.kill(cluster.pids["worker:0"], signal.SIGKILL)
+        until(lambda: row("worker:0").state == "silent", 20, "the killed worker to go silent")
+        step, polls = monitor.global_step, monitor.polls
+        until(lambda: monitor.global_step > step + 100, 30, "the job to go on")
+        assert monitor.polls > polls
+        assert row("chief:0").state == "running"
+        monitor.stop()
+        assert cluster.wait(120) == "stopped"
+        monitor.poll()
+        last = monitor.checkpoints.step.max()
+        assert last < 10_000_000
+        assert monitor.tasks.set_index("task").state["chief:0"] == "ended"
+        assert cluster.returncodes["worker:0"] == -signal.SIGKILL
+        assert monitor_values(monitor) == events_on_disk(f"{cluster.model_dir}/eval")
+    finally:
+        cluster.stop()
+
+
+def test_local_cluster_checks_its_arguments_before_anything(tmp_path):
+    with pytest.raises(ValueError, match="evaluator=True needs an eval_fn"):
+        LocalCluster(make_estimator, models.input_fn(), None, steps=10, model_dir=tmp_path / "x")
+    with pytest.raises(TypeError, match="steps must be a positive int"):
+        LocalCluster(make_estimator, models.input_fn(), None, steps="10", evaluator=False)
+    with pytest.raises(TypeError, match="could not send the functions"):
+        lock = threading.Lock()
+        LocalCluster(lambda c: lock, models.input_fn(), None, steps=10, evaluator=False)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Monitor(tmp_path / "nowhere")
