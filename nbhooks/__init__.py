@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "PipelineCheckpointHook": "nbhooks.hooks.pipeline",
     "MetricHistory": "nbhooks.stores.metrics",
     "Compare": "nbhooks.compare",
+    "knob": "nbhooks.knobs",
     "Monitor": "nbhooks.monitor",
     "ClusterControlHook": "nbhooks.hooks.cluster_control",
     "LocalCluster": "nbhooks.cluster",
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nbhooks.hooks.evaluator import EarlyStopping, LiveEvaluatorHook
     from nbhooks.hooks.final_ops import FinalOpsTableHook
     from nbhooks.hooks.pipeline import PipelineCheckpointHook
+    from nbhooks.knobs import knob
     from nbhooks.monitor import Monitor
     from nbhooks.run import TrainingRun
     from nbhooks.stores.metrics import MetricHistory

@@ -27,6 +27,9 @@ class Dashboard:
     :class:`~nbhooks.EarlyStopping` or its keyword arguments, e.g.
     ``{"metric": "loss", "patience": 3}``. ``steps``: what :meth:`train` and the Start button
     train by default. Display it in a notebook; everything also works headless.
+
+    Knobs (:func:`nbhooks.knob` in the model_fn) get a slider each; :meth:`set_knob` changes
+    one from code, :attr:`knobs` lists every change that reached training.
     """
 
     def __init__(
@@ -69,7 +72,12 @@ class Dashboard:
         self._pipeline = self._make_pipeline(
             pipeline_checkpoints, keep_checkpoints, external_state_policy
         )
+        from nbhooks.hooks.knobs import KnobHook
+
+        self.knob_hook = KnobHook()
+        self._train_input_fn = train_input_fn
         own_hooks = [*self.evaluators, self.early_stopping, self.final_ops_hook, self._pipeline]
+        own_hooks.append(self.knob_hook)
         self.run = TrainingRun(
             estimator,
             train_input_fn,
@@ -157,6 +165,43 @@ class Dashboard:
             )
         return self._pipeline
 
+    # -- knobs ------------------------------------------------------------------------------
+    @property
+    def knob_specs(self) -> dict[str, Any]:
+        """The model's knobs (name -> :class:`~nbhooks.knobs.KnobSpec`), found by building its
+        training graph once (on this thread) if training has not found them yet."""
+        if self.knob_hook.specs is None:
+            from nbhooks.knobs import find_knobs
+
+            found = find_knobs(self.estimator, self._train_input_fn)
+            if found is not None:
+                self.knob_hook.declare(found)
+        return dict(self.knob_hook.specs or {})
+
+    @property
+    def knob_values(self) -> dict[str, float]:
+        """Each knob's value now (the last one set, else the model_fn's)."""
+        self.knob_specs  # noqa: B018 - finds them if needed
+        return self.knob_hook.current()
+
+    def set_knob(self, name: str, value: float) -> float:
+        """Set knob ``name`` to ``value`` from the next training step on (at the start of the
+        next training when idle); it holds across ``train()`` calls. Returns the value.
+
+        KeyError for an unknown knob, TypeError for a non-number, ValueError outside its
+        ``min``/``max``: raised before anything changes.
+        """
+        if not self.knob_specs:
+            raise KeyError(
+                f"this model has no knobs (nh.knob(...) in its model_fn); cannot set {name!r}"
+            )
+        return self.knob_hook.set(name, value)
+
+    @property
+    def knobs(self) -> pd.DataFrame:
+        """Every knob change that reached training: step, knob, value, wall_time."""
+        return self.knob_hook.log.to_frame()
+
     def close(self) -> None:
         """Stop training and close every widget and thread this dashboard owns."""
         self.run.close()
@@ -180,6 +225,14 @@ class Dashboard:
 
             self._views["curves"] = CurvesView(self.metrics, max_points=self.max_points)
             sections.append(self._views["curves"].widget)
+        specs = self.knob_specs
+        if specs:
+            from nbhooks.views.knobs import KnobsView
+
+            self._views["knobs"] = KnobsView(
+                specs, self.knob_hook.current(), self.set_knob, self._views.get("curves")
+            )
+            sections.insert(1, self._views["knobs"].widget)
         tabs: dict[str, Any] = {}
         if self.final_ops_hook is not None:
             from nbhooks.views.final_ops import FinalOpsView

@@ -86,7 +86,25 @@ class StopRequestEvent:
     wall_time: float = field(default_factory=time.time)
 
 
-Event = StepEvent | RunStateEvent | EvalEvent | FinalOpsEvent | PipelineEvent | StopRequestEvent
+@dataclass(frozen=True, slots=True)
+class KnobEvent:
+    """A knob took a new value, from the training step after ``step`` on."""
+
+    knob: str
+    value: float
+    step: int
+    wall_time: float = field(default_factory=time.time)
+
+
+Event = (
+    StepEvent
+    | RunStateEvent
+    | EvalEvent
+    | FinalOpsEvent
+    | PipelineEvent
+    | StopRequestEvent
+    | KnobEvent
+)
 Listener = Callable[[Event], None]
 
 

@@ -152,6 +152,7 @@ class CurvesView(View):
         self._traces: dict[tuple[str, str], int] = {}  # (evaluation, metric) -> line trace
         self._drawn_len: dict[tuple[str, str], int] = {}
         self._version = -1
+        self._marks: list[tuple[int, str]] = []  # (step, text): vertical lines on every subplot
         self._sent = [0]
         for w in (self.figure, self.readout, self.status):
             _count_sent(w, self._sent)
@@ -182,6 +183,8 @@ class CurvesView(View):
                 return False
             before = self._sent[0]
             layout_changed = self._add_new_curves()
+            if layout_changed and self._marks:
+                self.figure.layout.shapes = _mark_shapes(self._marks, len(self._metrics))
             with self.figure.batch_update():
                 for key, index in self._traces.items():
                     self._draw(key, index)
@@ -255,6 +258,14 @@ class CurvesView(View):
         if point is not None:
             best.x, best.y = [point.step], [point.value]
 
+    def mark(self, step: int, text: str) -> None:
+        """Draw a dashed vertical line labelled ``text`` at ``step`` on every subplot (e.g. a
+        knob change). Any thread; marks are kept when subplots are added."""
+        with self._lock:
+            self._marks.append((int(step), str(text)))
+            self.figure.layout.shapes = _mark_shapes(self._marks, len(self._metrics))
+            self._sync_state(True)
+
     def _sync_state(self, layout_changed: bool) -> None:
         """Make the synced widget state match the figure, for pages that connect later."""
         resync_figure_state(self.figure, layout=layout_changed)
@@ -316,6 +327,32 @@ def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
         layout[axis]["title"] = {"text": "step", "standoff": 2}
     layout["height"] = _ROW_HEIGHT * rows + 40
     return layout
+
+
+def _mark_shapes(marks: Sequence[tuple[int, str]], subplots: int) -> list[dict[str, Any]]:
+    """A labelled vertical line per mark on each of ``subplots`` subplots (label on the first)."""
+    shapes = []
+    for k in range(1, max(1, subplots) + 1):
+        suffix = "" if k == 1 else str(k)
+        for step, text in marks:
+            shapes.append(
+                {
+                    "type": "line",
+                    "xref": f"x{suffix}",
+                    "yref": f"y{suffix} domain",
+                    "x0": step,
+                    "x1": step,
+                    "y0": 0,
+                    "y1": 1,
+                    "line": {"color": "#888", "width": 1, "dash": "dot"},
+                    "label": {
+                        "text": text if k == 1 else "",
+                        "textposition": "end",
+                        "font": {"size": 10},
+                    },
+                }
+            )
+    return shapes
 
 
 def _axes(k: int) -> dict[str, str]:
