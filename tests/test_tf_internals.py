@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import pkgutil
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ class TFObjects:
     pipeline_hook: Any
     final_ops_hook: Any
     captured: Mapping[str, Any] | None
+    evaluate_calls: int  #: calls of ``_evaluate`` by an every_n_iter=1 hook over two steps
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +53,25 @@ def objects(tmp_path_factory: pytest.TempPathFactory) -> TFObjects:
     eval_hook = t.estimator.experimental.InMemoryEvaluatorHook(
         estimator, data, steps=2, every_n_iter=1
     )
-    capturing = t.estimator.experimental.InMemoryEvaluatorHook(
-        estimator, data, name="captured", every_n_iter=100
-    )
+
+    class CountingEvaluator(t.estimator.experimental.InMemoryEvaluatorHook):
+        """Overrides ``_evaluate`` as LiveEvaluatorHook does, and counts TF's calls of it."""
+
+        calls = 0
+
+        def _evaluate(self, train_session: Any) -> None:
+            self.calls += 1
+            tfi.evaluate_as_tf(self, train_session)
+
+    capturing = CountingEvaluator(estimator, data, name="captured", every_n_iter=1)
     capture = tfi.capture_eval_results(capturing)
     pipeline_hook = t.data.experimental.CheckpointInputPipelineHook(estimator)
     final_ops_hook = t.estimator.FinalOpsHook({"bias": "dense/bias:0"}, {})
     hooks = [eval_hook, capturing, pipeline_hook, final_ops_hook]
     estimator.train(models.input_fn(n=16, batch=4), steps=2, hooks=hooks)
-    return TFObjects(estimator, eval_hook, pipeline_hook, final_ops_hook, capture.results)
+    return TFObjects(
+        estimator, eval_hook, pipeline_hook, final_ops_hook, capture.results, capturing.calls
+    )
 
 
 def _dataset_hook(o: TFObjects) -> Any:
@@ -214,3 +227,82 @@ def test_evaluation_hooks_are_the_input_and_steps_hooks(objects: TFObjects) -> N
     assert len(tfi.dataset_iterators(hooks)) == 1, f"no _DatasetInitializerHook in {hooks}"
     assert any(tfi.is_eval_steps_hook(h) for h in hooks), f"no _StopAfterNEvalsHook in {hooks}"
     assert all(tfi.is_dataset_hook(h) or tfi.is_eval_steps_hook(h) for h in hooks)
+
+
+def test_tf_calls_the_evaluate_override_at_start_every_n_steps_and_end(
+    objects: TFObjects,
+) -> None:
+    """LiveEvaluatorHook overrides ``_evaluate``: TF must call it on its schedule."""
+    assert objects.evaluate_calls == 4, (
+        f"InMemoryEvaluatorHook(every_n_iter=1) called self._evaluate "
+        f"{objects.evaluate_calls} times over 2 steps in TensorFlow {tf().__version__}, not 4 "
+        f"(session created, each step, end()): LiveEvaluatorHook's override misses evaluations"
+    )
+
+
+def _tf_subclasses() -> list[type]:
+    """nbhooks' hook classes that subclass a TensorFlow class."""
+    import nbhooks.hooks
+
+    found = []
+    for info in pkgutil.iter_modules(nbhooks.hooks.__path__):
+        module = importlib.import_module(f"nbhooks.hooks.{info.name}")
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and value.__module__ == module.__name__
+                and any(_is_tf(base) for base in value.__mro__[1:])
+            ):
+                found.append(value)
+    return found
+
+
+def _is_tf(cls: type) -> bool:
+    return cls.__module__.startswith(("tensorflow.", "tensorflow_estimator."))
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+#: Real TF instances (after training), whose private instance attributes a subclass inherits.
+INSTANCES: dict[str, Callable[[TFObjects], Any]] = {
+    "InMemoryEvaluatorHook": lambda o: o.eval_hook,
+    "FinalOpsHook": lambda o: o.final_ops_hook,
+    "CheckpointInputPipelineHook": lambda o: o.pipeline_hook,
+    "CheckpointSaverHook": lambda o: tfi.saver_hook_of(o.pipeline_hook),
+}
+
+
+@pytest.mark.parametrize("cls", _tf_subclasses(), ids=lambda c: c.__qualname__)
+def test_subclasses_reach_tf_private_state_only_through_the_adapter(
+    objects: TFObjects, cls: type
+) -> None:
+    """``self._x`` in an nbhooks subclass must not be TF's ``_x`` (ruff cannot see it)."""
+    theirs: set[str] = set()
+    for base in filter(_is_tf, cls.__mro__):
+        theirs |= {n for n in vars(base) if _private(n)}
+        if base.__name__ in INSTANCES:
+            theirs |= {n for n in vars(INSTANCES[base.__name__](objects)) if _private(n)}
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+        and _private(node.attr)
+    }
+    overrides = {
+        f.name for f in tree.body[0].body if isinstance(f, ast.FunctionDef) and _private(f.name)
+    }
+    listed = {row.name for row in tfi.CONTRACT}
+    used -= overrides  # self._evaluate() calls the subclass's own override
+    assert not used & theirs, (
+        f"{cls.__qualname__} uses TensorFlow's private {sorted(used & theirs)} on self: "
+        f"add a named function (and a CONTRACT row) to nbhooks._tf_internals and call it"
+    )
+    assert not (overrides & theirs) - listed, (
+        f"{cls.__qualname__} overrides TensorFlow's private {sorted((overrides & theirs) - listed)}"
+        f" without a CONTRACT row in nbhooks._tf_internals"
+    )
