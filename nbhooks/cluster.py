@@ -48,6 +48,8 @@ class _Spec:
     eval_steps: int | None
     throttle_secs: int
     save_checkpoints_steps: int | None
+    save_checkpoints_secs: int | None
+    keep_checkpoint_max: int
     hooks: tuple[Any, ...]
 
 
@@ -59,7 +61,10 @@ class LocalCluster:
     ``make_estimator(config)`` must return the Estimator built with the ``tf.estimator.RunConfig``
     it is given; ``train_fn`` / ``eval_fn`` are the input_fns; ``steps`` the TrainSpec's
     ``max_steps``. ``model_dir``: the job's (a new temporary directory when None).
-    ``throttle_secs``: the least time between two evaluations. Every training task runs a
+    ``throttle_secs``: the least time between two evaluations. Checkpoints are saved every
+    ``save_checkpoints_secs`` (or ``save_checkpoints_steps``), ``keep_checkpoint_max`` kept: the
+    evaluator must load a checkpoint before the chief deletes it, so keep them for longer than
+    an evaluation takes to start. Every training task runs a
     :class:`~nbhooks.ClusterControlHook`, so :meth:`monitor` can stop, pause and resume it.
     """
 
@@ -76,7 +81,9 @@ class LocalCluster:
         *,
         eval_steps: int | None = None,
         throttle_secs: int = 2,
-        save_checkpoints_steps: int | None = 100,
+        save_checkpoints_steps: int | None = None,
+        save_checkpoints_secs: int | None = 5,
+        keep_checkpoint_max: int = 10,
         hooks: tuple[Any, ...] = (),
     ) -> None:
         for name, fn in (("make_estimator", make_estimator), ("train_fn", train_fn)):
@@ -92,6 +99,10 @@ class LocalCluster:
         check_int("throttle_secs", throttle_secs, minimum=0)
         check_int("eval_steps", eval_steps, optional=True)
         check_int("save_checkpoints_steps", save_checkpoints_steps, optional=True)
+        check_int("save_checkpoints_secs", save_checkpoints_secs, optional=True)
+        check_int("keep_checkpoint_max", keep_checkpoint_max)
+        if save_checkpoints_steps is not None:
+            save_checkpoints_secs = None  # one or the other (RunConfig refuses both)
         try:
             import cloudpickle
         except ImportError as exc:  # pragma: no cover - a dependency
@@ -109,6 +120,8 @@ class LocalCluster:
             eval_steps,
             throttle_secs,
             save_checkpoints_steps,
+            save_checkpoints_secs,
+            keep_checkpoint_max,
             tuple(hooks),
         )
         try:
@@ -173,7 +186,7 @@ class LocalCluster:
         with a last checkpoint use ``monitor().stop()`` and :meth:`wait` first."""
         self._procs.kill_all()
         for monitor in self._monitors:
-            monitor.close()
+            monitor.close(widgets=False)  # a displayed monitor keeps showing how the job ended
         self._monitors.clear()
 
     close = stop
@@ -221,7 +234,8 @@ class LocalCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def monitor(self, **kwargs: Any) -> Any:
-        """A :class:`~nbhooks.Monitor` on this cluster's model_dir (closed with the cluster)."""
+        """A :class:`~nbhooks.Monitor` on this cluster's model_dir; :meth:`stop` ends its polling
+        (its widgets stay, showing the end of the job)."""
         from nbhooks.monitor import Monitor
 
         monitor = Monitor(self.model_dir, **kwargs)
@@ -391,7 +405,10 @@ def _run_task(spec_path: str) -> None:
 
     t = tf()
     config = t.estimator.RunConfig(
-        model_dir=spec.model_dir, save_checkpoints_steps=spec.save_checkpoints_steps
+        model_dir=spec.model_dir,
+        save_checkpoints_steps=spec.save_checkpoints_steps,
+        save_checkpoints_secs=spec.save_checkpoints_secs,
+        keep_checkpoint_max=spec.keep_checkpoint_max,
     )
     estimator = spec.make_estimator(config)
     train_spec = t.estimator.TrainSpec(

@@ -89,7 +89,7 @@ class Monitor:
         *,
         interval: float = 1.0,
         lost_after: float = 10.0,
-        truncated_after: float = 60.0,
+        truncated_after: float = 300.0,
         start: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -408,13 +408,14 @@ class Monitor:
         """Whether the polling thread runs."""
         return self._thread is not None and self._thread.is_alive()
 
-    def close(self) -> None:
-        """Stop polling and close the widgets (the job itself goes on: see :meth:`stop`)."""
+    def close(self, widgets: bool = True) -> None:
+        """Stop polling and end the widget updates (the job itself goes on: see :meth:`stop`).
+        ``widgets=False`` leaves the displayed widgets showing the last state."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         if self._face is not None:
-            self._face.close()
+            self._face.close(widgets=widgets)
             self._face = None
 
     def __enter__(self) -> Monitor:

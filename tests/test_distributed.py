@@ -231,7 +231,8 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
         ps=1,
         model_dir=tmp_path / "job",
         throttle_secs=1,
-        save_checkpoints_steps=200,
+        save_checkpoints_secs=3,
+        keep_checkpoint_max=20,
     )
     try:
         cluster.start()
@@ -276,3 +277,23 @@ def test_local_cluster_checks_its_arguments_before_anything(tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Monitor(tmp_path / "nowhere")
+
+
+def test_the_monitor_widget_is_fed_by_its_publisher_only(tmp_path, comm_log):
+    write_evals(tmp_path / "model", range(0, 300, 100))
+    monitor = Monitor(tmp_path / "model", start=False)
+    panel_widget = monitor.widget  # built on this (the main) thread
+    face = monitor._face
+    assert face.curves.metrics is monitor.metrics
+    drawn = len(face.curves.figure.data[0].x)
+    write_evals(tmp_path / "model", range(300, 500, 100), ".b")
+    JobFiles(tmp_path / "model").request("pause")
+    updates = len(comm_log.updates())
+    monitor.poll()  # emits events; the publisher (its own thread, flushed here) updates
+    face.publisher.flush()
+    assert len(comm_log.updates()) > updates
+    assert len(face.curves.figure.data[0].x) == drawn + 2
+    assert "pause" in face.job.line.value
+    assert "nbh-monitor" in panel_widget._dom_classes
+    monitor.close()
+    assert panel_widget.comm is None  # closed with the monitor

@@ -93,3 +93,21 @@ def test_rerunning_the_dashboard_cell_leaves_one_training_thread(tmp_path):
     warning = "".join(o.get("text", "") for o in nb.cells[2].outputs if o.get("name") == "stderr")
     assert "stopping the earlier run that was still training" in warning
     assert text(nb.cells[3]).split() == ["1", "running", "stopped"]
+
+
+def test_distributed(tmp_path):
+    import psutil
+
+    nb = execute(tmp_path, "distributed")
+    no_errors(nb)
+    assert text(nb.cells[7]).strip() == "stopped"
+    tasks = text(nb.cells[8])
+    assert "chief:0" in tasks and "evaluator:0" in tasks and "ended" in tasks
+    assert "accuracy" in text(nb.cells[9])
+    assert text(nb.cells[-1]).startswith("stopped [('chief:0', 0)")
+    assert find_models(widget_state(nb), css_class="nbh-monitor")
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "nbhooks.cluster" in (p.info["cmdline"] or [])
+    ]

@@ -112,7 +112,8 @@ class MonitorPanel:
     def __init__(self, monitor: Any, max_points: int = 500) -> None:
         self.job = JobView(monitor)
         self.curves = CurvesView(monitor.metrics, max_points=max_points)
-        self.publisher = Publisher(monitor.events, [self.job, self.curves])
+        # The publisher closes what it feeds: it gets feeds, so that the widgets can outlive it.
+        self.publisher = Publisher(monitor.events, [_Feed(self.job), _Feed(self.curves)])
         self.widget = w.VBox([self.job.widget, self.curves.widget])
         self.widget.add_class("nbh-monitor")
 
@@ -121,6 +122,23 @@ class MonitorPanel:
         self.publisher.flush()
         resync_widget_tree(self.widget)
 
-    def close(self) -> None:
+    def close(self, widgets: bool = True) -> None:
+        """End the updates (after delivering what is pending); ``widgets=False`` leaves the
+        widgets showing their last state (a finished job's page keeps its curves)."""
         self.publisher.close()
-        close_widget_tree(self.widget)
+        if widgets:
+            close_widget_tree(self.widget)
+
+
+class _Feed(View):
+    """Passes a view its events; closing the feed leaves the view open."""
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self.interval = view.interval
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        self.view.on_events(events)
+
+    def close(self) -> None:
+        pass
