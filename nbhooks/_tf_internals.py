@@ -49,8 +49,10 @@ CONTRACT: tuple[Private, ...] = (
     Private("InMemoryEvaluatorHook", "_var_name_to_train_var", "dict", "copy_training_variables"),
     Private("InMemoryEvaluatorHook", "_var_name_to_placeholder", "dict", "copy_training_variables"),
     Private("InMemoryEvaluatorHook", "_var_feed_op", "operation", "copy_training_variables"),
-    Private("InMemoryEvaluatorHook", "_timer", "timer", "mark_evaluated"),
-    Private("InMemoryEvaluatorHook", "_iter_count", "int", "mark_evaluated"),
+    Private("InMemoryEvaluatorHook", "_timer", "timer", "mark_evaluated, reset_schedule"),
+    Private("InMemoryEvaluatorHook", "_iter_count", "int", "mark_evaluated, reset_schedule"),
+    Private("InMemoryEvaluatorHook", "_hooks", "list", "eval_input_hooks"),
+    Private("InMemoryEvaluatorHook", "_name", "str or None", "eval_name"),
     Private("InMemoryEvaluatorHook", "_estimator", "estimator", "capture_eval_results"),
     Private("InMemoryEvaluatorHook", "_evaluate", "method(train_session)", "evaluate_as_tf"),
     # -- tf.estimator.Estimator
@@ -58,7 +60,16 @@ CONTRACT: tuple[Private, ...] = (
         "Estimator",
         "_evaluate_run",
         "method(checkpoint_path, scaffold, update_op, eval_dict, all_hooks, output_dir)",
-        "EvalResultCapture",
+        "EvalResultCapture, evaluate_run",
+    ),
+    Private(
+        "Estimator",
+        "_evaluate_build_graph",
+        "method(input_fn, hooks, checkpoint_path)",
+        "evaluate_build_graph",
+    ),
+    Private(
+        "Estimator", "_call_input_fn", "method(input_fn, mode, input_context)", "call_input_fn"
     ),
     Private("Estimator", "_session_config", "session config", "session_config"),
     # -- private modules and what nbhooks takes from them
@@ -83,7 +94,7 @@ CONTRACT: tuple[Private, ...] = (
     Private("CheckpointSaverHook", "_save", "method(session, step)", "save_checkpoint"),
     Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
     Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
-    Private("Saver", "_var_list", "saveables", "checkpoint_keys"),
+    Private("Saver", "_var_list", "saveables", "checkpoint_keys, saver_name_map"),
     # -- tf.estimator.FinalOpsHook
     Private("FinalOpsHook", "_final_ops", "fetches or None", "set_final_fetches"),
     Private("FinalOpsHook", "_final_ops_values", "values or None", "set_final_fetches"),
@@ -289,3 +300,58 @@ def set_final_fetches(hook: Any, fetches: Any) -> None:
     """Make ``end()`` fetch ``fetches`` (resolved in this graph); forget the last values."""
     hook._final_ops = fetches
     hook._final_ops_values = None
+
+
+# -- nbhooks' own evaluation graph (LiveEvaluatorHook) ---------------------------------------
+def evaluate_build_graph(estimator: Any, input_fn: Any, hooks: Sequence[Any]) -> tuple[Any, ...]:
+    """Build what ``estimator.evaluate()`` builds, in the default graph: the model_fn in EVAL
+    mode on ``input_fn``'s data, the metrics; returns (scaffold, update_op, metric tensors by
+    name with the global step, every evaluation hook)."""
+    return estimator._evaluate_build_graph(input_fn, list(hooks), checkpoint_path=None)
+
+
+def evaluate_run(
+    estimator: Any,
+    scaffold: Any,
+    update_op: Any,
+    metrics: Mapping[str, Any],
+    hooks: Sequence[Any],
+    eval_dir: str,
+) -> Mapping[str, Any]:
+    """One evaluation as ``estimator.evaluate()`` runs it (a MonitoredSession, summaries
+    written), with no checkpoint: ``scaffold`` initializes the variables. Returns the metrics."""
+    return estimator._evaluate_run(
+        checkpoint_path=None, scaffold=scaffold, update_op=update_op, eval_dict=metrics,
+        all_hooks=list(hooks), output_dir=eval_dir,
+    )  # fmt: skip
+
+
+def call_input_fn(estimator: Any, input_fn: Any, mode: str) -> Any:
+    """Call ``input_fn`` as the estimator does (``mode``/``params``/``config`` if it takes them)."""
+    return estimator._call_input_fn(input_fn, mode)
+
+
+def saver_name_map(saver: Any) -> Mapping[str, Any] | None:
+    """The ``{checkpoint key: variable}`` map a ``Saver`` was made with (e.g. a moving
+    average's ``variables_to_restore()``); None when its keys are the variables' own names or
+    follow objects: no saver, a list of variables, Keras' or a ``tf.train.Checkpoint``."""
+    if not isinstance(saver, tf().compat.v1.train.Saver):
+        return None
+    var_list = saver._var_list
+    return dict(var_list) if isinstance(var_list, Mapping) else None
+
+
+def reset_schedule(hook: Any) -> None:
+    """Start the hook's every-N-iterations countdown afresh (as its ``begin()`` does)."""
+    hook._timer.reset()
+    hook._iter_count = 0
+
+
+def eval_input_hooks(hook: Any) -> list[Any]:
+    """The hooks the evaluator was given, with the one that counts ``steps`` batches."""
+    return list(hook._hooks)
+
+
+def eval_name(hook: Any) -> str | None:
+    """The ``name=`` it was given (``estimator.evaluate(name=...)``)."""
+    return hook._name

@@ -14,6 +14,7 @@ from nbhooks.checks import check_estimator, check_hooks, check_input_fn, check_i
 from nbhooks.notebook import TrainingRun
 
 InputFn = Callable[..., Any]
+EvalSpec = InputFn | tuple[InputFn, int]  # an input_fn, or (input_fn, batches per evaluation)
 
 
 class Dashboard:
@@ -21,7 +22,10 @@ class Dashboard:
     final-op values and input-pipeline checkpoints in one widget.
 
     ``evals``: ``{"name": input_fn}`` (or one input_fn, named ``"eval"``) evaluated in memory
-    every ``every_n_iter`` steps for ``eval_steps`` batches (None: until the input ends).
+    every ``every_n_iter`` steps for ``eval_steps`` batches (None: until the input ends); a
+    value ``(input_fn, n)`` evaluates ``n`` batches, e.g. ``{"train": (train_fn, 20)}``.
+    ``evaluate_from``: ``"memory"``, ``"checkpoints"`` (``estimator.evaluate()`` on the
+    checkpoint of each evaluated step) or ``"auto"``; the panel says which (``eval_status``).
     ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
     Save/Restore of the ``tf.data`` position. ``early_stopping``: an
     :class:`~nbhooks.EarlyStopping` or its keyword arguments, e.g.
@@ -36,7 +40,7 @@ class Dashboard:
         self,
         estimator: Any,
         train_input_fn: InputFn,
-        evals: Mapping[str, InputFn] | InputFn | None = None,
+        evals: Mapping[str, EvalSpec] | InputFn | None = None,
         every_n_iter: int = 100,
         eval_steps: int | None = None,
         final_ops: Any = None,
@@ -49,6 +53,7 @@ class Dashboard:
         external_state_policy: str | None = None,
         max_points: int = 500,
         export_dir: str | os.PathLike[str] | None = None,
+        evaluate_from: str = "memory",
     ) -> None:
         from nbhooks.stores.metrics import MetricHistory
 
@@ -66,7 +71,7 @@ class Dashboard:
             )
         self.estimator = estimator
         self.metrics = MetricHistory()
-        self.evaluators = self._make_evaluators(evals, every_n_iter, eval_steps)
+        self.evaluators = self._make_evaluators(evals, every_n_iter, eval_steps, evaluate_from)
         self.early_stopping = _make_early_stopping(early_stopping, self.evaluators)
         self.final_ops_hook = self._make_final_ops(final_ops)
         self._pipeline = self._make_pipeline(
@@ -91,15 +96,57 @@ class Dashboard:
 
     # -- building the hooks -----------------------------------------------------------------
     def _make_evaluators(
-        self, evals: dict[str, InputFn], every_n_iter: int, eval_steps: int | None
+        self,
+        evals: dict[str, EvalSpec],
+        every_n_iter: int,
+        eval_steps: int | None,
+        evaluate_from: str,
     ) -> list[Any]:
+        """One LiveEvaluatorHook per evaluation; ``evaluate_from``: "memory", "checkpoints" or
+        "auto" (see :class:`~nbhooks.LiveEvaluatorHook`)."""
         if not evals:
             return []
         from nbhooks.hooks.evaluator import LiveEvaluatorHook
 
         return LiveEvaluatorHook.many(
-            self.estimator, evals, every_n_iter, eval_steps, store=self.metrics
+            self.estimator,
+            evals,
+            every_n_iter,
+            eval_steps,
+            store=self.metrics,
+            evaluate_from=evaluate_from,
         )
+
+    @property
+    def eval_status(self) -> str:
+        """How each evaluation runs: in memory, or from checkpoints and why (one line each)."""
+        return "\n".join(h.status for h in self.evaluators)
+
+    def _eval_status_section(self) -> Any:
+        """The panel's line saying how the evaluations run, kept current by the publisher."""
+        from nbhooks.views.base import View
+
+        dash = self
+
+        class EvalStatusView(View):
+            def __init__(self) -> None:
+                import ipywidgets as w
+
+                self.widget = w.HTML(self.text())
+                self.widget.add_class("nbh-eval-status")
+
+            @staticmethod
+            def text() -> str:
+                lines = (html.escape(line) for line in dash.eval_status.splitlines())
+                return f'<span style="opacity:.75">{"<br>".join(lines)}</span>'
+
+            def on_events(self, events: Any) -> None:
+                text = self.text()
+                if text != self.widget.value:
+                    self.widget.value = text
+
+        self._views["eval_status"] = EvalStatusView()
+        return self._views["eval_status"].widget
 
     @staticmethod
     def _make_final_ops(final_ops: Any) -> Any:
@@ -225,6 +272,7 @@ class Dashboard:
 
             self._views["curves"] = CurvesView(self.metrics, max_points=self.max_points)
             sections.append(self._views["curves"].widget)
+            sections.append(self._eval_status_section())
         specs = self.knob_specs
         if specs:
             from nbhooks.views.knobs import KnobsView
@@ -317,21 +365,23 @@ def _curves_html(dash: Dashboard) -> str:
             view.close()
 
 
-def _check_evals(evals: Any) -> dict[str, InputFn]:
+def _check_evals(evals: Any) -> dict[str, EvalSpec]:
     if evals is None:
         return {}
     if callable(evals):
         return {"eval": evals}
     if not isinstance(evals, Mapping) or not evals:
         raise TypeError(
-            'evals must be an input_fn or a dict of name -> input_fn, e.g. {"eval": eval_fn}, '
-            f"got {type(evals).__name__}"
+            "evals must be an input_fn or a dict of name -> input_fn or (input_fn, steps), e.g. "
+            f'{{"train": (train_fn, 20), "eval": eval_fn}}, got {type(evals).__name__}'
         )
     for name, fn in evals.items():
         if not isinstance(name, str) or not name:
             raise TypeError(f"evaluation names must be non-empty strings, got {name!r}")
-        if not callable(fn):
-            raise TypeError(f"evals[{name!r}] must be an input_fn, got {type(fn).__name__}")
+        if not callable(fn) and not isinstance(fn, tuple):
+            raise TypeError(
+                f"evals[{name!r}] must be an input_fn or (input_fn, steps), got {type(fn).__name__}"
+            )
     return dict(evals)
 
 

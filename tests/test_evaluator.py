@@ -5,13 +5,15 @@ from __future__ import annotations
 import glob
 import json
 import os
+import threading
+import time
 
 import models
 import pytest
+from waiting import wait_for
 
 import nbhooks as nh
 from nbhooks._tf import tf
-from nbhooks._tf_internals import eval_graph
 from nbhooks.events import EvalEvent, StopRequestEvent
 from nbhooks.stores.metrics import MetricHistory
 
@@ -243,28 +245,159 @@ def _estimator(model_dir, model_fn):
     return tf().estimator.Estimator(model_fn, config=config, params={})
 
 
-def test_custom_saver_is_refused_with_advice(model_dir, train_fn, eval_fn) -> None:
+def _with_eval_saver(var_list):
     def with_saver(spec, mode):
         if mode != tf().estimator.ModeKeys.EVAL:
             return spec
-        scaffold = tf().compat.v1.train.Scaffold(saver=tf().compat.v1.train.Saver())
-        return spec._replace(scaffold=scaffold)
+        saver = tf().compat.v1.train.Saver(var_list())
+        return spec._replace(scaffold=tf().compat.v1.train.Scaffold(saver=saver))
 
-    est = _estimator(model_dir, _model_fn_with(with_saver))
+    return with_saver
+
+
+def _variables() -> dict:
+    v1 = tf().compat.v1
+    return {v.op.name: v for v in v1.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)}
+
+
+def test_an_eval_saver_of_the_same_names_is_evaluated(model_dir, train_fn, eval_fn) -> None:
+    est = _estimator(model_dir, _model_fn_with(_with_eval_saver(_variables)))
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10)
+    est.train(train_fn, hooks=[hook], steps=20)
+    assert hook.how == "persistent session" and eval_steps(hook) == [0, 10, 20]
+    expected = est.evaluate(eval_fn)["loss"]
+    assert eval_steps(hook, metric="loss") and hook.store.latest()["eval"].metrics[
+        "loss"
+    ] == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_eval_saver_naming_what_training_lacks_is_refused(model_dir, train_fn, eval_fn) -> None:
+    def renamed() -> dict:
+        return {f"averages/{name}": v for name, v in _variables().items()}
+
+    est = _estimator(model_dir, _model_fn_with(_with_eval_saver(renamed)))
     hook = nh.LiveEvaluatorHook(est, eval_fn)
-    with pytest.raises(ValueError, match=r"custom Saver.*estimator.evaluate"):
+    with pytest.raises(
+        ValueError, match=r"checkpoint key 'averages/.*no variable.*evaluate_from='checkpoints'"
+    ):
         est.train(train_fn, hooks=[hook], steps=2)
-    assert len(hook.store) == 0
+    assert len(hook.store) == 0 and checkpoint_steps(model_dir) == []  # refused in begin()
 
 
-def test_saveable_objects_are_refused_with_advice(model_dir, train_fn, eval_fn) -> None:
-    def with_table(spec, mode):
-        tf().compat.v1.lookup.experimental.MutableHashTable(tf().int64, tf().float32, 0.0)
-        return spec
+def _with_table(spec, mode):
+    tf().compat.v1.lookup.experimental.MutableHashTable(
+        tf().int64, tf().float32, 0.0, name="class_weights"
+    )
+    return spec
 
-    est = _estimator(model_dir, _model_fn_with(with_table))
-    with pytest.raises(ValueError, match=r"SAVEABLE_OBJECTS.*estimator.evaluate"):
+
+def test_saveable_objects_are_refused_naming_them(model_dir, train_fn, eval_fn) -> None:
+    est = _estimator(model_dir, _model_fn_with(_with_table))
+    with pytest.raises(
+        ValueError,
+        match=r"SAVEABLE_OBJECTS: _Saveable 'class_weights'.*evaluate_from='checkpoints'",
+    ):
         est.train(train_fn, hooks=[nh.LiveEvaluatorHook(est, eval_fn)], steps=2)
+    assert checkpoint_steps(model_dir) == []  # refused in begin(), before the session
+
+
+@pytest.mark.parametrize("evaluate_from", ["auto", "checkpoints"])
+def test_evaluated_from_checkpoints_when_asked_or_needed(
+    model_dir, train_fn, eval_fn, evaluate_from
+) -> None:
+    est = _estimator(model_dir, _model_fn_with(_with_table))  # RunConfig: no step checkpoints
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10, evaluate_from=evaluate_from)
+    est.train(train_fn, hooks=[hook], steps=20)
+    assert hook.how == "checkpoints"
+    why = "SAVEABLE_OBJECTS" if evaluate_from == "auto" else "evaluate_from='checkpoints'"
+    assert why in hook.why and why in hook.status
+    assert eval_steps(hook) == [0, 10, 20]
+    assert checkpoint_steps(model_dir) == [0, 10, 20]  # saved by the hook, with training's saver
+    for step in (10, 20):
+        expected = est.evaluate(eval_fn, checkpoint_path=f"{model_dir}/model.ckpt-{step}")
+        got = hook.history.query("step == @step and metric == 'loss'").value.item()
+        assert got == pytest.approx(expected["loss"], rel=1e-6)
+
+
+def test_an_input_that_never_ends_is_refused_before_training(estimator) -> None:
+    endless = models.input_fn(repeat=True)
+    with pytest.raises(ValueError, match=r"never ends: its dataset repeats forever.*steps=N"):
+        nh.LiveEvaluatorHook(estimator, endless)
+    nh.LiveEvaluatorHook(estimator, endless, steps=3)  # a number of batches: fine
+
+    def constants():
+        x, y = models.make_data(64)
+        return {"x": tf().constant(x)}, tf().constant(y)
+
+    with pytest.raises(ValueError, match="tensors that never run out"):
+        nh.LiveEvaluatorHook(estimator, constants)
+    with pytest.raises(ValueError, match=r'evals=\{"train": \(endless_fn, 20\)'):
+        nh.Dashboard(estimator, endless, evals={"train": _named(endless, "endless_fn")})
+
+
+def _named(fn, name):
+    def named():
+        return fn()
+
+    named.__name__ = name
+    return named
+
+
+def test_steps_per_evaluation_in_many(estimator, train_fn, eval_fn) -> None:
+    endless = models.input_fn(repeat=True)
+    hooks = nh.LiveEvaluatorHook.many(
+        estimator, {"train": (endless, 2), "eval": eval_fn}, every_n_iter=10
+    )
+    assert [(h.evaluation, h.steps) for h in hooks] == [("train", 2), ("eval", None)]
+    estimator.train(train_fn, hooks=hooks, steps=10)
+    expected = estimator.evaluate(endless, steps=2)["loss"]
+    got = hooks[0].history.query("step == 10 and evaluation == 'train' and metric == 'loss'")
+    assert got.value.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(TypeError, match=r"input_fn or \(input_fn, steps\)"):
+        nh.LiveEvaluatorHook.many(estimator, {"train": (endless, 2, 3)})
+    with pytest.raises(ValueError, match=r"steps of evals\['train'\] must be a positive int"):
+        nh.LiveEvaluatorHook.many(estimator, {"train": (endless, 0)})
+
+
+def _slow_eval_fn():
+    """A finite input that takes far longer than the test to read."""
+    x, y = models.make_data(8)
+    ds = tf().data.Dataset.from_tensor_slices(({"x": x}, y)).repeat(10**7)
+    return ds.batch(1)
+
+
+class EvaluatingHook(tf().estimator.SessionRunHook):
+    """A user evaluation hook that says when the evaluation ran its first batch."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def after_run(self, run_context, run_values) -> None:
+        self.started.set()
+
+
+@pytest.mark.parametrize("path", ["persistent session", "per evaluation", "checkpoints"])
+def test_stop_interrupts_an_evaluation_in_progress(estimator, train_fn, path) -> None:
+    run_module = pytest.importorskip("nbhooks.run")
+    started = EvaluatingHook()
+    options = {
+        "persistent session": {},
+        "per evaluation": {"hooks": [started]},
+        "checkpoints": {"hooks": [started], "evaluate_from": "checkpoints"},
+    }[path]
+    hook = nh.LiveEvaluatorHook(estimator, _slow_eval_fn, every_n_iter=10, **options)
+    run = run_module.TrainingRun(estimator, train_fn, steps=50, hooks=[hook], report=None)
+    run.start()
+    assert wait_for(
+        lambda: hook.evaluating and (path == "persistent session" or started.started.is_set())
+    )
+    assert hook.how == path
+    stopped_at = time.monotonic()
+    run.stop()
+    assert run.wait(timeout=30) == "stopped"
+    assert time.monotonic() - stopped_at < 3  # within a second, with room for a loaded CI
+    assert len(hook.store) == 0  # the cut evaluation is not recorded
+    assert not hook.evaluating
 
 
 def test_shared_history_and_global_step_dedupe(estimator, train_fn, eval_fn) -> None:
@@ -295,8 +428,8 @@ def test_one_persistent_eval_session_and_a_graph_that_does_not_grow(
 
     class GraphSize(tf().estimator.SessionRunHook):
         def after_run(self, run_context, run_values) -> None:
-            if eval_graph(hook) is not None and hook._eval_session is not None:
-                sizes.append(len(eval_graph(hook).get_operations()))
+            if hook.eval_graph is not None and hook._eval_session is not None:
+                sizes.append(len(hook.eval_graph.get_operations()))
 
     estimator.train(train_fn, steps=60, hooks=[hook, GraphSize()])
     assert hook._eval_session is None  # closed by end()
@@ -341,3 +474,52 @@ def test_early_stopping_after_a_failed_session_counts_each_evaluation_once(
     evaluator.events.emit(EvalEvent("eval", 20, {"loss": 0.5}))
     assert (stopper.wait, stopper.best_step) == (0, 20)
     stopper.end(None)
+
+
+def test_dashboard_evaluates_from_checkpoints_and_says_so(model_dir, train_fn, eval_fn) -> None:
+    est = _estimator(model_dir, _model_fn_with(_with_table))
+    dash = nh.Dashboard(
+        est, train_fn, evals={"train": (models.input_fn(repeat=True), 2), "eval": eval_fn},
+        every_n_iter=10, pipeline_checkpoints=False, evaluate_from="auto", steps=20,
+    )  # fmt: skip
+    assert [(h.evaluation, h.steps) for h in dash.evaluators] == [("train", 2), ("eval", None)]
+    assert dash.eval_status == (
+        "train: decided when training starts\neval: decided when training starts"
+    )
+    dash.train()
+    assert dash.wait(timeout=120) == "finished"
+    assert "eval: evaluated from checkpoints: the model has state other than variables" in (
+        dash.eval_status
+    )
+    assert sorted(set(dash.history["step"])) == [0, 10, 20]
+    memory = nh.Dashboard(
+        models.make_estimator(model_dir.parent / "m"),
+        train_fn,
+        evals=eval_fn,
+        pipeline_checkpoints=False,
+    )
+    assert memory.evaluators[0].how is None
+    with pytest.raises(ValueError, match="evaluate_from must be one of"):
+        nh.Dashboard(est, train_fn, evals=eval_fn, evaluate_from="disk")
+
+
+def test_dashboard_panel_shows_how_it_evaluates(model_dir, train_fn, eval_fn, comm_log) -> None:
+    from nbhooks.views.base import walk_widgets
+
+    dash = nh.Dashboard(
+        models.make_estimator(model_dir),
+        train_fn,
+        evals=eval_fn,
+        every_n_iter=10,
+        pipeline_checkpoints=False,
+        evaluate_from="checkpoints",
+        steps=10,
+    )
+    status = [
+        w for w in walk_widgets(dash.widget) if "nbh-eval-status" in getattr(w, "_dom_classes", ())
+    ]
+    assert len(status) == 1
+    assert "eval: evaluated from checkpoints: evaluate_from=&#x27;checkpoints&#x27;" in (
+        status[0].value
+    )
+    dash.close()

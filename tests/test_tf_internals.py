@@ -125,6 +125,7 @@ def kinds() -> dict[str, Callable[[Any], bool]]:
         "str": lambda v: isinstance(v, str),
         "bool": lambda v: isinstance(v, bool),
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "str or None": lambda v: v is None or isinstance(v, str),
         "int or None": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
         "dict or None": lambda v: v is None or isinstance(v, Mapping),
         "fetchable": lambda v: isinstance(v, t.Operation | t.Tensor | list | tuple | dict),

@@ -1,76 +1,211 @@
-"""One evaluation session kept open across in-memory evaluations.
+"""The evaluation graph of a :class:`~nbhooks.LiveEvaluatorHook`, and the one evaluation session
+kept open across its evaluations.
+
+:class:`EvalGraph` is what ``estimator.evaluate()`` builds (model_fn in EVAL mode, the input,
+the metrics) plus the copy of the training values into its variables: each evaluation
+variable gets the value the model_fn's EVAL saver would restore into it from a checkpoint of
+this step. With the default saver (and with Keras' or ``tf.train.Checkpoint`` savers, whose
+keys follow the objects that both graphs build alike) that is the training variable of the
+same name; a ``Saver`` given a ``{checkpoint key: variable}`` map, such as
+``ExponentialMovingAverage.variables_to_restore()``, takes the training variable named by the
+key (the moving average, not the raw weight).
 
 TF's ``InMemoryEvaluatorHook`` evaluates through ``evaluation._evaluate_once``: every call adds
 ops to the evaluation graph and builds a new Scaffold and MonitoredSession (TF issue 30807:
 memory grows), which costs far more than the evaluation batches themselves on a small model.
-:class:`EvalSession` builds the same evaluation once and reruns it: copy the training
-variables in, reset the metric variables and the input iterator, run the update op until the
-input ends (or ``steps``), fetch the metric values, write the summaries. It is used only when
-it is equivalent: a ``tf.data`` input and no evaluation hooks of the user's or the model's.
+:class:`EvalSession` builds the same evaluation once and reruns it: copy the training values
+in, reset the metric variables and the input iterator, run the update op until the input ends
+(or ``steps``), fetch the metric values, write the summaries. It is used only when that is
+equivalent: a ``tf.data`` input and no evaluation hooks of the user's or the model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 
 
-class EvalSession:
-    """The evaluation of a ``LiveEvaluatorHook``'s graph, in one long-lived session."""
+class InMemoryUnsupported(ValueError):
+    """In-memory evaluation cannot give what ``estimator.evaluate()`` gives for this model."""
 
-    def __init__(self, hook: Any, session_config: Any) -> None:
+
+class EvalInterrupted(Exception):
+    """An evaluation stopped half-way because the run is stopping (nothing is recorded)."""
+
+
+@dataclass(eq=False)
+class EvalGraph:
+    """One build of the evaluation graph, with the copy of the training values into it."""
+
+    graph: Any
+    scaffold: Any
+    update_op: Any
+    metrics: Mapping[str, Any]  #: metric value tensors by name, global step included
+    hooks: list[Any]  #: the input's, the user's, the steps' and the model's evaluation hooks
+    sources: dict[str, Any]  #: evaluation variable name -> training variable restored into it
+    placeholders: dict[str, Any]
+    feed_op: Any
+
+    @classmethod
+    def build(
+        cls,
+        estimator: Any,
+        input_fn: Callable[..., Any],
+        hooks: Sequence[Any],
+        train_vars: Mapping[str, Any],
+    ) -> EvalGraph:
+        """Build the evaluation of ``input_fn`` in a new graph; ``train_vars``: the training
+        graph's global variables by name. Raises :class:`InMemoryUnsupported` naming what in
+        the model cannot be copied in memory."""
+        t = tf()
+        v1 = t.compat.v1
+        graph = t.Graph()
+        with graph.as_default():
+            scaffold, update_op, metrics, all_hooks = tfi.evaluate_build_graph(
+                estimator, input_fn, hooks
+            )
+            saveables = v1.get_collection(v1.GraphKeys.SAVEABLE_OBJECTS)
+            if saveables:
+                names = ", ".join(
+                    f"{type(s).__name__} {getattr(s, 'name', s)!r}" for s in saveables
+                )
+                raise InMemoryUnsupported(
+                    f"the model has state other than variables (SAVEABLE_OBJECTS: {names}) that "
+                    f"only a checkpoint carries from training to evaluation"
+                )
+            eval_vars = {v.name: v for v in v1.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)}
+            sources = restore_sources(scaffold.saver, eval_vars, train_vars)
+            placeholders = {
+                name: v1.placeholder(eval_vars[name].dtype.base_dtype, name="nbhooks_copy")
+                for name in sources
+            }
+            feed_op = t.group([v1.assign(eval_vars[name], placeholders[name]) for name in sources])
+        return cls(graph, scaffold, update_op, metrics, list(all_hooks), sources, placeholders,
+                   feed_op)  # fmt: skip
+
+    @property
+    def has_queue_runners(self) -> bool:
+        """True when the input feeds through queue runners (``numpy_input_fn``, ...)."""
+        return bool(self.graph.get_collection(tf().compat.v1.GraphKeys.QUEUE_RUNNERS))
+
+    def values(self, train_session: Any) -> dict[Any, Any]:
+        """The feed that copies the training values of ``train_session`` into this graph."""
+        values = train_session.run(self.sources)
+        return {self.placeholders[name]: value for name, value in values.items()}
+
+    def evaluate_in_new_session(
+        self, estimator: Any, train_session: Any, extra_hooks: Sequence[Any], eval_dir: str
+    ) -> Mapping[str, Any]:
+        """TF's own path: a new MonitoredSession whose init_fn copies the values in (where a
+        checkpoint evaluation restores them; the model's own init_fn is skipped alike)."""
+        feed = self.values(train_session)
+
+        def copy_in(scaffold: Any, session: Any) -> None:
+            session.run(self.feed_op, feed_dict=feed)
+
+        scaffold = tf().compat.v1.train.Scaffold(init_fn=copy_in, copy_from_scaffold=self.scaffold)
+        with self.graph.as_default():
+            return tfi.evaluate_run(
+                estimator, scaffold, self.update_op, self.metrics, [*self.hooks, *extra_hooks],
+                eval_dir,
+            )  # fmt: skip
+
+
+def restore_sources(
+    saver: Any, eval_vars: Mapping[str, Any], train_vars: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Evaluation variable name -> the training variable whose value the EVAL ``saver`` would
+    restore into it from a checkpoint written by training."""
+    named = tfi.saver_name_map(saver)
+    if named is None:  # keys follow the variables (or the objects): the same names
+        return {name: train_vars[name] for name in eval_vars if name in train_vars}
+    variable = tf().Variable
+    sources: dict[str, Any] = {}
+    for key, value in named.items():
+        if not isinstance(value, variable):
+            raise InMemoryUnsupported(
+                f"the EVAL Saver restores checkpoint key {key!r} into {value!r}, which is not "
+                f"one variable (a partitioned variable or another saveable)"
+            )
+        source = train_vars.get(f"{key}:0")
+        if source is None:
+            raise InMemoryUnsupported(
+                f"the EVAL Saver restores {value.name} from checkpoint key {key!r}, but the "
+                f"training graph has no variable {key!r}"
+            )
+        if not source.shape.is_compatible_with(value.shape):
+            raise InMemoryUnsupported(
+                f"the EVAL Saver restores {value.name} {value.shape} from {key!r}, whose "
+                f"training variable has shape {source.shape}"
+            )
+        sources[value.name] = source
+    return sources
+
+
+class EvalSession:
+    """An :class:`EvalGraph`'s evaluation in one long-lived session."""
+
+    def __init__(self, parts: EvalGraph, session_config: Any) -> None:
         v1 = tf().compat.v1
-        self._hook = hook
-        self._graph = tfi.eval_graph(hook)
-        iterators = tfi.dataset_iterators(tfi.eval_hooks(hook))
-        with self._graph.as_default():
-            local_init = tfi.eval_scaffold(hook).local_init_op
+        self.parts = parts
+        iterators = tfi.dataset_iterators(parts.hooks)
+        with parts.graph.as_default():
+            local_init = parts.scaffold.local_init_op
             self._reset = [
                 local_init if local_init is not None else v1.train.Scaffold.default_local_init_op(),
                 *(it.initializer for it in iterators),
             ]
             init = v1.global_variables_initializer()
-        self._graph.finalize()  # nothing may be added per evaluation
-        self.session = v1.Session(graph=self._graph, config=session_config)
+        parts.graph.finalize()  # nothing may be added per evaluation
+        self.session = v1.Session(graph=parts.graph, config=session_config)
         try:
             self.session.run(init)
         except BaseException:
             self.session.close()
             raise
 
-    @classmethod
-    def applies(cls, hook: Any) -> bool:
-        """True when reusing one session gives exactly TF's evaluation for ``hook``."""
-        v1 = tf().compat.v1
-        hooks = tfi.eval_hooks(hook)
-        scaffold = tfi.eval_scaffold(hook)
+    @staticmethod
+    def applies(parts: EvalGraph) -> bool:
+        """True when reusing one session gives exactly TF's evaluation of ``parts``."""
+        hooks = parts.hooks
         return (
             any(tfi.is_dataset_hook(h) for h in hooks)
             and all(tfi.is_dataset_hook(h) or tfi.is_eval_steps_hook(h) for h in hooks)
-            and not tfi.eval_graph(hook).get_collection(v1.GraphKeys.QUEUE_RUNNERS)
-            and scaffold.init_op is None
-            and scaffold.ready_op is None
+            and not parts.has_queue_runners
+            and parts.scaffold.init_op is None
+            and parts.scaffold.ready_op is None
         )
 
-    def evaluate(self, train_session: Any) -> Mapping[str, Any]:
-        """Evaluate the training variables of ``train_session``; returns the metrics dict."""
-        hook, run = self._hook, self.session.run
-        tfi.copy_training_variables(hook, train_session, self.session)
+    def evaluate(
+        self,
+        train_session: Any,
+        steps: int | None,
+        eval_dir: str,
+        interrupted: Callable[[], bool] = lambda: False,
+    ) -> Mapping[str, Any]:
+        """Evaluate the training values of ``train_session``; returns the metrics dict.
+
+        ``interrupted`` is asked between batches: True raises :class:`EvalInterrupted`."""
+        parts, run = self.parts, self.session.run
+        run(parts.feed_op, feed_dict=parts.values(train_session))
         run(self._reset)
-        steps, limit, update_op = 0, tfi.eval_steps(hook), tfi.eval_update_op(hook)
+        done = 0
         out_of_range = tf().errors.OutOfRangeError
-        while limit is None or steps < limit:
+        while steps is None or done < steps:
+            if interrupted():
+                raise EvalInterrupted
             try:
-                run(update_op)
+                run(parts.update_op)
             except out_of_range:
                 break
-            steps += 1
-        results = run(tfi.eval_metric_tensors(hook))
+            done += 1
+        results = run(parts.metrics)
         global_step = results[tf().compat.v1.GraphKeys.GLOBAL_STEP]
-        tfi.write_eval_summary(tfi.eval_dir(hook), results, global_step)
+        tfi.write_eval_summary(eval_dir, results, global_step)
         return results
 
     def close(self) -> None:

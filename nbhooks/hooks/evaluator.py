@@ -1,17 +1,27 @@
-"""Live in-memory evaluation: TensorFlow's ``InMemoryEvaluatorHook`` that keeps its metrics.
+"""Live evaluation: TensorFlow's ``InMemoryEvaluatorHook`` that keeps its metrics, for every
+Estimator and input style.
 
-TF's hook evaluates without a checkpoint (it copies the training variables into an eval
-graph), but throws away the metrics dict that ``estimator._evaluate_run`` returns.
-:class:`LiveEvaluatorHook` captures it, records it in a
+:class:`LiveEvaluatorHook` evaluates without a checkpoint (it copies the training values into
+an evaluation graph: see :mod:`nbhooks.hooks.eval_session`), records every metric in a
 :class:`~nbhooks.stores.metrics.MetricHistory` (each ``(name, step)`` once) and emits an
-:class:`~nbhooks.events.EvalEvent`.
-:class:`EarlyStopping` listens to those events and stops the run cleanly.
+:class:`~nbhooks.events.EvalEvent`. How it evaluates (``hook.how``) follows the input:
+
+- ``"persistent session"``: a ``tf.data`` input and no evaluation hooks: one session, reused;
+- ``"per evaluation"``: TF's own path, a new session per evaluation (other inputs or hooks);
+- ``"fresh graph per evaluation"``: queue-runner inputs (``numpy_input_fn``,
+  ``pandas_input_fn``), whose feeding state lives in Python and ends with the first pass;
+- ``"checkpoints"``: ``estimator.evaluate(checkpoint_path=...)`` on the checkpoint of the step,
+  for models in-memory evaluation cannot copy (``evaluate_from="checkpoints"`` or ``"auto"``).
+
+:class:`EarlyStopping` listens to the events and stops the run cleanly.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,20 +34,21 @@ from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
 from nbhooks.events import EvalEvent, EventBus, RunAttached, RunStateEvent, StopRequestEvent
 from nbhooks.hooks._graph import require_global_step
-from nbhooks.hooks.eval_session import EvalSession
+from nbhooks.hooks.eval_session import EvalGraph, EvalInterrupted, EvalSession, InMemoryUnsupported
 from nbhooks.stores.metrics import MetricHistory, check_mode, guess_mode, is_improvement
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
 _GLOBAL_STEP = _tf.compat.v1.GraphKeys.GLOBAL_STEP
-_FROM_CHECKPOINTS = (
-    "evaluate from checkpoints instead: estimator.evaluate() after train(), or "
-    "tf.estimator.train_and_evaluate()"
-)
+EVALUATE_FROM = ("memory", "checkpoints", "auto")
+#: Op types through which an input reports its end (OutOfRangeError).
+_END_OF_INPUT_OPS = ("IteratorGetNext", "QueueDequeue", "ReaderRead")
+
+InputFn = Callable[..., Any]
 
 
 class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluatorHook):
-    """Evaluate in memory every ``every_n_iter`` training steps and keep every metric.
+    """Evaluate every ``every_n_iter`` training steps and keep every metric.
 
     Same arguments and schedule as ``tf.estimator.experimental.InMemoryEvaluatorHook`` (once
     when the session starts, every ``every_n_iter`` steps of each ``train()`` call, once at
@@ -45,13 +56,23 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
     for this evaluation name is not evaluated again. Results land in ``store`` (pass one
     ``store`` to several named hooks to share it) and go out as ``EvalEvent`` on ``events``.
 
+    The numbers are those of ``estimator.evaluate()`` on a checkpoint of the same step,
+    whatever the model's EVAL saver (moving averages, Keras, ``tf.train.Checkpoint``) or the
+    input style. ``evaluate_from``: ``"memory"`` (default; a model it cannot copy, such as one
+    with lookup tables in SAVEABLE_OBJECTS, is refused in ``begin()``, naming what), ``"auto"``
+    (in memory where possible, else from checkpoints) or ``"checkpoints"``: each evaluation
+    runs ``estimator.evaluate()`` on the checkpoint of its step (RunConfig's, else one the hook
+    saves with the training saver). ``how`` and ``why`` say which way it evaluates.
+
+    An input that never ends (``.repeat()`` without ``steps``) is refused here, before
+    training. A run's ``stop()`` interrupts an evaluation in progress (nothing is recorded).
     ``history`` (property) is the tidy DataFrame: step, evaluation, metric, value, wall_time.
     """
 
     def __init__(
         self,
         estimator: Any,
-        input_fn: Callable[..., Any],
+        input_fn: InputFn,
         name: str | None = None,
         every_n_iter: int = 100,
         steps: int | None = None,
@@ -59,74 +80,148 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         *,
         store: MetricHistory | None = None,
         events: EventBus | None = None,
+        evaluate_from: str = "memory",
     ) -> None:
-        _check_args(estimator, input_fn, name, every_n_iter, steps, store)
+        _check_args(estimator, input_fn, name, every_n_iter, steps, store, evaluate_from)
+        if steps is None:
+            check_input_ends(estimator, input_fn, name or "eval")
         super().__init__(
             estimator, input_fn, steps=steps, hooks=hooks, name=name, every_n_iter=every_n_iter
         )
-        self._capture = tfi.capture_eval_results(self)
+        self.estimator = estimator
+        self.input_fn = input_fn
+        self.steps = steps
+        self.user_hooks: list[Any] = list(hooks or [])
         self.evaluation: str = name or "eval"
+        self.evaluate_from = evaluate_from
         self.store: MetricHistory = store if store is not None else MetricHistory()
         self.events: EventBus = events if events is not None else EventBus()
         self.run: Any = None
         self.evaluations = 0  #: evaluations run by this hook (skipped repeats not counted)
         self.eval_seconds = 0.0  #: time spent evaluating, in seconds
+        #: How it evaluates: "persistent session", "per evaluation", "fresh graph per
+        #: evaluation" or "checkpoints" (decided in begin(); None before).
+        self.how: str | None = "checkpoints" if evaluate_from == "checkpoints" else None
+        #: Why it evaluates from checkpoints (None in memory).
+        self.why: str | None = (
+            "evaluate_from='checkpoints'" if evaluate_from == "checkpoints" else None
+        )
         self._global_step: Any = None
+        self._train_vars: dict[str, Any] = {}
+        self._parts: EvalGraph | None = None
         self._eval_session: EvalSession | None = None
-        self._fast: bool | None = None  # one persistent eval session applies (decided once)
+        self._saver: Any = None  # checkpoints: the training graph's saver, if it has one
+        self._evaluated_paths: set[str] = set()
+        self._interrupt = threading.Event()
+        self._evaluating = False
+        self._interrupted = False
+        self._lock = threading.Lock()
 
     @classmethod
     def many(
         cls,
         estimator: Any,
-        input_fns: Mapping[str, Callable[..., Any]],
+        input_fns: Mapping[str, InputFn | tuple[InputFn, int]],
         every_n_iter: int = 100,
         steps: int | None = None,
         *,
         store: MetricHistory | None = None,
         events: EventBus | None = None,
+        evaluate_from: str = "memory",
     ) -> list[LiveEvaluatorHook]:
         """One hook per named input_fn (e.g. ``{"train": ..., "eval": ...}``), one shared
-        store and event bus."""
+        store and event bus. A value ``(input_fn, n)`` evaluates ``n`` batches (instead of
+        ``steps``), e.g. ``{"train": (train_fn, 20), "eval": eval_fn}``."""
         if not isinstance(input_fns, Mapping) or not input_fns:
             raise TypeError(
                 'input_fns must be a non-empty dict of name -> input_fn, e.g. {"eval": eval_fn}'
             )
+        specs = {name: split_eval_spec(name, spec, steps) for name, spec in input_fns.items()}
         store = store if store is not None else MetricHistory()
         events = events if events is not None else EventBus()
         return [
-            cls(estimator, fn, name, every_n_iter, steps, store=store, events=events)
-            for name, fn in input_fns.items()
-        ]
+            cls(estimator, fn, name, every_n_iter, n, store=store, events=events,
+                evaluate_from=evaluate_from)
+            for name, (fn, n) in specs.items()
+        ]  # fmt: skip
 
     @property
     def history(self) -> pd.DataFrame:
         """Every recorded value (of every evaluation sharing the store), tidy."""
         return self.store.to_frame()
 
+    @property
+    def status(self) -> str:
+        """One line: how this evaluation runs (and why from checkpoints)."""
+        if self.how is None:
+            return f"{self.evaluation}: decided when training starts"
+        if self.how == "checkpoints":
+            return f"{self.evaluation}: evaluated from checkpoints: {self.why}"
+        return f"{self.evaluation}: evaluated in memory ({self.how})"
+
+    @property
+    def evaluating(self) -> bool:
+        """True while an evaluation runs (on the training thread)."""
+        return self._evaluating
+
+    @property
+    def eval_graph(self) -> Any:
+        """The in-memory evaluation graph (None before ``begin()`` and from checkpoints)."""
+        return self._parts.graph if self._parts is not None else None
+
     def on_run_state(self, event: RunStateEvent) -> None:
-        if event.state == "failed":  # end() does not run then: close the evaluation session
+        if event.state == "stopping":
+            with self._lock:  # interrupt the evaluation in progress, not the final one
+                if self._evaluating:
+                    self._interrupt.set()
+        elif event.state == "failed":  # end() does not run then: close the evaluation session
             self._close_eval_session()
 
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
         self._close_eval_session()  # left open by a training session that crashed
         self._global_step = require_global_step("LiveEvaluatorHook")
+        tfi.reset_schedule(self)
+        self._interrupted = False
+        self._interrupt.clear()
+        v1 = _tf.compat.v1
+        if self.evaluate_from == "checkpoints":
+            self._begin_checkpoints(self.why or "evaluate_from='checkpoints'")
+            return
+        self._train_vars = {v.name: v for v in v1.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)}
         try:
-            super().begin()
-        except ValueError as exc:
-            raise ValueError(self._explain_scaffold_error(exc)) from exc
+            parts = EvalGraph.build(
+                self.estimator, self.input_fn, tfi.eval_input_hooks(self), self._train_vars
+            )
+        except InMemoryUnsupported as exc:
+            if self.evaluate_from == "auto":
+                self._begin_checkpoints(str(exc))
+                return
+            raise ValueError(
+                f"LiveEvaluatorHook({self.evaluation!r}) cannot evaluate this model in memory: "
+                f"{exc}. Evaluate from checkpoints instead: "
+                f"LiveEvaluatorHook(..., evaluate_from='checkpoints') or "
+                f"Dashboard(..., evaluate_from='checkpoints') (each evaluation then runs "
+                f"estimator.evaluate() on the checkpoint of its step)"
+            ) from exc
+        self._parts = parts
+        if parts.has_queue_runners:
+            self.how = "fresh graph per evaluation"
+        elif EvalSession.applies(parts):
+            self.how = "persistent session"
+        else:
+            self.how = "per evaluation"
+        self.why = None
+
+    def _begin_checkpoints(self, why: str) -> None:
+        v1 = _tf.compat.v1
+        self.how, self.why, self._parts = "checkpoints", why, None
+        savers = v1.get_collection(v1.GraphKeys.SAVERS)
+        self._saver = savers[0] if savers else None
 
     def after_create_session(self, session: Any, coord: Any) -> None:
-        saveables = _tf.compat.v1.get_collection(_tf.compat.v1.GraphKeys.SAVEABLE_OBJECTS)
-        if saveables:
-            raise ValueError(
-                f"LiveEvaluatorHook copies variables into the evaluation graph in memory, but "
-                f"the model has {len(saveables)} other saveable object(s) in SAVEABLE_OBJECTS "
-                f"(e.g. lookup tables or boosted trees) that cannot be copied; "
-                f"{_FROM_CHECKPOINTS}"
-            )
-        super().after_create_session(session, coord)
+        """Evaluate once before training (as TF's hook does)."""
+        self._evaluate(session)
 
     def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
         step = int(train_session.run(self._global_step))
@@ -136,7 +231,20 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
             tfi.mark_evaluated(self)
             return
         started = time.perf_counter()
-        results = self._run_evaluation(train_session)
+        with self._lock:
+            self._evaluating = True
+        try:
+            results = self._run_evaluation(train_session, step)
+        except EvalInterrupted:
+            self._interrupted = True
+            log.info("nbhooks: evaluation %r at step %d interrupted by stop", self.evaluation, step)
+            return
+        finally:
+            with self._lock:
+                self._evaluating = False
+            tfi.mark_evaluated(self)
+        if results is None:  # from checkpoints, and no checkpoint of a new step
+            return
         self.eval_seconds += time.perf_counter() - started
         self.evaluations += 1
         step = int(results.get(_GLOBAL_STEP, step))
@@ -147,42 +255,79 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
 
     def end(self, session: Any) -> None:
         try:
-            super().end(session)
+            if not self._interrupted:  # a stop cut an evaluation short: do not start another
+                self._evaluate(session)
         finally:
             self._close_eval_session()
 
-    def _run_evaluation(self, train_session: Any) -> Mapping[str, Any]:
-        """One evaluation: in the persistent session when equivalent, else TF's own path."""
-        if self._fast is None:
-            self._fast = EvalSession.applies(self)
-        if not self._fast:
-            tfi.evaluate_as_tf(self, train_session)
-            return self._capture.pop()
-        if self._eval_session is None:
-            config = tfi.session_config(self._capture.estimator)
-            self._eval_session = EvalSession(self, config)
-        results = self._eval_session.evaluate(train_session)
-        tfi.mark_evaluated(self)
+    def _run_evaluation(self, train_session: Any, step: int) -> Mapping[str, Any] | None:
+        """One evaluation, the way ``how`` says; raises EvalInterrupted on a stop."""
+        if self.how == "checkpoints":
+            return self._evaluate_checkpoint(train_session, step)
+        eval_dir = tfi.eval_dir(self)
+        if self.how == "persistent session":
+            if self._eval_session is None:
+                assert self._parts is not None
+                config = tfi.session_config(self.estimator)
+                self._eval_session = EvalSession(self._parts, config)
+            return self._eval_session.evaluate(
+                train_session, self.steps, eval_dir, self._interrupt.is_set
+            )
+        parts = self._parts
+        if self.how == "fresh graph per evaluation" or parts is None:
+            # The queue runners' feeding functions keep their position in Python: only a new
+            # input (a new call of input_fn, in a new graph) starts the data afresh.
+            parts = EvalGraph.build(
+                self.estimator, self.input_fn, tfi.eval_input_hooks(self), self._train_vars
+            )
+        results = parts.evaluate_in_new_session(
+            self.estimator, train_session, [_InterruptHook(self._interrupt)], eval_dir
+        )
+        if self._interrupt.is_set():
+            raise EvalInterrupted
+        return results
+
+    def _evaluate_checkpoint(self, session: Any, step: int) -> Mapping[str, Any] | None:
+        model_dir = self.estimator.model_dir
+        path = os.path.join(model_dir, f"model.ckpt-{step}")
+        if not os.path.exists(f"{path}.index"):
+            if self._saver is not None:  # the training saver: the same keys as RunConfig's
+                path = self._saver.save(
+                    session, os.path.join(model_dir, "model.ckpt"), global_step=step,
+                    write_meta_graph=False,
+                )  # fmt: skip
+            else:  # Keras and other scaffold savers: evaluate RunConfig's newest checkpoint
+                latest = _tf.train.latest_checkpoint(model_dir)
+                if latest is None or latest in self._evaluated_paths:
+                    return None
+                path = latest
+        self._evaluated_paths.add(path)
+        results = self.estimator.evaluate(
+            self.input_fn,
+            steps=self.steps,
+            hooks=[*self.user_hooks, _InterruptHook(self._interrupt)],
+            checkpoint_path=path,
+            name=tfi.eval_name(self),
+        )
+        if self._interrupt.is_set():
+            raise EvalInterrupted
         return results
 
     def _close_eval_session(self) -> None:
         if self._eval_session is not None:
             self._eval_session.close()
-        self._eval_session, self._fast = None, None
+        self._eval_session = None
 
-    def _explain_scaffold_error(self, exc: ValueError) -> str:
-        scaffold = tfi.eval_scaffold(self)
-        if scaffold is not None and scaffold.saver is not None:
-            what = "a custom Saver (scaffold=Scaffold(saver=...), e.g. for moving averages)"
-        elif scaffold is not None and scaffold.init_fn is not None:
-            what = "a custom init_fn (scaffold=Scaffold(init_fn=...))"
-        else:
-            return f"LiveEvaluatorHook: {exc}"
-        return (
-            f"LiveEvaluatorHook feeds the training variables into the evaluation graph itself, "
-            f"so the model_fn's EVAL EstimatorSpec must not set {what}. Drop it in EVAL mode, "
-            f"or {_FROM_CHECKPOINTS}"
-        )
+
+class _InterruptHook(_tf.estimator.SessionRunHook):
+    """In an evaluation's own session: stop after the batch during which ``flag`` was set."""
+
+    def __init__(self, flag: threading.Event) -> None:
+        self._flag = flag
+
+    def after_run(self, run_context: Any, run_values: Any) -> None:
+        if self._flag.is_set():
+            run_context.request_stop()
 
 
 def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
@@ -197,6 +342,50 @@ def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def split_eval_spec(name: str, spec: Any, steps: int | None) -> tuple[InputFn, int | None]:
+    """``input_fn`` or ``(input_fn, steps)`` -> ``(input_fn, steps)`` (``steps`` by default)."""
+    if isinstance(spec, tuple):
+        if len(spec) != 2 or not callable(spec[0]):
+            raise TypeError(
+                f"evals[{name!r}] must be an input_fn or (input_fn, steps), e.g. "
+                f"(train_fn, 20), got a tuple of {len(spec)}"
+            )
+        fn, n = spec
+        return fn, check_int(f"steps of evals[{name!r}]", n, hint="batches per evaluation")
+    if not callable(spec):
+        raise TypeError(
+            f"evals[{name!r}] must be an input_fn or (input_fn, steps), got {type(spec).__name__}"
+        )
+    return spec, steps
+
+
+def check_input_ends(estimator: Any, input_fn: InputFn, name: str) -> None:
+    """Refuse an evaluation input that never ends (with no ``steps``): it would evaluate
+    forever. Calls ``input_fn`` in a scratch graph: a ``tf.data.Dataset`` of infinite
+    cardinality, or tensors with no input op that can run out (constants), never end."""
+    t = _tf
+    graph = t.Graph()
+    with graph.as_default():
+        result = tfi.call_input_fn(estimator, input_fn, t.estimator.ModeKeys.EVAL)
+        if isinstance(result, t.data.Dataset):
+            cardinality = t.data.experimental.cardinality(result)
+            with t.compat.v1.Session(graph=graph) as session:
+                endless = session.run(cardinality) == t.data.experimental.INFINITE_CARDINALITY
+            what = "its dataset repeats forever (infinite cardinality)"
+        else:
+            types = {op.type for op in graph.get_operations()}
+            endless = not any(kind in op for op in types for kind in _END_OF_INPUT_OPS)
+            what = "it returns tensors that never run out (no dataset, queue or reader)"
+    if endless:
+        raise ValueError(
+            f"the evaluation input_fn of {name!r} never ends: {what}, so each evaluation would "
+            f"never finish. Give it a number of batches: steps=N (LiveEvaluatorHook), "
+            f"eval_steps=N (Dashboard, every evaluation) or per evaluation, e.g. "
+            f'evals={{"{name}": ({getattr(input_fn, "__name__", "input_fn")}, 20), ...}}; '
+            f"or make it finite (no .repeat())"
+        )
+
+
 def _check_args(
     estimator: Any,
     input_fn: Any,
@@ -204,6 +393,7 @@ def _check_args(
     every_n_iter: Any,
     steps: Any,
     store: Any,
+    evaluate_from: Any,
 ) -> None:
     check_estimator(estimator)
     check_input_fn(input_fn)
@@ -216,6 +406,11 @@ def _check_args(
     check_int("steps", steps, optional=True, hint="None evaluates until input_fn's data ends")
     if store is not None and not isinstance(store, MetricHistory):
         raise TypeError(f"store must be a nbhooks.MetricHistory, got {type(store).__name__}")
+    if evaluate_from not in EVALUATE_FROM:
+        raise ValueError(
+            f"evaluate_from must be one of {EVALUATE_FROM} (in memory, from the checkpoint of "
+            f"each evaluated step, or in memory where possible), got {evaluate_from!r}"
+        )
     config = estimator.config
     if config.num_ps_replicas > 0 or config.num_worker_replicas > 1:
         raise ValueError(
