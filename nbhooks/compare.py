@@ -165,6 +165,8 @@ class Compare:
         if not self._done.wait(timeout):
             raise TimeoutError(f"the comparison is still training after {timeout} s: {self.states}")
         errors = dict(self.errors)
+        if self.face is not None and threading.current_thread() is threading.main_thread():
+            self.face.resync()  # the final state, also for recorders of this cell's messages
         for name, dash in self.dashboards.items():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:

@@ -84,7 +84,24 @@ def test_pipeline_checkpoints(tmp_path):
 def test_classroom(tmp_path):
     nb = execute(tmp_path, "classroom")
     no_errors(nb)
-    assert "0.3" in text(nb.cells[-1])
+    assert "lr 0.3" in text(nb.cells[-1])
+    state = widget_state(nb)
+    assert find_models(state, css_class="nbh-compare")
+    table = find_models(state, css_class="nbh-compare-step")
+    assert [m["state"]["value"] for m in table] == ["1,500"] * 3
+
+
+def test_experiments(tmp_path):
+    nb = execute(tmp_path, "experiments")
+    no_errors(nb)
+    runs, knob_values = text(nb.cells[-1]).strip().split("] [")
+    assert runs == "['lr 0.01', 'lr 0.05', 'lr 0.3'"
+    assert knob_values.startswith("0.3")
+    state = widget_state(nb)
+    slider = find_models(state, css_class="nbh-knob")
+    assert [m["model_name"] for m in slider] == ["FloatLogSliderModel"]
+    assert slider[0]["state"]["value"] == 0.3
+    assert find_models(state, css_class="nbh-compare")
 
 
 def test_rerunning_the_dashboard_cell_leaves_one_training_thread(tmp_path):

@@ -16,7 +16,7 @@ import ipywidgets as w
 from nbhooks.events import EvalEvent, RunStateEvent, StepEvent
 from nbhooks.publish import Publisher
 from nbhooks.stores.metrics import guess_mode
-from nbhooks.views.base import View, close_widget_tree
+from nbhooks.views.base import View, close_widget_tree, resync_widget_tree
 from nbhooks.views.curves import CurvesView
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR
 
@@ -147,6 +147,11 @@ class CompareFace:
             [title, self.table.widget, self.curves.widget], layout=w.Layout(max_width="1200px")
         )
         self.widget.add_class("nbh-compare")
+
+    def resync(self) -> None:
+        """Deliver pending events, then send every widget's full state (main thread)."""
+        self.publisher.flush()
+        resync_widget_tree(self.widget)
 
     def close(self) -> None:
         self.publisher.close()
