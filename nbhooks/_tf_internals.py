@@ -14,6 +14,7 @@ TensorFlow is imported lazily, through :func:`nbhooks._tf.tf`, as everywhere in 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -95,10 +96,15 @@ CONTRACT: tuple[Private, ...] = (
     Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
     Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
     Private("Saver", "_var_list", "saveables", "checkpoint_keys, saver_name_map"),
+    Private("Saver", "_save_relative_paths", "bool", "write_relative_paths"),
+    Private("Session", "_closed", "bool", "session_closed"),
     # -- tf.estimator.FinalOpsHook
     Private("FinalOpsHook", "_final_ops", "fetches or None", "set_final_fetches"),
     Private("FinalOpsHook", "_final_ops_values", "values or None", "set_final_fetches"),
     Private("FinalOpsHook", "_final_ops_feed_dict", "dict or None", "final_ops_feed_dict"),
+    # -- tf.compat.v1.summary.FileWriterCache (one writer and one thread per directory)
+    Private("FileWriterCache", "_cache", "dict", "release_summary_writers"),
+    Private("FileWriterCache", "_lock", "lock", "release_summary_writers"),
 )
 
 
@@ -355,3 +361,45 @@ def eval_input_hooks(hook: Any) -> list[Any]:
 def eval_name(hook: Any) -> str | None:
     """The ``name=`` it was given (``estimator.evaluate(name=...)``)."""
     return hook._name
+
+
+# -- PipelineCheckpointHook: relative state paths, its input, its session ------------------
+ITERATOR_OPS_MODULE = "tensorflow.python.data.ops.iterator_ops"
+
+
+def write_relative_paths(saver: Any) -> None:
+    """Make ``saver`` name checkpoints relative to their folder in its state file (as the
+    Estimator's own saver does), so that a moved or copied model_dir still resumes."""
+    saver._save_relative_paths = True
+
+
+def pipeline_iterators(graph: Any) -> list[Any]:
+    """The ``tf.data`` iterators of ``graph`` that TF's pipeline hook saves (its collection)."""
+    return graph.get_collection(_module(ITERATOR_OPS_MODULE).GLOBAL_ITERATORS)
+
+
+def session_closed(session: Any) -> bool:
+    """True once ``session`` was closed (a training that raised closes it without end())."""
+    return bool(session._closed)
+
+
+def release_summary_writers(directory: str) -> int:
+    """Close and forget TensorFlow's cached summary writers of ``directory`` and below.
+
+    The Estimator writes summaries through ``FileWriterCache``, which keeps a writer, and its
+    ``EventLoggerThread``, per directory until the process ends. A closed writer left in the
+    cache would drop later events silently, so it is removed too (a later ``train()`` gets a
+    new one). Returns how many were released.
+    """
+    cache = tf().compat.v1.summary.FileWriterCache
+    root = os.path.realpath(directory)
+    with cache._lock:
+        keys = [
+            key
+            for key in cache._cache
+            if (path := os.path.realpath(str(key))) == root or path.startswith(root + os.sep)
+        ]
+        writers = [cache._cache.pop(key) for key in keys]
+    for writer in writers:
+        writer.close()
+    return len(writers)

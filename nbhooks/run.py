@@ -230,9 +230,13 @@ class TrainingRun:
         return self._state
 
     def close(self, timeout: float | None = 60) -> None:
-        """Stop training, wait for it, and close the widgets and reporters this run owns."""
+        """Stop training, wait for it, and close the widgets, reporters and TensorFlow summary
+        writers (a thread each) this run owns."""
         self.stop(reason="closed")
-        self._done.wait(timeout)
+        if self._done.wait(timeout):
+            from nbhooks._tf_internals import release_summary_writers
+
+            release_summary_writers(self.model_dir)
         while self._owned:
             self._owned.pop().close()
         with _OWNERS_LOCK:

@@ -243,11 +243,11 @@ class TestBadInput:
         with pytest.raises(TypeError, match="SessionRunHook instance, got function"):
             nh.TrainingRun(estimator, train_fn, hooks=[lambda: None])
 
-    def test_unwritable_model_dir(self, tmp_path, train_fn):
+    def test_a_model_dir_inside_a_file(self, tmp_path, train_fn):
         blocker = tmp_path / "file"
         blocker.write_text("not a directory")
         estimator = models.make_estimator(blocker / "model")
-        with pytest.raises(PermissionError, match="is not writable"):
+        with pytest.raises(NotADirectoryError, match=r"is inside '.*file', a file, not a dir"):
             nh.TrainingRun(estimator, train_fn)
 
 

@@ -90,7 +90,9 @@ OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     "CheckpointSaverHook": lambda o: tfi.saver_hook_of(o.pipeline_hook),
     "SecondOrStepTimer": lambda o: tf().compat.v1.train.SecondOrStepTimer(every_steps=3),
     "Saver": lambda o: tfi.saver_of(tfi.saver_hook_of(o.pipeline_hook)),
+    "Session": lambda o: tf().compat.v1.Session(graph=tf().Graph()),
     "FinalOpsHook": lambda o: o.final_ops_hook,
+    "FileWriterCache": lambda o: tf().compat.v1.summary.FileWriterCache,
     "ipywidgets.Widget": lambda o: ipywidgets.HTML("contract"),
     "plotly FigureWidget": lambda o: go.FigureWidget(),
     "plotly Layout": lambda o: go.FigureWidget().layout,
@@ -142,6 +144,7 @@ def kinds() -> dict[str, Callable[[Any], bool]]:
         "saver or None": lambda v: v is None or isinstance(v, v1.train.Saver),
         "saveables": _is_saveables,
         "layout": lambda v: isinstance(v, go.Layout),
+        "lock": lambda v: hasattr(v, "acquire") and hasattr(v, "release"),
     }
 
 
@@ -307,3 +310,20 @@ def test_subclasses_reach_tf_private_state_only_through_the_adapter(
         f"{cls.__qualname__} overrides TensorFlow's private {sorted((overrides & theirs) - listed)}"
         f" without a CONTRACT row in nbhooks._tf_internals"
     )
+
+
+def test_pipeline_iterators_are_the_ones_tfs_pipeline_hook_saves() -> None:
+    """``pipeline_iterators`` reads the collection TF's CheckpointInputPipelineHook saves."""
+    t = tf()
+    with t.Graph().as_default() as graph:
+        dataset = t.data.Dataset.range(3)
+        iterator = t.compat.v1.data.make_initializable_iterator(dataset)
+        found = tfi.pipeline_iterators(graph)
+        assert len(found) == 1 and found[0] is iterator._iterator_resource
+        session = t.compat.v1.Session(graph=graph)
+        assert tfi.session_closed(session) is False
+        session.close()
+        assert tfi.session_closed(session) is True
+    with t.Graph().as_default() as graph:
+        t.constant(1.0)
+        assert tfi.pipeline_iterators(graph) == []
