@@ -22,12 +22,14 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbhooks import NbhooksWarning
 from nbhooks.checks import check_int
 
 #: How long workers may go on after the chief ended before they are ended (they stop at once
@@ -162,6 +164,7 @@ class LocalCluster:
             tf_config = {"cluster": cluster, "task": {"type": kind, "index": int(index)}}
             self._procs.launch(name, tf_config)
         self._procs.supervise()
+        _claim_cell(self._procs)
         return self
 
     def wait(self, timeout: float | None = None) -> str:
@@ -368,6 +371,35 @@ class _Processes:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         self._finish()
+
+
+#: notebook cell -> (the execute request that ran it last, the clusters that execution started)
+_CELLS: dict[str, tuple[str, list[weakref.ref[_Processes]]]] = {}
+_CELLS_LOCK = threading.Lock()
+
+
+def _claim_cell(procs: _Processes) -> None:
+    """Record ``procs`` as started by the notebook cell running now; end the clusters an
+    earlier execution of the same cell started (re-running the cell replaces them)."""
+    from nbhooks.notebook import current_cell
+
+    here = current_cell()
+    if here is None:
+        return
+    cell, request = here
+    with _CELLS_LOCK:
+        last_request, refs = _CELLS.get(cell, ("", []))
+        same = last_request == request
+        earlier = [] if same else [r() for r in refs]
+        _CELLS[cell] = (request, [*(refs if same else []), weakref.ref(procs)])
+    for each in earlier:
+        if each is not None and each is not procs and not each.done.is_set():
+            warnings.warn(
+                "re-running a notebook cell ends the local cluster it started before",
+                NbhooksWarning,
+                stacklevel=3,
+            )
+            each.kill_all()
 
 
 def _free_ports(n: int) -> list[int]:

@@ -84,7 +84,7 @@ class EventFileReader:
         self,
         path: str,
         *,
-        truncated_after: float = 60.0,
+        truncated_after: float = 300.0,
         warn: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -109,6 +109,8 @@ class EventFileReader:
             size = int(t.io.gfile.stat(self.path).length)
         except t.errors.OpError:
             return []  # gone (or not readable right now): nothing new
+        if size < self.size:  # replaced by a new file of the same name: read it afresh
+            self._loader, self.offset = None, 0
         if size != self.size:
             self.size, self._grew_at = size, self._clock()
             self.truncated = False
@@ -179,7 +181,7 @@ class EventDirReader:
         self,
         directory: str,
         *,
-        truncated_after: float = 60.0,
+        truncated_after: float = 300.0,
         warn: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

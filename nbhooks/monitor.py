@@ -52,6 +52,8 @@ class TaskRow:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """One model checkpoint of the job (its files' total size and latest change)."""
+
     step: int
     path: str
     size_bytes: int
@@ -207,6 +209,7 @@ class Monitor:
         self._send("pause")
 
     def resume(self) -> None:
+        """Let paused tasks go on (each at its next check of the control file)."""
         self._send("resume")
 
     def _send(self, action: str) -> None:

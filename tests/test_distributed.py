@@ -297,3 +297,82 @@ def test_the_monitor_widget_is_fed_by_its_publisher_only(tmp_path, comm_log):
     assert "nbh-monitor" in panel_widget._dom_classes
     monitor.close()
     assert panel_widget.comm is None  # closed with the monitor
+
+
+def test_a_restarted_job_is_followed(tmp_path):
+    model_dir = tmp_path / "model"
+    eval_fn = models.input_fn(n=64, repeat=False, seed=1)
+
+    def run_job(max_steps: int) -> None:
+        """One life of the job: trains from the last checkpoint, evaluates, ends."""
+        tf().compat.v1.summary.FileWriterCache.clear()  # a new process: new writers
+        estimator = models.make_estimator(model_dir)
+        hook = ClusterControlHook(estimator.model_dir)
+        estimator.train(models.input_fn(), max_steps=max_steps, hooks=[hook])
+        estimator.evaluate(eval_fn)
+
+    run_job(100)
+    monitor = Monitor(model_dir, start=False)
+    assert monitor.history.step.unique().tolist() == [100]
+    assert monitor.restarts == 0
+    run_job(200)
+    monitor.poll()
+    assert monitor.history.step.unique().tolist() == [100, 200]
+    assert monitor.restarts == 1
+    assert monitor.global_step == 200
+    assert monitor.tasks.set_index("task").state.to_dict() == {
+        "chief:0": "ended",
+        "evaluator:0": "evaluated",  # no hook there: seen from its event files
+    }
+    monitor.close()
+
+
+PARENT = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+import models
+from nbhooks.cluster import LocalCluster
+
+def make_estimator(config):
+    from nbhooks._tf import tf
+    return tf().estimator.Estimator(models.model_fn, config=config)
+
+cluster = LocalCluster(make_estimator, models.input_fn(), models.input_fn(n=64, repeat=False),
+                       steps=10**7, workers=1, ps=1, model_dir=sys.argv[1])
+cluster.start()
+print(json.dumps(list(cluster.pids.values())), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_processes_end_when_their_parent_dies(tmp_path):
+    """A kernel that dies (or restarts) takes its cluster with it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT.format(tests=str(Path(__file__).parent)))
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "job")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pids = json.loads(parent.stdout.readline())
+        assert len(pids) == 4
+        until(lambda: all(psutil.pid_exists(p) for p in pids), 5, "the tasks to start")
+    finally:
+        parent.kill()
+        parent.wait(30)
+        parent.stdout.close()
+
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    try:
+        until(lambda: all(gone(p) for p in pids), 30, "the orphaned tasks to end")
+    finally:
+        for pid in pids:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

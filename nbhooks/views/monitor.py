@@ -32,7 +32,7 @@ class JobView(View):
             button.add_class(f"nbh-job-{action}")
             button.on_click(lambda _b, action=action: getattr(self.monitor, action)())
         self.line = w.HTML()
-        self.tasks = w.HTML()
+        self.tasks = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
         self.checkpoints = w.HTML()
         self.problems = w.HTML()
         for widget, css in (
@@ -45,7 +45,7 @@ class JobView(View):
         self.widget = w.VBox(
             [
                 w.HBox([*self.buttons.values(), self.line], layout=w.Layout(align_items="center")),
-                w.HBox([self.tasks, self.checkpoints], layout=w.Layout(gap="2em")),
+                w.HBox([self.tasks, self.checkpoints]),
                 self.problems,
             ]
         )
