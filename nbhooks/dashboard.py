@@ -27,8 +27,10 @@ class Dashboard:
     ``evaluate_from``: ``"memory"``, ``"checkpoints"`` (``estimator.evaluate()`` on the
     checkpoint of each evaluated step) or ``"auto"``; the panel says which (``eval_status``).
     ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
-    Save/Restore of the ``tf.data`` position. ``early_stopping``: an
-    :class:`~nbhooks.EarlyStopping` or its keyword arguments, e.g.
+    Save/Restore of the ``tf.data`` position: ``"auto"`` (the default) on where the input can
+    be checkpointed, else off with the reason in the pipeline panel; ``True`` required (an
+    input that cannot be checkpointed is an error naming the cause); ``False`` off.
+    ``early_stopping``: an :class:`~nbhooks.EarlyStopping` or its keyword arguments, e.g.
     ``{"metric": "loss", "patience": 3}``. ``steps``: what :meth:`train` and the Start button
     train by default. Display it in a notebook; everything also works headless.
 
@@ -44,7 +46,7 @@ class Dashboard:
         every_n_iter: int = 100,
         eval_steps: int | None = None,
         final_ops: Any = None,
-        pipeline_checkpoints: bool = True,
+        pipeline_checkpoints: bool | str = "auto",
         early_stopping: Any = None,
         *,
         steps: int = 1000,
@@ -156,14 +158,21 @@ class Dashboard:
 
         return FinalOpsTableHook(final_ops)
 
-    def _make_pipeline(self, enabled: bool, keep: int, policy: str | None) -> Any:
-        if not isinstance(enabled, bool):
-            raise TypeError(f"pipeline_checkpoints must be True or False, got {enabled!r}")
-        if not enabled:
+    def _make_pipeline(self, enabled: bool | str, keep: int, policy: str | None) -> Any:
+        """The pipeline hook: ``"auto"`` turns itself off on inputs it cannot hold."""
+        if not isinstance(enabled, bool) and enabled != "auto":
+            raise TypeError(
+                f"pipeline_checkpoints must be 'auto' (on where the input allows it), True or "
+                f"False, got {enabled!r}"
+            )
+        if enabled is False:
             return None
         from nbhooks.hooks.pipeline import PipelineCheckpointHook
 
-        return PipelineCheckpointHook(self.estimator, external_state_policy=policy, keep=keep)
+        unsupported = "off" if enabled == "auto" else "raise"
+        return PipelineCheckpointHook(
+            self.estimator, external_state_policy=policy, keep=keep, unsupported=unsupported
+        )
 
     # -- the run ----------------------------------------------------------------------------
     def train(self, steps: int | None = None, max_steps: int | None = None) -> None:

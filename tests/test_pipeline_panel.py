@@ -37,7 +37,7 @@ def test_the_panel_lists_checkpoints_and_has_its_css_classes(trained):
     ]
     assert "nbh-pipeline-status" in panel.status._dom_classes
     labels = shown(panel)
-    assert [label.split(" · ")[0] for label in labels] == ["step 6", "step 3", "step 0"]
+    assert [label.split(" · ")[0] for label in labels] == ["step 6", "step 3"]  # none at 0
     assert labels[0].endswith("auto · next start") and " kB · " in labels[0]
 
 
@@ -54,11 +54,11 @@ def test_idle_clicks_save_restore_and_delete(trained):
     assert "next train() resumes the pipeline at the position of step 3" in panel.status.value
     assert "next start" in next(label for label in shown(panel) if label.startswith("step 3"))
 
-    panel.list.value = hook.store.find(0).path
+    panel.list.value = str(hook.store.dir / "input.ckpt-6")  # the automatic one of step 6
     panel.delete_button.click()
     publisher.flush()
-    assert not any(label.startswith("step 0") for label in shown(panel))
-    assert "deleted input.ckpt-0" in panel.status.value
+    assert not any(label.startswith("step 6") and "auto" in label for label in shown(panel))
+    assert "deleted input.ckpt-6" in panel.status.value
 
     panel.list.value = hook.store.find(3).path  # the next start: refused, shown in red
     panel.delete_button.click()
@@ -93,7 +93,10 @@ def test_buttons_are_disabled_while_a_save_waits_for_the_step_boundary(trained):
         worker.join(60)
     publisher.flush()
     assert not panel.save_button.disabled and not panel.restore_button.disabled
-    assert panel.delete_button.disabled  # nothing selected: nothing to delete
+    manual = [c.path for c in hook.store.list() if c.kind == "manual"]
+    assert [panel.list.value] == manual  # the new save, selected at once
+    panel.list.value = None
+    assert panel.delete_button.disabled and panel.restore_button.disabled  # nothing selected
     panel.list.value = panel.list.options[-1][1]
     assert not panel.delete_button.disabled
     with pytest.raises(TypeError, match="needs the checkpoint to delete"):

@@ -2,18 +2,29 @@
 
 Built on ``tf.data.experimental.CheckpointInputPipelineHook`` (automatic saves at RunConfig's
 ``save_checkpoints_steps|secs``, ``input.ckpt-N`` files, a ``checkpoint_input`` state file),
-with three changes:
+with these changes:
 
 * the resume defect is fixed: after a restore TF does not re-arm its saver timer, so input
   checkpoints land one step after the model's (121 vs 120) and a crash then skips a batch;
   here the timer is re-armed with the restored global step, so both land on the same steps;
+* the start follows the model: no save at the first step (nobody restores it: a crash before
+  the first automatic save restarts the input, as a fresh model needs); an input checkpoint
+  of another step than the model's is not restored (the input starts afresh, with a warning
+  event), except one automatic interval behind after a kill (caught up) or a position chosen
+  with :meth:`restore`; a position at the end of a finite input starts that input again;
+* inputs it cannot hold (queue runners, plain tensors, ``Dataset.from_generator``, a
+  distribution strategy's input, stateful ops under policy 'fail') are found in ``begin()``:
+  an error naming cause and fix, or (``unsupported="off"``) the hook turns itself off for
+  that session and says why in an event;
 * requests: :meth:`save`, :meth:`restore` and :meth:`delete` may be called from any thread.
   While a session is open, save and restore run in the training thread at the next step
   boundary (a paused :class:`~nbhooks.run.TrainingRun` serves them when resumed, before its
   next step); while idle they act on the files at once;
 * file hygiene: no meta graph per input checkpoint (60 KB each, never read back), rotation per
   kind (``keep`` automatic and ``keep`` manual), the state file written last and atomically,
-  missing or corrupt files reported before the running session is touched.
+  with paths relative to model_dir (a moved model_dir resumes), missing or corrupt files
+  reported before the running session is touched, leftovers of killed saves removed at the
+  next start, one event when a save is larger than 10 MB.
 
 Manual saves (``input.manual.ckpt-N``) never move the state file: after a crash the model
 resumes from its latest checkpoint, and the pipeline must resume from the automatic input
@@ -36,7 +47,12 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, PipelineEvent, RunAttached, RunStateEvent
 from nbhooks.requests import PipelineRequest
-from nbhooks.stores.pipeline_files import Checkpoint, PipelineCheckpointError, PipelineStore
+from nbhooks.stores.pipeline_files import (
+    STATE_FILE,
+    Checkpoint,
+    PipelineCheckpointError,
+    PipelineStore,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -44,6 +60,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("nbhooks")
 
 POLICIES = ("fail", "warn", "ignore")
+UNSUPPORTED = ("raise", "off")
+#: A save larger than this gets one warning event (a large shuffle buffer is saved with it).
+LARGE_BYTES = 10_000_000
 _STATEFUL_HELP = (
     "the input pipeline uses a stateful op (for example tf.random.uniform inside map()), whose "
     "state a pipeline checkpoint cannot hold. Choose how PipelineCheckpointHook(estimator, "
@@ -59,12 +78,20 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
     """Save and restore the position of the training ``tf.data`` pipeline, on request.
 
     ``keep``: automatic checkpoints kept (like TF's ``max_to_keep``); manual ones are rotated
-    apart and also kept up to ``keep``. ``events`` receives :class:`PipelineEvent` s (the
-    run's bus once attached to a :class:`~nbhooks.run.TrainingRun`).
+    apart and also kept up to ``keep``. ``unsupported``: what an input that cannot be
+    checkpointed does, ``"raise"`` (an error before the session starts) or ``"off"`` (this
+    hook does nothing for that session and emits an ``"off"`` event saying why; the
+    Dashboard's default). ``events`` receives :class:`PipelineEvent` s (the run's bus once
+    attached to a :class:`~nbhooks.run.TrainingRun`).
     """
 
     def __init__(
-        self, estimator: Any, external_state_policy: str | None = None, keep: int = 5
+        self,
+        estimator: Any,
+        external_state_policy: str | None = None,
+        keep: int = 5,
+        *,
+        unsupported: str = "raise",
     ) -> None:
         config = _check_estimator(estimator)
         if external_state_policy is not None and external_state_policy not in POLICIES:
@@ -72,6 +99,10 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
                 f"external_state_policy must be None (= 'fail'), 'fail', 'warn' or 'ignore', "
                 f"got {external_state_policy!r}"
             )
+        if unsupported not in UNSUPPORTED:
+            raise ValueError(f"unsupported must be 'raise' or 'off', got {unsupported!r}")
+        if unsupported == "raise" and config.train_distribute is not None:
+            raise PipelineCheckpointError(_cannot(_DISTRIBUTED))
         self.store = PipelineStore(config.model_dir, keep)
         Path(config.model_dir).mkdir(parents=True, exist_ok=True)  # every argument is checked
         self.external_state_policy = external_state_policy or "fail"
@@ -82,8 +113,13 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         tfi.skip_meta_graph(self._saver_hook)  # no .meta per input checkpoint
         tfi.add_save_listener(self._saver_hook, _AutoSaveListener(self._on_auto_save, self._emit))
         self.events: EventBus = EventBus()
+        self.unsupported = unsupported
+        self.off: str | None = None  #: why this session runs without pipeline checkpoints
         self.restored_from: Checkpoint | None = None
         self.status = "no pipeline checkpoint restored yet"
+        self._distributed = config.train_distribute is not None
+        self._warned_large = False
+        self._moved_since_save = False  # a restore in session after the last automatic save
         self._lock = threading.Lock()
         self._queue: list[PipelineRequest] = []
         self._open = False  # a training session uses this hook (begin .. end)
@@ -163,37 +199,65 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
 
     # -- SessionRunHook (the training thread) ----------------------------------------------
     def begin(self) -> None:
-        # TF builds its saver only once, in the first graph: a hook reused for a second
-        # train() would run the old graph's ops. Rebuild it for every graph.
+        # Everything that can refuse runs before the session (and any evaluation) starts.
+        self.off = None
+        reason = _unsupported_input(self.external_state_policy, self._distributed)
+        if reason is not None:
+            if self.unsupported == "raise":
+                raise PipelineCheckpointError(_cannot(reason))
+            self.off = reason[0]
+            self.status = f"pipeline checkpoints off: {reason[0]}"
+            self.events.emit(PipelineEvent("off", None, None, self.status))  # type: ignore[arg-type]
+            return
         target = self.store.state_path()
         if target is not None and self.store.latest() is None:
-            raise self._missing(target)  # before the session (and any evaluation) starts
+            raise self._missing(target)
+        if self.store.begin_writing():  # no other session of this process writes here
+            self._clean_leftovers()
+        # TF builds its saver only once, in the first graph: a hook reused for a second
+        # train() would run the old graph's ops. Rebuild it for every graph.
         tfi.forget_saver(self._saver_hook)
         self._tf_hook.begin()
-        self._saver().saver_def.max_to_keep = 0  # rotation is ours, per kind
+        saver = self._saver()
+        saver.saver_def.max_to_keep = 0  # rotation is ours, per kind
+        tfi.write_relative_paths(saver)  # a moved or copied model_dir still resumes
+        self._moved_since_save = False
         with self._lock:
             self._open = True
             self._thread = threading.current_thread()
+            self._session = None
 
     def after_create_session(self, session: Any, coord: Any) -> None:
+        if self.off:
+            return
         self._tf_hook.after_create_session(session, coord)
         self._session = session
 
     def before_run(self, run_context: Any) -> Any:
+        if self.off:
+            return None
         if tfi.first_run_pending(self._tf_hook):
-            self._restore_or_save_initial(run_context.session)
+            self._restore_at_start(run_context.session)
             tfi.finish_first_run(self._tf_hook)
             self._serve_queue(run_context.session)  # left over from a session that crashed
         return self._saver_hook.before_run(run_context)
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
+        if self.off:
+            return
         self._saver_hook.after_run(run_context, run_values)
         if self._queue:  # unlocked peek: cheap on the hot path, re-checked under the lock
             self._serve_queue(run_context.session)
 
     def end(self, session: Any) -> None:
-        self._saver_hook.end(session)
-        self._serve_queue(session, closing=True)
+        if self.off:
+            return
+        try:
+            self._saver_hook.end(session)
+            self._mark_if_ended(session)
+            self._serve_queue(session, closing=True)
+        finally:
+            self.store.end_writing()
 
     # -- serving ---------------------------------------------------------------------------
     def _post(self, request: PipelineRequest) -> PipelineRequest:
@@ -209,7 +273,14 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         return request
 
     def _is_open(self) -> bool:
-        return self._open and self._thread is not None and self._thread.is_alive()
+        """A session of this hook runs: begun, not ended, not closed by a train() that raised
+        (which skips end()). Before the session exists the training thread itself is not in
+        a step: its requests act on the files (it reaches here after a failed start)."""
+        if not (self._open and self._thread is not None and self._thread.is_alive()):
+            return False
+        if self._session is None:
+            return threading.current_thread() is not self._thread
+        return not tfi.session_closed(self._session)
 
     def _serve_queue(self, session: Any, closing: bool = False) -> None:
         with self._lock:
@@ -247,6 +318,13 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
             return self._save_manual(session, step)
         if request.action == "restore":
             checkpoint = request.target
+            self._moved_since_save = True
+            if self.store.ended(checkpoint) and _restart_input(session):
+                message = (
+                    f"{checkpoint.name} is at the end of the input: it starts again from the "
+                    f"beginning (as estimator.train would)"
+                )
+                return self._restored(checkpoint, message)
             self._saver().restore(session, checkpoint.path)
             return self._restored(checkpoint, f"restored position of step {checkpoint.step}")
         return self._act_on_files(request)
@@ -286,56 +364,94 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
             self.store.discard_partial(prefix)
             raise
         checkpoint = self.store.find(prefix)
+        self.store.mark_ended(checkpoint, ended=False)  # a stale marker of an earlier save
         self.store.rotate("manual")
         self._emit("saved", checkpoint, f"saved position of step {step} ({checkpoint.name})")
+        self._warn_if_large(checkpoint)
         return checkpoint
 
-    def _restored(self, checkpoint: Checkpoint, message: str) -> Checkpoint:
+    def _restored(
+        self, checkpoint: Checkpoint, message: str, action: str = "restored"
+    ) -> Checkpoint:
         self.restored_from = checkpoint
         self.status = message
-        self._emit("restored", checkpoint, message)
+        self._emit(action, checkpoint, message)
         return checkpoint
 
-    def _restore_or_save_initial(self, session: Any) -> None:
-        """TF's first-run logic, with the timer re-armed and clear errors."""
+    def _restore_at_start(self, session: Any) -> None:
+        """TF's first-run logic, following the model's step (see the module docstring).
+
+        No save here: until the first automatic save, a crash restarts the input from the
+        beginning, which is what a model at its start step without a checkpoint needs.
+        """
         step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
+        try:
+            self._resume(session, step)
+        finally:
+            tfi.rearm_saver_timer(self._saver_hook, step)  # the resume-defect fix
+
+    def _resume(self, session: Any, step: int) -> None:
         target = self.store.state_path()
         if target is None:
-            try:
-                tfi.save_checkpoint(self._saver_hook, session, step)
-            except tf().errors.OpError as exc:
-                raise _explain(exc) from exc
-        else:
-            chosen = self.store.chosen()  # by a person: exactly there, no catch-up
-            checkpoint = self._resume_point(step, chosen)
-            if checkpoint is None:
+            if self.store.has_state_file():
+                self._afresh(
+                    f"the state file {self.store.dir / STATE_FILE} names no checkpoint (it is "
+                    f"damaged): the input starts from the beginning"
+                )
+            return
+        chosen = self.store.chosen()  # by a person: exactly there, no catch-up
+        checkpoint, behind = self._resume_point(step, chosen, session.graph)
+        if checkpoint is None:
+            latest = self.store.latest()
+            if latest is None:
                 raise self._missing(target)
-            try:
-                self._saver().restore(session, checkpoint.path)
-            except tf().errors.OpError as exc:
-                raise self._unreadable(checkpoint, exc) from exc
-            behind = step - checkpoint.step if checkpoint.kind == "auto" and not chosen else 0
-            if 0 < behind <= self._max_catch_up() and self._catch_up(session, behind):
-                message = f"resumed pipeline at step {step} ({checkpoint.name} + {behind} batches)"
-                self._restored(replace(checkpoint, step=step), message)
-            else:
-                self._restored(checkpoint, f"resumed pipeline at step {checkpoint.step}")
-        tfi.rearm_saver_timer(self._saver_hook, step)  # the resume-defect fix
+            self._afresh(
+                f"the input checkpoint {latest.name} is of step {latest.step} but the model "
+                f"resumes at step {step} (model checkpoints deleted or replaced, or trained "
+                f"without pipeline checkpoints): the input starts from the beginning"
+            )
+            return
+        if self.store.ended(checkpoint):
+            message = (
+                f"{checkpoint.name} is at the end of the input: it starts again from the "
+                f"beginning (as estimator.train would)"
+            )
+            self._restored(checkpoint, message, action="warning")
+            return
+        try:
+            self._saver().restore(session, checkpoint.path)
+        except tf().errors.OpError as exc:
+            raise self._unreadable(checkpoint, exc) from exc
+        if behind and self._catch_up(session, behind):
+            message = f"resumed pipeline at step {step} ({checkpoint.name} + {behind} batches)"
+            self._restored(replace(checkpoint, step=step), message)
+        else:
+            self._restored(checkpoint, f"resumed pipeline at step {checkpoint.step}")
 
-    def _resume_point(self, step: int, chosen: bool) -> Checkpoint | None:
-        """The state file's checkpoint, unless it is an automatic one ahead of the model.
+    def _resume_point(self, step: int, chosen: bool, graph: Any) -> tuple[Checkpoint | None, int]:
+        """The checkpoint to resume from at model step ``step``, and the batches to catch up.
 
-        The pipeline hook saves just before the model's saver at the same step, so a kill in
-        between leaves the input one step group ahead; resume from the input checkpoint of the
-        model's own step then (a manual or older choice made with restore() is kept).
+        The state file's checkpoint when chosen with restore() or of the model's own step.
+        Otherwise an automatic one: the pipeline hook saves just before the model's saver at
+        the same step, so a kill in between leaves the input one save ahead (resume from the
+        one of the model's step) or, killed between the model's save and the input's, one
+        interval behind (caught up by reading the missing batches). None: no position fits.
         """
-        checkpoint = self.store.latest()
-        if chosen:
-            return checkpoint
-        if checkpoint is not None and checkpoint.kind == "auto" and checkpoint.step > step:
-            aligned = [c for c in self.store.list() if c.kind == "auto" and c.step == step]
-            return aligned[-1] if aligned else checkpoint
-        return checkpoint
+        latest = self.store.latest()
+        if latest is None or chosen or latest.step == step:
+            return latest, 0
+        autos = [c for c in self.store.list() if c.kind == "auto" and c.step <= step]
+        if autos:
+            newest = max(autos, key=lambda c: c.step)
+            behind = step - newest.step
+            if behind == 0 or (behind <= self._max_catch_up() and _one_iterator(graph)):
+                return newest, behind
+        return None, 0
+
+    def _afresh(self, message: str) -> None:
+        self.restored_from = None
+        self.status = message
+        self._emit("warning", None, message)
 
     def _missing(self, target: str) -> PipelineCheckpointError:
         return PipelineCheckpointError(
@@ -346,21 +462,61 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         )
 
     def _max_catch_up(self) -> int:
+        """The most batches caught up: one save interval (saves every N seconds: 1000)."""
         every = tfi.save_every_steps(self._saver_hook)
-        return every if every else 0
+        return every if every else MAX_CATCH_UP_SECS
 
     def _catch_up(self, session: Any, batches: int) -> bool:
         """Read ``batches`` batches: the model's saver ran, the pipeline's did not (a kill).
 
         Only with exactly one ``IteratorGetNext`` (one batch per step, as in an Estimator).
         """
-        graph = session.graph
-        ops = [op for op in graph.get_operations() if op.type.startswith("IteratorGetNext")]
-        if len(ops) != 1:
+        get_next = _one_iterator(session.graph)
+        if get_next is None:
             return False
         for _ in range(batches):
-            session.run(ops[0])
+            session.run(get_next)
         return True
+
+    def _mark_if_ended(self, session: Any) -> None:
+        """After the last save: if the input is exhausted, mark the checkpoint of that step.
+
+        Reads one more batch (the position is saved already); skipped when a restore moved
+        the input after the last save, or with several iterators.
+        """
+        latest = self.store.latest()
+        step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
+        if latest is None or latest.step != step or self._moved_since_save:
+            return
+        get_next = _one_iterator(session.graph)
+        if get_next is None:
+            return
+        try:
+            session.run(get_next)
+        except tf().errors.OutOfRangeError:
+            self.store.mark_ended(latest)
+        except tf().errors.OpError:
+            log.debug("nbhooks: could not tell whether the input ended", exc_info=True)
+
+    def _clean_leftovers(self) -> None:
+        removed = self.store.clean_leftovers()
+        if removed:
+            names = ", ".join(p.name for p in removed)
+            self._emit(
+                "deleted", None, f"removed leftovers of interrupted saves: {names}", automatic=True
+            )
+
+    def _warn_if_large(self, checkpoint: Checkpoint) -> None:
+        if self._warned_large or checkpoint.size_bytes <= LARGE_BYTES:
+            return
+        self._warned_large = True
+        self._emit(
+            "warning",
+            checkpoint,
+            f"each pipeline checkpoint writes {checkpoint.size_bytes / 1e6:.0f} MB "
+            f"({checkpoint.name}): the shuffle buffer is saved with the position. Use a "
+            f"smaller shuffle buffer, or pipeline_checkpoints=False if you never restore it",
+        )
 
     def _validate(self, checkpoint: Checkpoint) -> Checkpoint:
         """Read every tensor of ``checkpoint`` (catches missing and corrupt files)."""
@@ -391,12 +547,15 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         return tfi.saver_of(self._saver_hook)
 
     def _on_auto_save(self, step: int) -> None:
+        self._moved_since_save = False
         deleted = self.store.rotate("auto")
         checkpoint = self.store.find(self.store.path("auto", step))
+        self.store.mark_ended(checkpoint, ended=False)  # a stale marker of an earlier save
         self._emit("saved", checkpoint, f"automatic save at step {step}", automatic=True)
         for old in deleted:
             message = f"rotated out {old.name} (keep={self.store.keep})"
             self._emit("deleted", old, message, automatic=True)
+        self._warn_if_large(checkpoint)
 
     def on_run_state(self, event: RunStateEvent) -> None:
         if event.state in {"finished", "stopped", "failed"}:
@@ -457,6 +616,104 @@ def _check_estimator(estimator: Any) -> Any:
     return config
 
 
+MAX_CATCH_UP_SECS = 1000
+_DISTRIBUTED = (
+    "the estimator trains with a distribution strategy (RunConfig(train_distribute=...)), "
+    "whose multi-device input TensorFlow cannot checkpoint (its GeneratorDataset does not "
+    "support checkpointing)",
+    "train without train_distribute to save input positions",
+)
+
+
+def _cannot(reason: tuple[str, str]) -> str:
+    cause, fix = reason
+    return (
+        f"pipeline checkpoints cannot be used with this input: {cause}. Fix: {fix}, or pass "
+        f"pipeline_checkpoints=False (Dashboard) / leave out PipelineCheckpointHook."
+    )
+
+
+def _unsupported_input(policy: str, distributed: bool) -> tuple[str, str] | None:
+    """Why the default graph's training input cannot be checkpointed (cause, fix), or None.
+
+    Called in ``begin()``: the graph exists, no session does. The dataset's own graph is
+    serialized in a scratch session, as a checkpoint would, but without its buffers.
+    """
+    t = tf()
+    graph = t.compat.v1.get_default_graph()
+    if distributed or any(op.type == "MultiDeviceIterator" for op in graph.get_operations()):
+        return _DISTRIBUTED
+    if not tfi.pipeline_iterators(graph):
+        if graph.get_collection(t.compat.v1.GraphKeys.QUEUE_RUNNERS):
+            return (
+                "the input is fed by queue runners (numpy_input_fn or pandas_input_fn), "
+                "which have no position to save",
+                "feed a tf.data.Dataset, e.g. tf.data.Dataset.from_tensor_slices((dict(x), y))"
+                ".shuffle(1000).batch(32).repeat()",
+            )
+        return (
+            "the input_fn returns tensors, not a tf.data.Dataset: there is no iterator whose "
+            "position could be saved",
+            "return the tf.data.Dataset itself from input_fn",
+        )
+    return _unserializable(graph, policy)
+
+
+def _unserializable(graph: Any, policy: str) -> tuple[str, str] | None:
+    t = tf()
+    datasets = [op.inputs[0] for op in graph.get_operations() if op.type == "MakeIterator"]
+    if not datasets:
+        return None
+    enum = {"warn": 0, "ignore": 1, "fail": 2}
+    with graph.as_default():
+        checks = [
+            (
+                t.raw_ops.DatasetToGraphV2(input_dataset=d, external_state_policy=enum["ignore"]),
+                t.raw_ops.DatasetToGraphV2(input_dataset=d, external_state_policy=enum[policy]),
+            )
+            for d in datasets
+        ]
+    config = t.compat.v1.ConfigProto(device_count={"GPU": 0})  # a scratch session: no GPU
+    with t.compat.v1.Session(graph=graph, config=config) as session:
+        for ignoring, checking in checks:
+            try:
+                graph_def = session.run(ignoring)
+            except t.errors.OpError:
+                return None  # not computable outside the training session: not checkable
+            if b"GeneratorDataset" in graph_def:
+                return (
+                    "the input reads from tf.data.Dataset.from_generator, whose position "
+                    "TensorFlow cannot save (GeneratorDataset does not support checkpointing)",
+                    "build the dataset from tensors or files (from_tensor_slices, TFRecordDataset)",
+                )
+            try:
+                session.run(checking)
+            except t.errors.FailedPreconditionError as exc:
+                match = re.search(r"(\w+) is stateful", str(exc))
+                if match is None:
+                    raise
+                return (
+                    f"{_STATEFUL_HELP} (TensorFlow said: {match[0]})",
+                    "pass external_state_policy='warn' or 'ignore', or use stateless ops",
+                )
+    return None
+
+
+def _one_iterator(graph: Any) -> Any:
+    """The one ``IteratorGetNext`` op of ``graph``, or None when there are several or none."""
+    ops = [op for op in graph.get_operations() if op.type.startswith("IteratorGetNext")]
+    return ops[0] if len(ops) == 1 else None
+
+
+def _restart_input(session: Any) -> bool:
+    """Re-initialize the one input iterator (its ``MakeIterator`` op); False if not one."""
+    ops = [op for op in session.graph.get_operations() if op.type == "MakeIterator"]
+    if len(ops) != 1:
+        return False
+    session.run(ops[0])
+    return True
+
+
 def _read_all(path: str) -> list[str]:
     """Read (and checksum) every tensor of a checkpoint in a scratch session; returns names.
 
@@ -475,10 +732,3 @@ def _read_all(path: str) -> list[str]:
         )
         session.run([t.size(x) for x in op])
     return names
-
-
-def _explain(exc: Exception) -> Exception:
-    match = re.search(r"^.*\bis stateful\b.*$", str(exc), re.MULTILINE)
-    if match:
-        return PipelineCheckpointError(f"{_STATEFUL_HELP} (TensorFlow said: {match[0].strip()})")
-    return exc

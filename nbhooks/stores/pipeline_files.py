@@ -139,6 +139,10 @@ class PipelineStore:
         except FileNotFoundError:
             return False
 
+    def has_state_file(self) -> bool:
+        """True when a state file exists (even one that names nothing readable)."""
+        return (self.dir / STATE_FILE).is_file()
+
     def state_path(self) -> str | None:
         """The prefix the state file names (it may be missing on disk), or None."""
         try:

@@ -22,22 +22,33 @@ from nbhooks.views.format import ERROR_COLOUR, coloured
 class PipelineCheckpointPanel(View):
     """The face of a :class:`~nbhooks.hooks.pipeline.PipelineCheckpointHook`.
 
-    Restore and Delete act on the selected checkpoint (Restore: the latest when none is).
-    Buttons are disabled while a request waits for the next step boundary.
+    Restore and Delete act on the selected checkpoint (a new save is selected at once); a
+    restore rewinds the input position only, not the model's weights.
+    Buttons are disabled while a request waits for the next step boundary. Failures show in
+    the error colour; warnings (the input started afresh, a large save) and "off" (the input
+    cannot be checkpointed: why) with a ⚠ in the text colour.
     """
 
     def __init__(self, hook: Any) -> None:
         self.hook = hook
+        self._new_save: str | None = None  # selected as soon as it is listed
         self.save_button = _button("Save", "save", "nbh-save", "Save the pipeline position now")
         self.restore_button = _button(
-            "Restore", "undo", "nbh-restore", "Read from the selected position next"
+            "Restore selected",
+            "undo",
+            "nbh-restore",
+            "Read the training data from the selected position next (the model is not rewound)",
         )
+        self.restore_button.layout.width = "auto"  # its whole label, also on a projector
         self.delete_button = _button("Delete", "trash", "nbh-delete", "Delete the selection")
         self.list = w.Select(options=[], rows=6, layout=w.Layout(width="100%"))
         self.list.add_class("nbh-pipeline-list")
         self.status = w.HTML()
         self.status.add_class("nbh-pipeline-status")
-        title = w.HTML("<b>Input pipeline checkpoints</b>")
+        title = w.HTML(
+            "<b>Input pipeline checkpoints</b> · Restore rewinds the position in the training "
+            "data only (which batches come next), not the model's weights."
+        )
         buttons = w.HBox([self.save_button, self.restore_button, self.delete_button])
         self.widget = w.VBox([title, buttons, self.list, self.status])
         self.widget.add_class("nbh-pipeline")
@@ -45,7 +56,7 @@ class PipelineCheckpointPanel(View):
         self.restore_button.on_click(lambda _: self._post(lambda: hook.restore(self.list.value)))
         self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
         self.list.observe(lambda _: self._sync_buttons(), names="value")
-        self._show(hook.status, failed=False)
+        self._show(hook.status, "note")
 
     @property
     def buttons(self) -> tuple[w.Button, w.Button, w.Button]:
@@ -68,24 +79,29 @@ class PipelineCheckpointPanel(View):
             self._show_list()
             return
         last = personal[-1]
-        self._show(last.message or last.action, failed=last.action == "failed")
+        if last.action == "saved" and last.path is not None:
+            self._new_save = last.path
+        level = {"failed": "failed", "warning": "warning", "off": "warning"}.get(last.action, "")
+        self._show(last.message or last.action, level or "note")
 
     def _sync_buttons(self) -> None:
         """Disabled while a request is pending; Delete also needs a selection."""
         pending = self.hook.pending > 0
-        self.save_button.disabled = self.restore_button.disabled = pending
+        self.save_button.disabled = pending
+        self.restore_button.disabled = pending or self.list.value is None
         self.delete_button.disabled = pending or self.list.value is None
 
-    def _show(self, message: str, failed: bool) -> None:
-        text = f"⚠ {message}" if failed else message
-        self.status.value = coloured(text, ERROR_COLOUR if failed else "inherit")
+    def _show(self, message: str, level: str) -> None:
+        """``level``: "failed" (error colour), "warning" (⚠) or "note"."""
+        text = f"⚠ {message}" if level in {"failed", "warning"} else message
+        self.status.value = coloured(text, ERROR_COLOUR if level == "failed" else "inherit")
         self._show_list()
 
     def _show_list(self) -> None:
         checkpoints = self.hook.store.list()
         latest = self.hook.store.state_path()
         options = [(_label(c, c.path == latest), c.path) for c in reversed(checkpoints)]
-        selected = self.list.value
+        selected, self._new_save = self._new_save or self.list.value, None
         with self.list.hold_sync():
             self.list.options = options
             paths = [path for _, path in options]
@@ -108,7 +124,7 @@ def _label(checkpoint: Checkpoint, latest: bool) -> str:
     )
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB"):
         if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
