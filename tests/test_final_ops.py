@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import nbhooks as nh
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, FinalOpsEvent, RunStateEvent
 from nbhooks.hooks.final_ops import FinalOpsTableHook, describe_error
@@ -355,9 +356,8 @@ def test_attach_marks_the_open_session_failed_on_a_failed_run_state(model_dir, t
 
 
 def test_with_a_real_training_run(model_dir, train_fn):
-    run_module = pytest.importorskip("nbhooks.run")
     hook = FinalOpsTableHook({"w": "dense/kernel"})
-    run = run_module.TrainingRun(
+    run = nh.TrainingRun(
         make_custom(model_dir, fail_at=3), train_fn, steps=10, hooks=[hook], report=None
     )
     run.start()

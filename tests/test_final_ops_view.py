@@ -132,7 +132,7 @@ def test_publisher_feeds_the_view_from_a_real_training(estimator, train_fn, comm
     hook = FinalOpsTableHook({"kernel": "dense/kernel", MALICIOUS: "global_step"})
     view = FinalOpsView(hook.table)
     publisher = Publisher(hook.events, [view])
-    assert "<tbody>\n  </tbody>" in view.html.value or "<td>" not in view.html.value
+    assert "<td>" not in view.html.value  # nothing fetched yet: no rows
     estimator.train(train_fn, steps=3, hooks=[hook])
     assert wait_for(lambda: ESCAPED in view.html.value, timeout=10)
     assert names_in(view) == ["kernel", ESCAPED]
