@@ -295,6 +295,8 @@ def test_the_monitor_widget_is_fed_by_its_publisher_only(tmp_path, comm_log):
     assert len(face.curves.figure.data[0].x) == drawn + 2
     assert "pause" in face.job.line.value
     assert "nbh-monitor" in panel_widget._dom_classes
+    face.job.buttons["stop"].click()  # the button writes the job's control file
+    assert JobFiles(tmp_path / "model").read_request().action == "stop"
     monitor.close()
     assert panel_widget.comm is None  # closed with the monitor
 
@@ -376,3 +378,26 @@ def test_the_processes_end_when_their_parent_dies(tmp_path):
         for pid in pids:
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_failing_chief_fails_the_cluster_with_its_log(tmp_path):
+    def make_broken_estimator(config):
+        raise ValueError("no estimator today")
+
+    cluster = LocalCluster(
+        make_broken_estimator,
+        models.input_fn(),
+        None,
+        steps=10,
+        workers=0,
+        evaluator=False,
+        model_dir=tmp_path / "job",
+    )
+    try:
+        cluster.start()
+        with pytest.raises(RuntimeError, match=r"(?s)task chief:0 .*failed.*no estimator today"):
+            cluster.wait(120)
+        assert cluster.state == "failed"
+        assert all(code is not None for code in cluster.returncodes.values())
+    finally:
+        cluster.stop()
