@@ -13,6 +13,7 @@ from typing import Any
 import models
 import numpy as np
 import pytest
+import zoo
 from test_pipeline import Recorder, collect, ids_estimator, ids_input_fn, model_steps
 
 import nbhooks as nh
@@ -260,3 +261,26 @@ def test_a_save_larger_than_10_mb_is_said_once_with_the_fix(model_dir):
     warnings = [e.message or "" for e in events if e.action == "warning"]
     assert len(warnings) == 1
     assert "smaller shuffle buffer" in warnings[0] and "pipeline_checkpoints=False" in warnings[0]
+
+
+# -- every estimator of the compatibility zoo -----------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("case", zoo.CASES, ids=[c.id for c in zoo.CASES])
+def test_the_dashboard_default_trains_every_estimator_of_the_zoo(case, model_dir):
+    """Pipeline checkpoints on by default: saved and resumed, or off with the reason."""
+    est, train_fn, _ = case.make(model_dir)
+    dash = nh.Dashboard(est, train_fn, steps=zoo.EVERY)
+    try:
+        for _ in range(2):
+            dash.train()
+            assert dash.wait(180) == "finished"
+        hook = dash.pipeline
+        assert dash.run.global_step == 2 * zoo.EVERY
+        if hook.off is None:
+            assert hook.checkpoints.step.tolist() == [zoo.EVERY, 2 * zoo.EVERY]
+            assert hook.status == f"resumed pipeline at step {zoo.EVERY}"
+        else:
+            assert hook.status.startswith("pipeline checkpoints off: ")
+            assert hook.checkpoints.empty
+    finally:
+        dash.close()
