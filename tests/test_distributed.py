@@ -161,7 +161,15 @@ def test_pause_resume_and_stop_from_a_monitor(tmp_path):
     model_dir.mkdir()
     with Monitor(model_dir, interval=0.1) as monitor:
         thread, result = train_with_hook(model_dir, 1_000_000, heartbeat_secs=0.1)
-        until(lambda: (monitor.global_step or 0) > 50, 60, "training to start")
+        files = JobFiles(model_dir)
+
+        def beat_step() -> int:
+            beats = files.read_heartbeats()
+            return (beats[0].step or 0) if beats else 0
+
+        until(lambda: beat_step() > 50, 60, "the heartbeat to report training")
+        step = beat_step()
+        until(lambda: beat_step() > step, 10, "the heartbeat to follow the global step")
         monitor.pause()
         until(lambda: monitor.tasks.state.tolist() == ["paused"], 10, "the pause")
         held = monitor.tasks.step.iloc[0]

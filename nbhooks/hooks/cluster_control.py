@@ -72,6 +72,7 @@ class ClusterControlHook(_SessionRunHook):
         self._next_check = 0.0
         self._next_beat = 0.0
         self._step: int | None = None
+        self._beat_due = False
         self._handled: str | None = None  # the id of the last request acted on
         self.checks = 0  #: how many times the control file was read (cost accounting)
 
@@ -90,15 +91,19 @@ class ClusterControlHook(_SessionRunHook):
         self._beat("evaluating" if self.evaluating else "running", force=True)
 
     def before_run(self, run_context: Any) -> Any:
-        if self._global_step is not None and self._clock() >= self._next_beat:
+        # A heartbeat is due: fetch the global step with this step (one scalar, no more often).
+        self._beat_due = self._clock() >= self._next_beat
+        if self._beat_due and self._global_step is not None:
             return _tf.estimator.SessionRunArgs(self._global_step)
         return None
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
         if run_values.results is not None:
             self._step = int(run_values.results)
+        due, self._beat_due = self._beat_due, False
         if self.evaluating:
-            self._beat("evaluating")
+            if due:
+                self._beat("evaluating", force=True)
             return
         now = self._clock()
         if now >= self._next_check:
@@ -112,7 +117,8 @@ class ClusterControlHook(_SessionRunHook):
                 run_context.request_stop()
                 self._beat("stopping", force=True)
                 return
-        self._beat("running")
+        if due:
+            self._beat("running", force=True)
 
     def end(self, session: Any) -> None:
         if self._global_step is not None:
