@@ -9,6 +9,9 @@ All numbers are measured side by side in ONE run (same process, same machine loa
    restores the same iterator state ``repeats`` times, interleaved. Median seconds and bytes.
 2. Estimator training ``steps`` steps with checkpoints every 100 steps: no pipeline hook,
    TF's hook, PipelineCheckpointHook (interleaved, order rotated, median of --trials).
+3. The Dashboard (headless) with its defaults (``pipeline_checkpoints="auto"``) vs the
+   Dashboard with ``pipeline_checkpoints=False``: 20 000 rows, shuffle(20 000), RunConfig's
+   default checkpoint schedule, ``--dash-steps`` steps (interleaved, median of --trials).
 """
 
 from __future__ import annotations
@@ -139,13 +142,56 @@ def bench_throughput(root: Path, steps: int, trials: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def dashboard_input_fn():
+    t = tf()
+    ds = t.data.Dataset.range(ROWS).map(
+        lambda i: ({"x": t.fill([WIDTH], t.cast(i, t.float32))}, t.cast(i % 2, t.int32))
+    )
+    return ds.shuffle(ROWS, seed=1).repeat().batch(BATCH)
+
+
+def bench_dashboard(root: Path, steps: int, trials: int) -> dict[str, float]:
+    """Seconds per ``dash.train(steps)`` (median), defaults vs pipeline checkpoints off."""
+    import nbhooks as nh
+
+    t = tf()
+    variants = {"defaults": {}, "off": {"pipeline_checkpoints": False}}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for trial in range(trials):
+        for name in list(variants)[:: 1 if trial % 2 else -1]:  # alternate who goes first
+            model_dir = root / f"dash-{name}-{trial}"
+            config = t.estimator.RunConfig(model_dir=str(model_dir), log_step_count_steps=None)
+            est = t.estimator.Estimator(model_fn, config=config)
+            dash = nh.Dashboard(est, dashboard_input_fn, steps=steps, **variants[name])
+            start = time.perf_counter()
+            dash.train()
+            dash.wait()
+            times[name].append(time.perf_counter() - start)
+            dash.close()
+            shutil.rmtree(model_dir, ignore_errors=True)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--trials", type=int, default=9)
+    parser.add_argument("--dash-steps", type=int, default=2000)
+    parser.add_argument("--only-dashboard", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        d = bench_dashboard(Path(tmp), args.dash_steps, args.trials)
+        print(
+            f"Dashboard, {ROWS} rows, shuffle({ROWS}), {args.dash_steps} steps, median of "
+            f"{args.trials} (s):"
+        )
+        print(
+            f"  defaults {d['defaults']:6.2f}   pipeline_checkpoints=False {d['off']:6.2f}"
+            f"   ratio defaults/off {d['defaults'] / d['off']:.3f}"
+        )
+        if args.only_dashboard:
+            return
         s = bench_save_restore(Path(tmp), args.repeats)
         print(f"shuffle({BUFFER}) of {WIDTH}-float rows, median of {args.repeats}:")
         ms = {k: v * 1e3 for k, v in s.items()}
