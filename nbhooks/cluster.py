@@ -14,6 +14,7 @@ Run as ``python -m nbhooks.cluster <spec.pkl>`` it is one task of such a cluster
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -35,7 +36,11 @@ from nbhooks.checks import check_int
 #: How long workers may go on after the chief ended before they are ended (they stop at once
 #: when the chief reached max_steps or was stopped: this only catches a stuck one).
 WORKER_GRACE = 30.0
+#: How long the evaluator may go on after the chief ended (it ends itself after evaluating the
+#: checkpoint of max_steps, or is ended once it evaluated the last one after a Stop).
+EVALUATOR_GRACE = 180.0
 _POLL = 0.2
+log = logging.getLogger("nbhooks")
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,8 @@ class LocalCluster:
             + (["evaluator:0"] if evaluator else [])
         )
         self._procs = _Processes(self.workdir, self.model_dir)
-        self._finalizer = weakref.finalize(self, self._procs.kill_all)
+        # at exit or when this object is collected: end the processes, delete spec and logs
+        self._finalizer = weakref.finalize(self, _cleanup, self._procs, self.workdir)
         self._monitors: list[Any] = []
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -215,8 +221,7 @@ class LocalCluster:
             return "stopped"
         from nbhooks.jobfiles import JobFiles
 
-        request = JobFiles(self.model_dir).read_request()
-        return "stopped" if request is not None and request.action == "stop" else "finished"
+        return "stopped" if stop_requested(JobFiles(self.model_dir)) else "finished"
 
     @property
     def pids(self) -> dict[str, int]:
@@ -281,13 +286,13 @@ class _Processes:
             # the parent's import path: modules the functions refer to import the same way
             PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path),
         )
-        log = open(self.workdir / f"{name.replace(':', '-')}.log", "wb")  # noqa: SIM115
-        self._logs.append(log)
+        output = open(self.workdir / f"{name.replace(':', '-')}.log", "wb")  # noqa: SIM115
+        self._logs.append(output)
         self.popen[name] = subprocess.Popen(
             [sys.executable, "-m", "nbhooks.cluster", str(self.workdir / "spec.pkl")],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in a terminal goes to the parent only
         )
@@ -297,6 +302,13 @@ class _Processes:
         self._thread.start()
 
     def _loop(self) -> None:
+        try:
+            self._supervise()
+        except Exception:
+            log.exception("nbhooks: the local cluster's supervisor failed; ending the cluster")
+        self._finish()
+
+    def _supervise(self) -> None:
         chief_ended: float | None = None
         while not self._stopping.wait(_POLL):
             codes = {name: p.poll() for name, p in self.popen.items()}
@@ -316,12 +328,13 @@ class _Processes:
             if workers and time.monotonic() - chief_ended > WORKER_GRACE:
                 for name in workers:
                     self._end(name)
-            if codes.get("evaluator:0", 0) is None and self._evaluated_last():
+            if codes.get("evaluator:0", 0) is None and (
+                time.monotonic() - chief_ended > EVALUATOR_GRACE or self._evaluated_last()
+            ):
                 self._end("evaluator:0")
             training = [n for n in codes if not n.startswith("ps:") and codes[n] is None]
             if not training:
-                break
-        self._finish()
+                return
 
     def _evaluated_last(self) -> bool:
         """Whether the evaluator evaluated the chief's last checkpoint (after a stop it would
@@ -330,8 +343,7 @@ class _Processes:
         from nbhooks.jobfiles import JobFiles
 
         files = JobFiles(self.model_dir)
-        request = files.read_request()
-        if request is None or request.action != "stop":
+        if not stop_requested(files):
             return False  # at max_steps the evaluator ends by itself
         latest = tf().train.latest_checkpoint(files.model_dir)
         if latest is None:
@@ -357,8 +369,8 @@ class _Processes:
         with self._lock:
             for name in list(self.popen):
                 self._end(name)
-            for log in self._logs:
-                log.close()
+            for output in self._logs:
+                output.close()
             self._logs.clear()
             self.done.set()
 
@@ -371,6 +383,11 @@ class _Processes:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         self._finish()
+
+
+def _cleanup(procs: _Processes, workdir: Path) -> None:
+    procs.kill_all()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 #: notebook cell -> (the execute request that ran it last, the clusters that execution started)
@@ -400,6 +417,17 @@ def _claim_cell(procs: _Processes) -> None:
                 stacklevel=3,
             )
             each.kill_all()
+
+
+def stop_requested(files: Any) -> bool:
+    """Whether a Stop was requested for the current job (not a stale one for an earlier job)."""
+    request = files.read_request()
+    started = files.read_job_start()
+    return bool(
+        request is not None
+        and request.action == "stop"
+        and (started is None or request.time >= started)
+    )
 
 
 def _free_ports(n: int) -> list[int]:
