@@ -284,6 +284,15 @@ def test_an_eval_saver_naming_what_training_lacks_is_refused(model_dir, train_fn
     assert len(hook.store) == 0 and checkpoint_steps(model_dir) == []  # refused in begin()
 
 
+def test_an_eval_saver_leaving_variables_out_is_refused(model_dir, train_fn, eval_fn) -> None:
+    def kernel_only() -> dict:
+        return {name: v for name, v in _variables().items() if name != "dense/bias"}
+
+    est = _estimator(model_dir, _model_fn_with(_with_eval_saver(kernel_only)))
+    with pytest.raises(ValueError, match=r"does not restore dense/bias:0.*not ready"):
+        est.train(train_fn, hooks=[nh.LiveEvaluatorHook(est, eval_fn)], steps=2)
+
+
 def _with_table(spec, mode):
     tf().compat.v1.lookup.experimental.MutableHashTable(
         tf().int64, tf().float32, 0.0, name="class_weights"

@@ -143,6 +143,12 @@ def restore_sources(
                 f"training variable has shape {source.shape}"
             )
         sources[value.name] = source
+    missing = sorted(set(eval_vars) - set(sources))
+    if missing:  # a checkpoint evaluation would stop on them, uninitialized
+        raise InMemoryUnsupported(
+            f"the EVAL Saver does not restore {', '.join(missing)}: estimator.evaluate() "
+            f"would refuse the model as not ready"
+        )
     return sources
 
 
