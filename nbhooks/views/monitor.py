@@ -4,6 +4,7 @@ checkpoints and the live curves, fed from the monitor's events by a throttled Pu
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -128,6 +129,8 @@ class MonitorPanel:
         self.publisher.close()
         if widgets:
             close_widget_tree(self.widget)
+        elif threading.current_thread() is threading.main_thread():
+            resync_widget_tree(self.widget)  # recorders of the cell now running see the end
 
 
 class _Feed(View):
