@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "Monitor": "nbhooks.monitor",
     "ClusterControlHook": "nbhooks.hooks.cluster_control",
     "LocalCluster": "nbhooks.cluster",
+    "variable_names": "nbhooks.variables",
 }
 
 __all__ = ["NbhooksWarning", "__version__", *_LAZY]
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nbhooks.monitor import Monitor
     from nbhooks.run import TrainingRun
     from nbhooks.stores.metrics import MetricHistory
+    from nbhooks.variables import variable_names
 
 
 def __getattr__(name: str) -> Any:

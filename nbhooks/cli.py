@@ -18,7 +18,14 @@ from pathlib import Path
 
 from nbhooks.demo.notebooks import prepare_notebooks
 from nbhooks.demo.report import DEFAULT_STEPS, run_headless
-from nbhooks.demo.servers import DemoError, demo_lab_spec, free_port, serve, voila_spec
+from nbhooks.demo.servers import (
+    QUIET_VOILA,
+    DemoError,
+    demo_lab_spec,
+    free_port,
+    serve,
+    voila_spec,
+)
 
 DEFAULT_DIR = "nbhooks-demo"
 
@@ -111,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
     port = args.port or free_port()
     token = secrets.token_hex(24)
     if args.voila:
-        spec = voila_spec(quickstart, port, token)
+        spec = voila_spec(quickstart, port, token, *QUIET_VOILA)
         url = spec.url("/")
     else:
         spec = demo_lab_spec(workdir, port, token)

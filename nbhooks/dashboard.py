@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,12 @@ class Dashboard:
     ``{"metric": "loss", "patience": 3}``. ``steps``: what :meth:`train` and the Start button
     train by default. Display it in a notebook; everything also works headless.
 
+    ``estimator``: an Estimator (training continues from the checkpoint in its model_dir), or
+    a function ``model_dir -> Estimator``: each run then starts fresh in a new folder
+    ``runs_dir/001``, ``002``... (earlier ones kept), and a New run button (:meth:`new_run`)
+    starts over. ``pace``: at most this many steps per second (None: no limit), so that a
+    class can watch a small model learn; :attr:`pace` changes it while training.
+
     Knobs (:func:`nbhooks.knob` in the model_fn) get a slider each; :meth:`set_knob` changes
     one from code, :attr:`knobs` lists every change that reached training.
     """
@@ -56,7 +63,17 @@ class Dashboard:
         max_points: int = 500,
         export_dir: str | os.PathLike[str] | None = None,
         evaluate_from: str = "memory",
+        pace: float | None = None,
+        runs_dir: str | os.PathLike[str] = "runs",
     ) -> None:
+        # Every argument, for new_run(): the same dashboard again, on a fresh estimator.
+        made_with = {name: value for name, value in locals().items() if name != "self"}
+        from nbhooks.hooks.pace import PaceHook
+
+        self.pace_hook = PaceHook(pace)  # checks pace
+        self._make_estimator, estimator = _estimator_and_factory(estimator, runs_dir)
+        self._made_with = made_with
+        self._frame: _Frame | None = None
         from nbhooks.stores.metrics import MetricHistory
 
         # Every check runs before anything is created: a bad argument leaves nothing behind.
@@ -89,7 +106,7 @@ class Dashboard:
             estimator,
             train_input_fn,
             steps=steps,
-            hooks=[*(h for h in own_hooks if h is not None), *hooks],
+            hooks=[*(h for h in own_hooks if h is not None), self.pace_hook, *hooks],
         )
         self.max_points = max_points
         self.export_dir = Path(export_dir) if export_dir is not None else Path(estimator.model_dir)
@@ -261,7 +278,50 @@ class Dashboard:
     def close(self) -> None:
         """Stop training and close every widget and thread this dashboard owns."""
         self.run.close()
-        self._widget = None
+        self._widget = self._frame = None
+
+    # -- fresh runs and pace ----------------------------------------------------------------
+    def new_run(self) -> None:
+        """Start over in a new run folder (``runs_dir/002``, ``003``...): fresh weights, empty
+        curves and tables; earlier runs stay on disk. The dashboard shown stays where it is.
+
+        Needs a dashboard made with a function ``model_dir -> Estimator``; refused while
+        training (stop it first). Does not train: :meth:`train` or Start does.
+        """
+        if self._make_estimator is None:
+            raise RuntimeError(
+                f"this dashboard trains the estimator it was given, in {self.run.model_dir}; "
+                "for fresh runs make it with a function model_dir -> Estimator, e.g. "
+                "nh.Dashboard(make_demo_estimator, train_fn, ...)"
+            )
+        if self.run.running:
+            raise RuntimeError(
+                f"the run is {self.state}: stop() it (or wait() for it) before a new run"
+            )
+        from nbhooks.notebook import adopt
+
+        earlier, frame = self.run, self._frame
+        self.__init__(**self._made_with)  # type: ignore[misc]  # every part made afresh
+        self._frame = frame
+        if frame is not None:
+            self._widget = self._build_widget()  # the new run's sections, in the same box
+        adopt(self.run, earlier)  # running the dashboard's cell again replaces this run too
+        earlier.close()
+
+    @property
+    def run_dir(self) -> str:
+        """This run's folder (the estimator's model_dir)."""
+        return self.run.model_dir
+
+    @property
+    def pace(self) -> float | None:
+        """At most this many training steps per second (None: as fast as it goes). Settable
+        at any time, also while training: a class can watch a small model learn."""
+        return self.pace_hook.steps_per_sec
+
+    @pace.setter
+    def pace(self, steps_per_sec: float | None) -> None:
+        self.pace_hook.steps_per_sec = steps_per_sec
 
     # -- the widget -------------------------------------------------------------------------
     @property
@@ -309,14 +369,28 @@ class Dashboard:
             tab = w.Tab(children=list(tabs.values()), titles=list(tabs))
             tab.add_class("nbh-tabs")
             sections.append(tab)
-        title = w.HTML(
-            f'<b>nbhooks</b> <span style="opacity:.7">· {html.escape(self.estimator.model_dir)}'
-            "</span>"
-        )
-        box = w.VBox([title, *sections], layout=w.Layout(max_width="1200px"))
-        box.add_class("nbh-dashboard")
-        self.run.own(_WidgetTree(box))
-        return box
+        return self._show_sections(sections)
+
+    def _show_sections(self, sections: list[Any]) -> Any:
+        """The dashboard box (made once; the run that is current owns it) with this run's
+        sections under its header; a New run button when runs start fresh."""
+        from nbhooks.views.progress import StatusLineKeeper
+
+        panel = self.run.panel()
+        curves = self._views.get("curves")
+        if curves is not None:  # its status line follows the run, not the run's last end
+            panel.add(StatusLineKeeper(curves.status, curves.interval), show=False)
+        if self._frame is None:
+            self._frame = _Frame(self.new_run if self._make_estimator is not None else None)
+        if self._frame.new_run is not None:
+            panel.add(self._frame.new_run.follow(self.state), show=False)
+        self._frame.show(self.run, sections, self._title_html())
+        return self._frame.box
+
+    def _title_html(self) -> str:
+        where = _short_path(self.run.model_dir)
+        fresh = " · a fresh run" if self._make_estimator is not None else ""
+        return f'<b>nbhooks</b> <span style="opacity:.75">· {html.escape(where)}{fresh}</span>'
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -326,26 +400,14 @@ class Dashboard:
 
     # -- report -----------------------------------------------------------------------------
     def export_html(self, path: str | os.PathLike[str]) -> Path:
-        """A standalone, offline HTML report: curves, final-op values, pipeline checkpoints."""
+        """A standalone, offline HTML report: the outcome and settings, the best values and
+        their steps, the curves, final-op values and pipeline checkpoints (paths relative to
+        the report, local times)."""
+        from nbhooks.views.report import report_html
+
         path = Path(path)
-        parts = [f"<h1>nbhooks report</h1><p>{html.escape(repr(self))}</p>"]
-        if self.evaluators:
-            parts.append("<h2>Evaluation curves</h2>" + _curves_html(self))
-        if self.final_ops_hook is not None:
-            frame = self.final_ops.drop(columns=["array", "wall_time"], errors="ignore")
-            frame = frame.dropna(axis="columns", how="all")
-            parts.append("<h2>Final-op values</h2>" + frame.to_html(escape=True, index=False))
-        if self._pipeline is not None:
-            frame = self._pipeline.checkpoints
-            parts.append("<h2>Pipeline checkpoints</h2>" + frame.to_html(escape=True, index=False))
-        body = "\n".join(parts)
-        path.write_text(
-            f'<!doctype html><html><head><meta charset="utf-8"><title>nbhooks report</title>'
-            f"<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}"
-            f"td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>{body}"
-            f"</body></html>",
-            encoding="utf-8",
-        )
+        page = report_html(self, path.parent, self._made_with, self._pipeline)
+        path.write_text(page, encoding="utf-8")
         return path
 
 
@@ -358,20 +420,8 @@ class _WidgetTree:
     def close(self) -> None:
         from nbhooks.views.base import close_widget_tree
 
-        close_widget_tree(self.widget)
-
-
-def _curves_html(dash: Dashboard) -> str:
-    import plotly.graph_objects as go
-
-    from nbhooks.views.curves import CurvesView
-
-    view = dash._views.get("curves") or CurvesView(dash.metrics, max_points=dash.max_points)
-    try:
-        return go.Figure(view.figure).to_html(include_plotlyjs=True, full_html=False)
-    finally:
-        if "curves" not in dash._views:
-            view.close()
+        if self.widget is not None:  # None: handed over (a dashboard's box, to its new run)
+            close_widget_tree(self.widget)
 
 
 def _check_evals(evals: Any) -> dict[str, EvalSpec]:
@@ -420,3 +470,114 @@ def _make_early_stopping(spec: Any, evaluators: list[Any]) -> Any:
         "early_stopping must be nh.EarlyStopping(...) or its arguments as a dict, e.g. "
         f'{{"metric": "loss", "mode": "min", "patience": 3}}, got {type(spec).__name__}'
     )
+
+
+# -- fresh runs --------------------------------------------------------------------------------
+def _estimator_and_factory(estimator: Any, runs_dir: Any) -> tuple[Any, Any]:
+    """``(factory or None, estimator)``: an Estimator is used as it is; a function
+    ``model_dir -> Estimator`` is called on a new numbered folder of ``runs_dir``."""
+    from nbhooks._tf import tf
+
+    if isinstance(estimator, tf().compat.v1.estimator.Estimator) or not callable(estimator):
+        check_estimator(estimator)
+        return None, estimator
+    make_estimator = estimator
+    folder = _new_run_folder(runs_dir)
+    try:
+        made = make_estimator(str(folder))
+        if not isinstance(made, tf().compat.v1.estimator.Estimator):
+            raise TypeError(
+                f"the function given as estimator must return an Estimator for the model_dir "
+                f"it is given, got {type(made).__name__}"
+            )
+        if os.path.realpath(made.model_dir) != os.path.realpath(folder):
+            raise ValueError(
+                f"the function given as estimator must build it in the model_dir it is given "
+                f"({str(folder)!r}), got model_dir={made.model_dir!r}: pass it on to RunConfig"
+            )
+    except BaseException:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # left empty: the next run takes its number
+        raise
+    return make_estimator, made
+
+
+def _new_run_folder(runs_dir: Any) -> Path:
+    """A new, empty ``runs_dir/NNN`` (one more than the highest number there), made here so
+    that two kernels never share one."""
+    from nbhooks.checks import check_model_dir
+
+    runs = Path(check_model_dir(runs_dir))  # made if missing; refused if not writable
+    number = max((int(p.name) for p in runs.iterdir() if p.name.isdigit()), default=0)
+    while True:
+        number += 1
+        folder = runs / f"{number:03d}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+
+
+def _short_path(path: str, start: str | None = None) -> str:
+    """``path`` relative to ``start`` (the working directory) when inside it."""
+    start = os.path.realpath(start or os.getcwd())
+    real = os.path.realpath(path)
+    return os.path.relpath(real, start) if real.startswith(start + os.sep) else path
+
+
+#: Readable from the back of a classroom (1280x800 projectors): readouts at least 13 px,
+#: tables that scroll inside their box instead of being cut off.
+PROJECTOR_CSS = """<style>
+.nbh-dashboard {font-size: 14px; min-width: 0;}
+.nbh-dashboard .nbh-progress-line, .nbh-dashboard .nbh-state,
+.nbh-dashboard .nbh-curves-readout, .nbh-dashboard .nbh-curves-status,
+.nbh-dashboard .nbh-pipeline-status, .nbh-dashboard .nbh-error {font-size: 14px;}
+.nbh-dashboard .nbh-curves-readout small {font-size: 13px;}
+.nbh-dashboard .nbh-curves-readout .widget-html-content,
+.nbh-dashboard .nbh-curves-readout {max-width: 100%; overflow-x: auto;}
+.nbh-dashboard .nbh-curves-table td, .nbh-dashboard .nbh-curves-table th {padding: 2px 10px;}
+.nbh-dashboard .nbh-final-ops-table {font-size: 13px;}
+.nbh-dashboard .widget-tab, .nbh-dashboard .nbh-tabs {max-width: 100%; min-width: 0;}
+</style>"""
+
+
+class _Frame:
+    """The dashboard box: a header (title, New run) over the current run's sections.
+
+    The box outlives new runs: :meth:`show` puts a run's sections in it and makes that run
+    its owner (closing the run closes the box; a run replaced by a new one closes only its
+    own sections)."""
+
+    def __init__(self, new_run: Callable[[], None] | None) -> None:
+        import ipywidgets as w
+
+        from nbhooks.views.controls import NewRunButton
+
+        self.title = w.HTML()
+        self.title.add_class("nbh-title")
+        self.new_run = NewRunButton(new_run) if new_run is not None else None
+        header = [self.title] + ([self.new_run.widget] if self.new_run is not None else [])
+        self.body = w.VBox()
+        self.box = w.VBox(
+            [
+                w.HTML(PROJECTOR_CSS),
+                w.HBox(header, layout=w.Layout(justify_content="space-between")),
+                self.body,
+            ],
+            layout=w.Layout(max_width="1200px"),
+        )
+        self.box.add_class("nbh-dashboard")
+        self._owner: _WidgetTree | None = None
+
+    def show(self, run: Any, sections: list[Any], title: str) -> None:
+        import ipywidgets as w
+
+        sections_box = w.VBox(sections)
+        run.own(_WidgetTree(sections_box))
+        with self.box.hold_sync():
+            self.title.value = title
+            self.body.children = (sections_box,)
+        if self._owner is not None:
+            self._owner.widget = None  # the earlier run no longer closes the box
+        self._owner = run.own(_WidgetTree(self.box))

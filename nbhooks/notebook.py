@@ -22,7 +22,7 @@ from typing import Any
 from nbhooks import NbhooksWarning
 from nbhooks.run import TrainingRun, retire
 
-__all__ = ["NotebookFace", "TrainingRun", "current_cell", "in_kernel"]
+__all__ = ["NotebookFace", "TrainingRun", "adopt", "current_cell", "in_kernel"]
 
 
 class NotebookFace:
@@ -138,6 +138,15 @@ def _claim_cell(run: TrainingRun) -> None:
     for each in earlier:
         if each is not None and each is not run:
             retire(each, why="re-running a notebook cell replaces the runs it made")
+
+
+def adopt(run: TrainingRun, like: TrainingRun) -> None:
+    """Record ``run`` as made by the cell that made ``like`` (a run made by a button click
+    belongs to no cell otherwise): running that cell again replaces it too."""
+    with _CELLS_LOCK:
+        for cell, (request, refs) in list(_CELLS.items()):
+            if any(ref() is like for ref in refs):
+                _CELLS[cell] = (request, [*refs, weakref.ref(run)])
 
 
 TrainingRun.face_factory = NotebookFace

@@ -42,6 +42,9 @@ QUIET_LAB = (
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
 )
+#: Voila logs "Voilà is running at: http://...?token=..." (the token elided: a login page);
+#: the demo prints the one URL that works, with its token, and Voila only warnings.
+QUIET_VOILA = ("--Voila.log_level=WARN",)
 #: ... and no "Would you like to get notified about official Jupyter news?" pop-up over the
 #: dashboard: the plugin that asks is disabled in a config directory of the demo's own, so
 #: the user's JupyterLab settings are left as they are.

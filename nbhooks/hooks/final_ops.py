@@ -113,13 +113,16 @@ def _unknown_name(key: str, name: str, graph: Any, variables: Mapping[str, Any])
         base, [*variables, *(o.name for o in graph.get_operations())]
     )
     closest = list(dict.fromkeys(closest))
-    if closest:
-        hint = "closest names in the graph: " + ", ".join(map(repr, closest))
-    else:
-        hint = "variables in the graph: " + ", ".join(map(repr, list(variables)[:20]))
+    hint = "closest names in the graph: " + ", ".join(map(repr, closest)) + "; " if closest else ""
+    # The model's own variables (not the optimizer's slots): short enough to read in one line.
+    step = _v1.train.get_global_step(graph)
+    own = {v.op.name for v in graph.get_collection(_v1.GraphKeys.TRAINABLE_VARIABLES)}
+    names = sorted(own | ({step.op.name} if step is not None else set()))
+    more = f" and {len(names) - 12} more" if names[12:] else ""
     return ValueError(
         f"final_ops[{key!r}]: no variable, tensor or op named {name!r} in the graph the "
-        f"estimator built; {hint}"
+        f"estimator built; {hint}nh.variable_names(estimator, input_fn) lists every name; "
+        f"the model's variables: {', '.join(map(repr, names[:12]))}{more}"
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as w
@@ -103,3 +103,54 @@ class ControlsView(View):
         states = [e.state for e in events if isinstance(e, RunStateEvent)]
         if states:
             self.show_state(states[-1])
+
+
+class NewRunButton:
+    """ "New run": a fresh run in a new folder (the earlier runs are kept on disk).
+
+    The button outlives the runs it makes; :meth:`follow` gives a view for each run's
+    publisher that keeps it enabled only while that run is not training.
+    """
+
+    def __init__(self, new_run: Callable[[], Any]) -> None:
+        self._new_run = new_run
+        self.button = w.Button(
+            description="New run",
+            icon="plus",
+            tooltip="Start over in a new run folder: fresh weights, empty curves",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
+        )
+        self.button.add_class("nbh-new-run")
+        self.message = w.HTML()
+        self.message.add_class("nbh-new-run-message")
+        self.button.on_click(self._on_click)
+        self.widget = w.HBox([self.button, self.message], layout=w.Layout(align_items="center"))
+
+    def _on_click(self, _: Any) -> None:
+        try:
+            self._new_run()
+        except Exception as exc:  # shown here; dash.new_run() raises it to callers
+            self.message.value = coloured(str(exc), ERROR_COLOUR)
+        else:
+            self.message.value = ""
+
+    def follow(self, state: str) -> View:
+        """A view (no widget of its own) that enables the button when a run is not training."""
+        return _NewRunFollower(self, state)
+
+    def show_state(self, state: str) -> None:
+        self.button.disabled = state in ("running", "paused", "stopping")
+
+
+class _NewRunFollower(View):
+    def __init__(self, owner: NewRunButton, state: str) -> None:
+        self.owner = owner
+        owner.show_state(state)
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        states = [e.state for e in events if isinstance(e, RunStateEvent)]
+        if states:
+            self.owner.show_state(states[-1])
+
+    def close(self) -> None:
+        """The button belongs to the dashboard, not to the run this follows."""

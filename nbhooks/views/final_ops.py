@@ -23,7 +23,7 @@ import pandas as pd
 
 from nbhooks.stores.final_values import FinalValuesTable
 from nbhooks.views.base import View, resync_widget_tree
-from nbhooks.views.format import ERROR_COLOUR, coloured
+from nbhooks.views.format import ERROR_COLOUR, coloured, plural
 
 #: Shown columns: (header, column of FinalValuesTable.to_frame()).
 DISPLAY: tuple[tuple[str, str], ...] = (
@@ -48,7 +48,8 @@ SORTABLE: tuple[tuple[str, str], ...] = tuple(
 _TEXT_COLUMNS = frozenset({"mode", "name", "dtype", "shape"})
 
 _CSS = """<style>
-.nbh-final-ops-scroll {max-height: %s; overflow: auto; border: 1px solid #ddd;}
+.nbh-final-ops-scroll {max-height: %s; overflow: auto; max-width: 100%%; border: 1px solid #ddd;}
+.nbh-final-ops .widget-html, .nbh-final-ops .widget-html-content {min-width: 0; max-width: 100%%;}
 .nbh-final-ops-table {border-collapse: collapse; font-size: 12px; white-space: nowrap;}
 .nbh-final-ops-table th, .nbh-final-ops-table td {padding: 2px 8px; text-align: right;}
 .nbh-final-ops-table thead th {position: sticky; top: 0; z-index: 1;
@@ -114,7 +115,7 @@ def failure_banner(frame: pd.DataFrame) -> str:
 def summary_line(frame: pd.DataFrame) -> str:
     ok = frame[frame["status"] == "ok"]
     failed = int((frame["status"] == "failed").sum())
-    text = f"{len(ok)} values · {frame['run_id'].nunique()} sessions"
+    text = f"{plural(len(ok), 'value')} · {plural(frame['run_id'].nunique(), 'session')}"
     return text + (f" · {failed} failed" if failed else "")
 
 

@@ -16,6 +16,11 @@ def coloured(text: str, colour: str, bold: bool = False) -> str:
     return f'<span style="color:{colour}{weight}">{html.escape(text)}</span>'
 
 
+def plural(n: int, noun: str) -> str:
+    """``(1, "session")`` -> ``'1 session'``, ``(2, "session")`` -> ``'2 sessions'``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def duration(seconds: float | None) -> str:
     """``83.2`` -> ``'1:23'``; hours when needed; ``'–'`` when unknown."""
     if seconds is None or not math.isfinite(seconds):

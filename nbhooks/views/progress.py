@@ -11,7 +11,7 @@ import ipywidgets as w
 from nbhooks.errors import describe_error
 from nbhooks.events import RunStateEvent, StepEvent
 from nbhooks.views.base import View
-from nbhooks.views.format import ERROR_COLOUR, coloured, progress_line
+from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, progress_line
 
 _BAR_STYLE = {
     "running": "info",
@@ -32,9 +32,12 @@ class ProgressView(View):
         self.bar = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="auto", flex="1"))
         self.line = w.HTML()
         self.badge = w.HTML()
-        self.error = w.HTML(layout=w.Layout(display="none"))
+        self.error = w.HTML(layout=w.Layout(display="none", flex="1 1 auto", min_width="0"))
         self.show_traceback = w.ToggleButton(
-            description="Traceback", icon="bug", layout=w.Layout(display="none", width="auto")
+            description="Traceback",
+            icon="bug",
+            # never squeezed by a long error message into "Tr…"
+            layout=w.Layout(display="none", width="auto", min_width="fit-content", flex="0 0 auto"),
         )
         self.traceback = w.HTML(layout=w.Layout(display="none"))
         self.show_traceback.observe(self._toggle_traceback, names="value")
@@ -113,3 +116,29 @@ class ProgressView(View):
 
     def _toggle_traceback(self, change: dict[str, Any]) -> None:
         self.traceback.layout.display = None if change["new"] else "none"
+
+
+class StatusLineKeeper(View):
+    """Keeps another view's status line (e.g. the curves' "finished: reached step 3000") from
+    outliving its run: cleared when training starts again, "paused" while paused.
+
+    It takes the other view's ``interval``: added to the same publisher after that view, both
+    get the same batches in the same pass, so this one always has the last word.
+    """
+
+    def __init__(self, status: w.HTML, interval: float | None = None) -> None:
+        self.status = status
+        self.interval = interval
+
+    def on_events(self, events: Sequence[Any]) -> None:
+        states = [e for e in events if isinstance(e, RunStateEvent)]
+        if not states:
+            return
+        last = states[-1]
+        if last.state in ("running", "idle"):
+            self.status.value = ""
+        elif last.state == "paused":
+            self.status.value = coloured(f"paused at step {last.step or 0:,}", MUTED_COLOUR)
+
+    def close(self) -> None:
+        """The status line belongs to the other view."""

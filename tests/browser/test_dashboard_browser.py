@@ -20,21 +20,21 @@ expect.set_options(timeout=30_000)
 REPO_NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 DASH = ".nbh-dashboard"
 PLOT = f"{DASH} .js-plotly-plot"
-EVERY_N_ITER = 100  # as in the quickstart
+EVERY_N_ITER = 50  # as in the quickstart
 
 
 def quickstart_copy(tmp_path: Path, autostart: bool) -> Path:
-    """The quickstart, with a long enough run to be steered (and without its train() cell
-    when the test presses Start itself)."""
+    """The quickstart, with a long enough run to be steered (started by its dashboard cell,
+    unless the test presses Start itself)."""
     path = tmp_path / "quickstart.ipynb"
     shutil.copy(REPO_NOTEBOOKS / "quickstart.ipynb", path)
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        cell.source = cell.source.replace("steps=3000,", "steps=100_000,")
-        if cell.source.startswith("dash.train("):
-            cell.source = "dash.train(steps=100_000)" if autostart else "# pressed in the browser"
+        cell.source = cell.source.replace("steps=2000,", "steps=100_000,")
+        if cell.source.startswith("dash ") and autostart:
+            cell.source = "dash.train(steps=100_000)\n" + cell.source
     nbformat.write(nb, path)
     return path
 
