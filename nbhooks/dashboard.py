@@ -11,7 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from nbhooks.checks import check_estimator, check_hooks, check_input_fn, check_int, check_steps
+from nbhooks.checks import (
+    check_estimator,
+    check_hooks,
+    check_input_fn,
+    check_int,
+    check_model_dir,
+    check_steps,
+)
 from nbhooks.notebook import TrainingRun
 
 InputFn = Callable[..., Any]
@@ -78,10 +85,13 @@ class Dashboard:
 
         # Every check runs before anything is created: a bad argument leaves nothing behind.
         check_estimator(estimator)
+        check_model_dir(estimator.model_dir, create=False)  # a file, or read-only: refused now
         check_input_fn(train_input_fn)
         check_steps(steps, None)
         hooks = tuple(hooks)
         check_hooks(hooks)
+        check_int("every_n_iter", every_n_iter, hint="evaluate every N training steps, e.g. 100")
+        check_int("eval_steps", eval_steps, optional=True, hint="None: until the input ends")
         check_int("max_points", max_points, minimum=3, hint="the most points drawn per curve")
         evals = _check_evals(evals)
         if early_stopping is not None and not evals:

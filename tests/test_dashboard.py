@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import models
@@ -43,6 +44,19 @@ def test_train_fills_history_final_ops_and_checkpoints(dash):
     assert 200 in dash.pipeline.checkpoints.step.tolist()
     progress = dash.run.panel().progress
     assert progress.bar.value == 200 and progress.bar.bar_style == "success"
+
+
+def test_wait_resyncs_the_state_but_not_the_plot_code(dash, comm_log):
+    dash.widget  # displayed: the curves' FigureWidget carries plotly's ~5 MB bundle
+    dash.train()
+    assert dash.wait(timeout=120) == "finished"
+    before = len(comm_log)
+    dash.wait()  # e.g. a later cell: the recorded state is made current again
+    resent = type(comm_log)(comm_log[before:])
+    states = [d["state"] for _, d, _ in resent if d.get("method") == "update"]
+    assert any("_widget_data" in s for s in states)  # the curves' data is resent...
+    assert not any("_esm" in s for s in states)  # ...not their code
+    assert 0 < resent.nbytes() < 100_000
 
 
 def test_displaying_twice_builds_one_widget(dash):
@@ -132,12 +146,35 @@ class TestBadInput:
             ({"steps": 0}, "steps must be a positive int"),
             ({"hooks": [object()]}, "SessionRunHook instance"),
             ({"max_points": 2}, "max_points must be an int >= 3"),
+            ({"every_n_iter": 0}, "every_n_iter must be a positive int"),  # even without evals
+            ({"eval_steps": 2.5}, "eval_steps must be a positive int"),
         ],
     )
     def test_checked_before_anything_is_created(self, model_dir, train_fn, kwargs, match):
         with pytest.raises((TypeError, ValueError), match=match):
             nh.Dashboard(models.make_estimator(model_dir), train_fn, **kwargs)
         assert not model_dir.exists()  # not even the model_dir was created
+
+    def test_a_model_dir_that_is_a_file_or_read_only(self, tmp_path, train_fn):
+        (tmp_path / "a-file").write_text("not a folder")
+        with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+            nh.Dashboard(models.make_estimator(tmp_path / "a-file"), train_fn)
+        with pytest.raises(NotADirectoryError, match=r"is inside .*a-file', a file"):
+            nh.Dashboard(models.make_estimator(tmp_path / "a-file" / "model"), train_fn)
+        read_only = tmp_path / "ro"
+        read_only.mkdir()
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(read_only)],
+            capture_output=True,
+            text=True,
+        )
+        if mounted.returncode != 0:  # root writes through chmod: a read-only mount is the test
+            pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()})")
+        try:
+            with pytest.raises(PermissionError, match=r"not writable.*Read-only file system"):
+                nh.Dashboard(models.make_estimator(read_only / "model"), train_fn)
+        finally:
+            subprocess.run(["umount", "-l", str(read_only)], check=False)
 
     def test_pipeline_off_says_so(self, estimator, train_fn):
         dash = nh.Dashboard(estimator, train_fn, pipeline_checkpoints=False)
