@@ -280,6 +280,30 @@ class Dashboard:
             )
         return self.knob_hook.set(name, value)
 
+    # -- rewind -----------------------------------------------------------------------------
+    @property
+    def checkpoints_to_rewind(self) -> list[int]:
+        """The steps :meth:`rewind` can go back to (a model and an input checkpoint each)."""
+        from nbhooks.rewind import rewindable_steps
+
+        return rewindable_steps(self.run.model_dir, self.pipeline)
+
+    def rewind(self, step: int) -> None:
+        """Start the next training from the model and input-pipeline checkpoints of ``step``.
+
+        Idle only. :attr:`history` keeps both branches (its ``branch`` column); knob values
+        stay as they are now. Raises, before anything changes, when a checkpoint is missing.
+        """
+        from nbhooks.rewind import rewind
+
+        if self.run.running:
+            raise RuntimeError(f"rewind needs an idle run: this one is {self.state}; stop() it")
+        rewind(self.run.model_dir, self.pipeline, step)
+        branch = self.metrics.fork(step)
+        curves = self._views.get("curves")
+        if curves is not None:
+            curves.mark(step, f"rewind → branch {branch}")
+
     @property
     def knobs(self) -> pd.DataFrame:
         """Every knob change that reached training: step, knob, value, wall_time."""

@@ -108,6 +108,7 @@ class MetricHistory:
         self._metrics: dict[str, None] = {}  # insertion-ordered set
         self._rows = 0
         self.version = 0  #: bumped by every successful record (cheap change detection)
+        self._forks: list[tuple[int, int]] = []  # (first row of a branch, step it starts from)
 
     def record(
         self,
@@ -135,6 +136,21 @@ class MetricHistory:
             self._latest[name] = Evaluation(name, step, values, wall_time)
             self.version += 1
         return True
+
+    def fork(self, step: int) -> int:
+        """Start a new branch from ``step`` (a rewind): values recorded from now on belong to
+        it, and steps after ``step`` may be recorded again. Returns the new branch number."""
+        with self._lock:
+            self._forks.append((self._rows, int(step)))
+            for steps in self._steps.values():
+                steps.difference_update([s for s in steps if s > step])
+            self.version += 1
+            return len(self._forks)
+
+    @property
+    def branch(self) -> int:
+        """The branch values are recorded in now (0 until the first :meth:`fork`)."""
+        return len(self._forks)
 
     def has(self, name: str, step: int) -> bool:
         """Whether evaluation ``name`` was recorded at ``step``."""
@@ -213,6 +229,9 @@ class MetricHistory:
                 "wall_time": cols[3],
             }
         )
+        if self._forks:  # the branch of each value, from the row where each branch began
+            starts = np.array([row for row, _ in self._forks])
+            frame["branch"] = np.searchsorted(starts, cols[0], side="right")
         return frame.iloc[order].reset_index(drop=True)
 
     def to_csv(self, path: str | PathLike[str]) -> None:

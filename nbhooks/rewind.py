@@ -1,0 +1,68 @@
+"""Rewind: the next training session starts from the model and input checkpoints of a step.
+
+The model side writes the ``checkpoint`` state file so that it names ``model.ckpt-<step>``
+(``tf.compat.v1.train.update_checkpoint_state``); the later model checkpoints are dropped from
+the list (their files stay until the new branch saves the same steps over them or the Saver
+rotates them), so the Saver of the new branch does not count the abandoned ones. The input
+side asks the :class:`~nbhooks.PipelineCheckpointHook` to restore the input checkpoint of the
+same step (its public ``restore(step)``; idle, that is the position the next ``train()``
+starts from). With a seeded model, replaying from there with the same settings gives exactly
+the weights of the run that went straight on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+_MODEL_CKPT = re.compile(r"model\.ckpt-(\d+)\.index")
+
+
+def model_steps(model_dir: str) -> list[int]:
+    """Steps of the model checkpoints in ``model_dir`` (``model.ckpt-<step>.index``), sorted."""
+    try:
+        names = os.listdir(model_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(int(m.group(1)) for n in names if (m := _MODEL_CKPT.fullmatch(n)))
+
+
+def input_steps(pipeline: Any) -> list[int]:
+    """Steps of the input-pipeline checkpoints the hook lists, sorted."""
+    return sorted({int(s) for s in pipeline.checkpoints["step"]})
+
+
+def rewindable_steps(model_dir: str, pipeline: Any) -> list[int]:
+    """The steps with both a model checkpoint and an input checkpoint."""
+    return sorted(set(model_steps(model_dir)) & set(input_steps(pipeline)))
+
+
+def rewind(model_dir: str, pipeline: Any, step: int) -> None:
+    """Make the next ``train()`` start from the model and input checkpoints of ``step``.
+
+    Raises ValueError before touching anything when either checkpoint of ``step`` is
+    missing: the message says which, and lists the steps that have both.
+    """
+    from nbhooks._tf import tf
+
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise TypeError(f"rewind takes a global step (an int >= 0), got {step!r}")
+    models, inputs = model_steps(model_dir), input_steps(pipeline)
+    missing = [
+        what
+        for what, steps in (("model checkpoint", models), ("input-pipeline checkpoint", inputs))
+        if step not in steps
+    ]
+    if missing:
+        both = sorted(set(models) & set(inputs))
+        raise ValueError(
+            f"cannot rewind to step {step}: no {' and no '.join(missing)} of that step in "
+            f"{model_dir}; steps with both: {both or 'none'}"
+        )
+    pipeline.restore(step)  # validated here: a corrupt input checkpoint raises before the model
+    path = os.path.join(model_dir, f"model.ckpt-{step}")
+    kept = [os.path.join(model_dir, f"model.ckpt-{s}") for s in models if s <= step]
+    tf().compat.v1.train.update_checkpoint_state(
+        model_dir, model_checkpoint_path=path, all_model_checkpoint_paths=kept
+    )

@@ -1,0 +1,99 @@
+"""dash.rewind(step): model and input checkpoints of a step, replayed bit for bit; branches."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import pytest
+
+import nbhooks as nh
+from nbhooks.stores.metrics import MetricHistory
+
+NAMES = ("dense/kernel", "dense/bias")
+
+
+def make_dash(model_dir):
+    estimator = models.make_estimator(
+        model_dir, tf_random_seed=0, save_checkpoints_steps=50, keep_checkpoint_max=20
+    )
+    return nh.Dashboard(
+        estimator,
+        models.input_fn(shuffle=True),
+        evals={"eval": models.input_fn(n=128, repeat=False, seed=1)},
+        every_n_iter=50,
+        keep_checkpoints=20,
+    )
+
+
+@pytest.mark.fast
+def test_a_fork_starts_a_branch_and_lets_later_steps_be_recorded_again() -> None:
+    history = MetricHistory()
+    for step in (0, 100, 200):
+        history.record("eval", step, {"loss": 1.0 / (step + 1)})
+    assert "branch" not in history.to_frame()  # no rewind, no branch column
+    assert history.fork(100) == 1 and history.branch == 1
+    assert history.has("eval", 100) and not history.has("eval", 200)
+    assert history.record("eval", 200, {"loss": 5.0})
+    frame = history.to_frame()
+    assert frame[["step", "value", "branch"]].values.tolist() == [
+        [0, 1.0, 0],
+        [100, pytest.approx(1 / 101), 0],
+        [200, pytest.approx(1 / 201), 0],
+        [200, 5.0, 1],
+    ]
+
+
+@pytest.mark.slow
+def test_replaying_from_a_rewind_gives_the_same_weights(tmp_path) -> None:
+    dash = make_dash(tmp_path / "m")
+    dash.train(steps=200)
+    dash.wait(timeout=300)
+    straight = {n: dash.estimator.get_variable_value(n) for n in NAMES}
+    assert {100, 150, 200} <= set(dash.checkpoints_to_rewind)
+    dash.rewind(100)
+    dash.train(steps=100)
+    dash.wait(timeout=300)
+    assert dash.run.global_step == 200
+    for name in NAMES:
+        diff = np.abs(dash.estimator.get_variable_value(name) - straight[name]).max()
+        assert diff == 0.0, name
+    history = dash.history
+    loss = history[(history.metric == "loss") & (history.evaluation == "eval")]
+    first = loss[loss.branch == 0].set_index("step").value
+    second = loss[loss.branch == 1].set_index("step").value
+    assert sorted(first.index) == [0, 50, 100, 150, 200]
+    assert sorted(second.index) == [150, 200]  # 100 was evaluated before the rewind
+    assert second.loc[200] == first.loc[200]  # the same weights evaluate the same
+    dash.close()
+
+
+@pytest.mark.slow
+def test_a_missing_checkpoint_is_named_with_the_steps_that_have_both(tmp_path) -> None:
+    dash = make_dash(tmp_path / "m")
+    dash.train(steps=100)
+    dash.wait(timeout=300)
+    both = dash.checkpoints_to_rewind
+    with pytest.raises(ValueError, match=r"no model checkpoint and no input-pipeline checkpoint"):
+        dash.rewind(75)
+    (tmp_path / "m" / "model.ckpt-50.index").unlink()
+    with pytest.raises(
+        ValueError,
+        match=r"step 50: no model checkpoint of that step .*steps with both: \[0?,? ?100\]",
+    ):
+        dash.rewind(50)
+    with pytest.raises(TypeError, match="an int >= 0"):
+        dash.rewind("50")
+    assert dash.history.columns.tolist()[-1] == "wall_time"  # nothing changed
+    assert 50 in both
+    dash.train(steps=1_000_000)
+    try:
+        with pytest.raises(RuntimeError, match="rewind needs an idle run"):
+            dash.rewind(100)
+    finally:
+        dash.stop()
+        dash.wait(timeout=60)
+    plain = nh.Dashboard(
+        models.make_estimator(tmp_path / "p"), models.input_fn(), pipeline_checkpoints=False
+    )
+    with pytest.raises(RuntimeError, match="pipeline checkpoints are off"):
+        plain.rewind(0)
