@@ -16,8 +16,8 @@ from os import PathLike
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
 import pandas as pd
+from numpy.typing import NDArray
 
 Mode = Literal["min", "max"]
 COLUMNS = ("step", "evaluation", "metric", "value", "wall_time")
@@ -88,9 +88,9 @@ class _Series:
         step, value, wall_time = self._data[1:, index]
         return int(step), float(value), float(wall_time)
 
-    def columns(self) -> NDArray[Any]:
-        """A copy of the filled part: rows seq, step, value, wall_time."""
-        return self._data[:, : self.n].copy()
+    def columns(self, start: int = 0) -> NDArray[Any]:
+        """A copy of the filled part from index ``start``: rows seq, step, value, wall_time."""
+        return self._data[:, min(start, self.n) : self.n].copy()
 
 
 class MetricHistory:
@@ -173,11 +173,12 @@ class MetricHistory:
         """The number of recorded values (rows of :meth:`to_frame`)."""
         return self._rows
 
-    def series(self, name: str, metric: str) -> tuple[NDArray[Any], NDArray[Any]]:
-        """``(steps, values)`` of one evaluation's metric as arrays (empty if none)."""
+    def series(self, name: str, metric: str, start: int = 0) -> tuple[NDArray[Any], NDArray[Any]]:
+        """``(steps, values)`` of one evaluation's metric as arrays (empty if none), from its
+        ``start``-th value on: a reader that keeps count fetches only what is new."""
         with self._lock:
             series = self._series.get((name, metric))
-            cols = series.columns() if series is not None else np.empty((4, 0))
+            cols = series.columns(start) if series is not None else np.empty((4, 0))
         return cols[1].astype(np.int64), cols[2]
 
     def latest(self) -> dict[str, Evaluation]:

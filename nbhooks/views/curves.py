@@ -1,19 +1,30 @@
 """Live evaluation curves: a plotly FigureWidget fed from a MetricHistory, updated in place.
 
-One subplot per metric, one colour per evaluation name, the best value of each curve marked
-with a star, and a readout of the latest and best values. Each update sends only the traces
-that changed, each downsampled to at most ``max_points`` (LTTB), so the bytes per update stay
-flat however long the run; the DataFrame keeps every value.
+One subplot per metric, one colour per evaluation, the best value of each curve marked with a
+star, and a readout of the latest and best values. The history keeps every value; the figure
+draws each curve downsampled (:class:`Downsampler`: the lowest and highest value of each
+bucket of evaluations, updated with the new values only), with a point budget shared by all
+curves, so that one update, whatever the number of curves and the length of the run, sends at
+most ``budget_bytes`` (50 KB) and costs O(new values).
 
 Every update makes the browser redraw the figure (SVG, one element per marker), which costs
 tens of milliseconds on a small machine: the view asks for at most two updates a second
 (``interval``) and drops the markers once a curve has more than ``markers_up_to`` points, so
 a long run keeps the page responsive (``bench/bench_browser.py``).
 
-plotly's FigureWidget sends its data as widget state only when first displayed and later
-changes as one-off messages, so a page that connects later (Voila, a reloaded tab, the widget
-state nbclient saves) would show an empty plot. After every update the synced state
-(``_widget_data``/``_widget_layout``) is set again from the figure to keep it current.
+plotly's FigureWidget sends its data as widget state only when created and later changes as
+one-off messages, so a page that connects later (Voila, a reloaded tab, the widget state
+nbclient saves) would show an empty plot. Each update goes out once, as a restyle message to
+open pages, and is written into the kernel's synced state in place, unsent
+(:func:`~nbhooks.views._widget_internals.restyle`): a page that connects later asks the
+kernel for the state and draws every point. plotly's front end keeps a copy of the state that
+its messages do not update (used when an open page draws the figure again, and by nbclient's
+saved widget state): :meth:`CurvesView.resync` resends it when curves appear and when the run
+pauses or ends, one-offs outside the budget of an ordinary update.
+
+The figure follows the page: a small style sheet (:data:`THEME_CSS`) draws it on a
+transparent background with JupyterLab's theme colours (dark in JupyterLab Dark, switched
+live, no kernel round trip), fills the width it is given, and uses projector-sized text.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import html
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import Any
@@ -35,14 +47,49 @@ from plotly.subplots import make_subplots
 from nbhooks.checks import check_int
 from nbhooks.events import EvalEvent, RunStateEvent, StopRequestEvent
 from nbhooks.stores.metrics import MetricHistory, Mode, check_mode, guess_mode
-from nbhooks.views._widget_internals import resync_figure_state, watch_sent_messages
+from nbhooks.views._widget_internals import (
+    on_layout_reported,
+    restyle,
+    resync_figure_state,
+    watch_sent_messages,
+)
 from nbhooks.views.base import View
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured
 
 CSS_CLASS = "nbh-curves"
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
 MARKER_LIMIT = 100  #: curves with more drawn points than this are drawn without markers
+#: The most bytes one update of the curves sends (all curves together; performance issue).
+BUDGET_BYTES = 50_000
+#: Bytes a drawn point costs in an update: its step (int32) and value (float32), sent once.
+BYTES_PER_POINT = 8
+#: Bytes of JSON per changed curve in an update (buffer references, best-value star, mode).
+BYTES_PER_CURVE = 400
+#: Bytes of an update that depend neither on the curves nor on the readout (message framing).
+BYTES_FIXED = 2000
 _ROW_HEIGHT = 260
+_UNSIZED_WIDTH = 700  # what plotly.js draws a figure with in a box with no width yet
+FONT_SIZE = 14  #: ticks, legend and titles, in px (a 1280x800 projector)
+
+#: The figure in the page's theme: plotly draws colours inline, so the theme's are applied
+#: with ``!important`` from JupyterLab's CSS variables (Voila and Notebook 7 have them too;
+#: the fallbacks are plotly's light ones). Switching the theme restyles it with no kernel
+#: round trip. Hover labels keep plotly's colours (text on the curve's colour).
+THEME_CSS = """<style>
+.nbh-curves .js-plotly-plot {width: 100%; min-width: 0;}
+.nbh-curves .js-plotly-plot .main-svg :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
+.nbh-curves .js-plotly-plot .main-svg :is(.legendtext, .annotation-text, .legendtitletext) {
+  fill: var(--jp-ui-font-color1, #2a3f5f) !important;}
+.nbh-curves .js-plotly-plot .main-svg :is(.annotation, .shapelayer, .layer-above) text {
+  fill: var(--jp-ui-font-color1, #2a3f5f) !important;}
+.nbh-curves .js-plotly-plot .main-svg :is(.gridlayer, .zerolinelayer) path {
+  stroke: var(--jp-border-color2, #ebf0f8) !important;}
+.nbh-curves .js-plotly-plot .main-svg .legend .bg {fill: transparent !important;}
+.nbh-curves .js-plotly-plot .modebar-btn path {fill: var(--jp-ui-font-color2, #555) !important;}
+.nbh-curves .nbh-curves-readout, .nbh-curves .nbh-curves-status {font-size: 14px;}
+.nbh-curves .nbh-curves-readout small {font-size: 13px;}
+.nbh-curves .nbh-curves-readout {max-width: 100%; overflow-x: auto;}
+</style>"""
 
 
 def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
@@ -91,6 +138,170 @@ def downsample(
     return x, values[keep].astype(np.float32)
 
 
+# Columns of a bucket row: the lowest value (its index, step, value), then the highest.
+_LO, _HI = slice(0, 3), slice(3, 6)
+
+
+def _extremes(i: np.ndarray, x: np.ndarray, y: np.ndarray, width: int) -> np.ndarray:
+    """One row per ``width`` consecutive points (``len(y)`` is a multiple of it): the lowest
+    and the highest point of each run of points (the first one on ties)."""
+    runs = y.reshape(-1, width)
+    base = np.arange(len(runs)) * width
+    lo, hi = base + runs.argmin(axis=1), base + runs.argmax(axis=1)
+    return np.column_stack([i[lo], x[lo], y[lo], i[hi], x[hi], y[hi]])
+
+
+def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of buckets ``a`` joined with the following buckets ``b``, row by row."""
+    out = a.copy()
+    lower, higher = b[:, 2] < a[:, 2], b[:, 5] > a[:, 5]
+    out[lower, _LO] = b[lower, _LO]
+    out[higher, _HI] = b[higher, _HI]
+    return out
+
+
+class Downsampler:
+    """At most ``limit`` points of a growing curve, updated with the new points only.
+
+    The finite points are cut into buckets of ``width`` consecutive points (1, 2, 4, ...),
+    each drawn by its lowest and highest point (so spikes and the envelope stay); when the
+    points outgrow ``limit`` the width doubles and pairs of buckets merge (O(limit), rarely).
+    The first and the latest points are always drawn. :meth:`add` costs O(new points), and a
+    few microseconds for the one new point of an ordinary update.
+    """
+
+    def __init__(self, limit: int) -> None:
+        check_int("limit", limit, minimum=3)
+        self.limit = limit
+        self.width = 1
+        self.count = 0  #: finite points seen
+        self._done = np.empty((0, 6))  # full buckets, in order
+        self._open: list[float] | None = None  # the bucket being filled, as a row
+        self._filled = 0  # points in the open bucket
+        self._first: tuple[float, float] = (0.0, 0.0)
+        self._last: tuple[float, float] = (0.0, 0.0)
+        self._drawn: np.ndarray | None = None  # points of the first point and full buckets
+        self._wide = False  # a step beyond int32
+
+    def add(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Take the next points of the curve (NaN and infinities are skipped)."""
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        x, y = np.asarray(steps, dtype=np.float64)[finite], values[finite]
+        n = len(y)
+        if not n:
+            return
+        if not self.count:
+            self._first = (float(x[0]), float(y[0]))
+        self._last = (float(x[-1]), float(y[-1]))
+        self._wide = self._wide or bool(np.abs(x).max() >= 2**31)
+        start, self.count = self.count, self.count + n
+        if n <= 16:  # an ordinary update: a point or two, cheaper in plain Python
+            for k, (step, value) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+                self._add_one(float(start + k), step, value)
+        else:
+            self._add_many(np.arange(start, start + n, dtype=np.float64), x, y)
+        self._fit()
+
+    def _add_one(self, i: float, x: float, y: float) -> None:
+        row = self._open
+        if row is None:
+            self._open, self._filled = [i, x, y, i, x, y], 1
+        else:
+            if y < row[2]:
+                row[0:3] = [i, x, y]
+            if y > row[5]:
+                row[3:6] = [i, x, y]
+            self._filled += 1
+        if self._filled == self.width:
+            self._close_open()
+
+    def _add_many(self, i: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        at, width = 0, self.width
+        if self._open is not None:  # fill the open bucket first
+            at = min(width - self._filled, len(y))
+            row = _extremes(i[:at], x[:at], y[:at], at)
+            self._open = _merge(np.array([self._open]), row)[0].tolist()
+            self._filled += at
+            if self._filled == width:
+                self._close_open()
+        full = (len(y) - at) // width * width
+        if full:
+            end = at + full
+            self._done = np.vstack([self._done, _extremes(i[at:end], x[at:end], y[at:end], width)])
+            self._drawn = None
+            at = end
+        if at < len(y):
+            self._open = _extremes(i[at:], x[at:], y[at:], len(y) - at)[0].tolist()
+            self._filled = len(y) - at
+
+    def _close_open(self) -> None:
+        self._done = np.vstack([self._done, [self._open]])
+        self._open, self._filled, self._drawn = None, 0, None
+
+    def set_limit(self, limit: int) -> bool:
+        """Draw at most ``limit`` points from now on; False when that needs the points again
+        (a higher limit: create a new Downsampler and add them)."""
+        check_int("limit", limit, minimum=3)
+        if limit > self.limit:
+            return False
+        self.limit = limit
+        self._fit()
+        return True
+
+    def _fit(self) -> None:
+        # At most 2 points per bucket (1 while they hold 1), the open one too, and both ends.
+        while min(2, self.width) * (
+            len(self._done) + (self._open is not None)
+        ) + 2 > self.limit and len(self._done):
+            done = self._done
+            if len(done) % 2:  # the odd last bucket joins the open one (< 2 x width points)
+                last = done[-1:]
+                opened = last if self._open is None else _merge(last, np.array([self._open]))
+                self._open, self._filled = opened[0].tolist(), self._filled + self.width
+                done = done[:-1]
+            self._done = _merge(done[0::2], done[1::2])
+            self._drawn = None
+            self.width *= 2
+
+    def _full_buckets(self) -> np.ndarray:
+        """Rows (index, step, value) of the first point and the full buckets, in order."""
+        if self._drawn is None:
+            rows = self._done
+            lo_first = (rows[:, 0] <= rows[:, 3])[:, None]
+            first = np.where(lo_first, rows[:, _LO], rows[:, _HI])
+            second = np.where(lo_first, rows[:, _HI], rows[:, _LO])
+            both = np.stack([first, second], axis=1).reshape(-1, 3)
+            if self.count:
+                both = np.vstack([[0.0, *self._first], both])
+            keep = np.ones(len(both), dtype=bool)
+            keep[1:] = np.diff(both[:, 0]) != 0  # each point once
+            self._drawn = both[keep]
+        return self._drawn
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` to draw, in the order recorded, as int32 (float64 beyond its
+        range) and float32 arrays (TensorFlow's metrics are float32: nothing lost)."""
+        drawn = self._full_buckets()
+        tail: list[list[float]] = []
+        if self._open is not None:
+            lo, hi = self._open[_LO], self._open[_HI]
+            tail = [lo, hi] if lo[0] <= hi[0] else [hi, lo]
+        tail.append([self.count - 1.0, *self._last])
+        previous = drawn[-1, 0] if len(drawn) else -1.0
+        rows = []
+        for row in tail:
+            if row[0] > previous:
+                rows.append(row)
+                previous = row[0]
+        both = np.concatenate([drawn, np.reshape(rows, (-1, 3))]) if self.count else drawn
+        x, y = both[:, 1], both[:, 2]
+        if len(x) > self.limit:  # only with a limit below a handful of buckets
+            index = lttb(x, y, self.limit)
+            x, y = x[index], y[index]
+        return x.astype(np.float64 if self._wide else np.int32), y.astype(np.float32)
+
+
 def _count_sent(widget: Any, counter: list[int]) -> None:
     """Add the size of every message ``widget`` sends to ``counter[0]``."""
 
@@ -102,12 +313,27 @@ def _count_sent(widget: Any, counter: list[int]) -> None:
     watch_sent_messages(widget, count)
 
 
+class _Curve:
+    """One drawn curve: its line trace (the best-value star follows it), the values of the
+    history read so far, their downsampling, and what was last sent of it."""
+
+    __slots__ = ("best", "index", "mode", "read", "sampler")
+
+    def __init__(self, index: int, limit: int) -> None:
+        self.index = index
+        self.read = 0
+        self.sampler = Downsampler(limit)
+        self.best: tuple[int, float] | None = None
+        self.mode = "lines+markers"
+
+
 class CurvesView(View):
     """Live curves of a :class:`~nbhooks.stores.metrics.MetricHistory`.
 
-    ``max_points``: the most points drawn per curve (the history keeps all). ``modes``:
-    "min" or "max" per metric for the best-value marker (default: "min" for losses and
-    errors, "max" otherwise). ``interval``: the least time between two redraws, in seconds.
+    ``max_points``: the most points drawn per curve (the history keeps all). ``budget_bytes``:
+    the most bytes one update sends, shared by all curves (more curves, fewer points each).
+    ``modes``: "min" or "max" per metric for the best-value marker (default: "min" for losses
+    and errors, "max" otherwise). ``interval``: the least time between two redraws, in seconds.
     ``markers_up_to``: curves with more drawn points are drawn as lines, without a marker per
     evaluation. Create it on the main thread; the publisher calls :meth:`on_events`. It draws
     what the history already holds when created.
@@ -118,6 +344,7 @@ class CurvesView(View):
         metrics: MetricHistory,
         max_points: int = 500,
         *,
+        budget_bytes: int = BUDGET_BYTES,
         modes: Mapping[str, str] | None = None,
         columns: int = 2,
         interval: float = 0.5,
@@ -129,6 +356,7 @@ class CurvesView(View):
                 f"{type(metrics).__name__}"
             )
         check_int("max_points", max_points, minimum=3, hint="the most points drawn per curve")
+        check_int("budget_bytes", budget_bytes, minimum=1000, hint="bytes per update, e.g. 50_000")
         check_int("columns", columns)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
             raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
@@ -137,12 +365,14 @@ class CurvesView(View):
         self.markers_up_to = markers_up_to
         self.metrics = metrics
         self.max_points = max_points
+        self.budget_bytes = budget_bytes
         self.columns = columns
         self.modes: dict[str, Mode] = {k: check_mode(v) for k, v in (modes or {}).items()}
         self.figure = go.FigureWidget(layout=_base_layout())
         self.readout = widgets.HTML()
         self.status = widgets.HTML()
-        self.widget = widgets.VBox([self.figure, self.readout, self.status])
+        style = widgets.HTML(THEME_CSS, layout=widgets.Layout(display="none"))
+        self.widget = widgets.VBox([style, self.figure, self.readout, self.status])
         for w in (self.widget, self.figure):
             w.add_class(CSS_CLASS)
         self.readout.add_class("nbh-curves-readout")
@@ -150,7 +380,7 @@ class CurvesView(View):
         self._lock = threading.RLock()
         self._metrics: list[str] = []
         self._traces: dict[tuple[str, str], int] = {}  # (evaluation, metric) -> line trace
-        self._drawn_len: dict[tuple[str, str], int] = {}
+        self._curves: dict[tuple[str, str], _Curve] = {}
         self._version = -1
         self._marks: list[tuple[int, str]] = []  # (step, text): vertical lines on every subplot
         self._sent = [0]
@@ -158,6 +388,8 @@ class CurvesView(View):
             _count_sent(w, self._sent)
         self.updates = 0  #: how many updates went out
         self.last_update_bytes = 0  #: bytes the last update sent to the frontend
+        self._refitted = float("-inf")
+        on_layout_reported(self.figure, self._on_layout_reported)
         self.refresh()
 
     @property
@@ -165,31 +397,63 @@ class CurvesView(View):
         """Bytes of widget messages sent since creation (JSON plus binary buffers)."""
         return self._sent[0]
 
+    @property
+    def points_per_curve(self) -> int:
+        """The most points each curve is drawn with now: ``max_points``, or less when the
+        curves share ``budget_bytes``."""
+        curves = max(1, len(self._curves))
+        readout = len(self.readout.value)
+        left = self.budget_bytes - BYTES_FIXED - readout - BYTES_PER_CURVE * curves
+        return max(3, min(self.max_points, left // (BYTES_PER_POINT * curves)))
+
     # -- View -----------------------------------------------------------------------------
     def on_events(self, events: Sequence[Any]) -> None:
+        settled = False  # paused or ended: a moment to resend the whole state
         for event in events:
-            if isinstance(event, RunStateEvent) and event.reason and event.state != "running":
-                self._show_status(event.state, event.reason)
+            if isinstance(event, RunStateEvent):
+                if event.state in ("running", "idle"):  # a new run: the last end is old news
+                    self._clear_status()
+                elif event.reason:
+                    self._show_status(event.state, event.reason)
+                settled = event.state not in ("running", "idle", "stopping")
             elif isinstance(event, StopRequestEvent):
                 self._show_status("stopping", event.reason)
         if any(isinstance(e, EvalEvent) for e in events):
             self.refresh()
+        if settled:
+            self.resync()
+
+    def resync(self) -> None:
+        """Send the figure's whole state (every drawn point, once more).
+
+        Updates reach open pages as restyles and the kernel's state quietly; plotly's front
+        end keeps its own copy of the state, which a figure drawn again on an open page (its
+        cell scrolled back into view, a second display) and nbclient's saved widget state
+        use. The view resends it when new curves appear and when the run pauses or ends.
+        """
+        with self._lock:
+            resync_figure_state(self.figure)
 
     def refresh(self) -> bool:
-        """Draw what the history holds now; False when nothing changed since the last time."""
+        """Draw what the history holds now; False when nothing changed since the last time.
+
+        Sends one restyle of the curves that changed (each point once) and writes it into the
+        kernel's synced state unsent, for pages that connect later.
+        """
         with self._lock:
             version = self.metrics.version
             if version == self._version:
                 return False
             before = self._sent[0]
+            # No hold_sync() here: plotly sends each change by setting a trait, then None.
+            traces = len(self.figure.data)
             layout_changed = self._add_new_curves()
             if layout_changed and self._marks:
                 self.figure.layout.shapes = _mark_shapes(self._marks, len(self._metrics))
-            with self.figure.batch_update():
-                for key, index in self._traces.items():
-                    self._draw(key, index)
-            self._sync_state(layout_changed)
+            self._draw_changed()  # within the budget left by the last readout (~ this one)
             self.readout.value = self._readout_html()
+            if layout_changed or len(self.figure.data) != traces:  # new curves: rare, early
+                resync_figure_state(self.figure, layout=layout_changed)
             self._version = version
             self.updates += 1
             self.last_update_bytes = self._sent[0] - before
@@ -237,26 +501,46 @@ class CurvesView(View):
         ]
         for name, metric in new:
             in_legend = all(drawn != name for drawn, _ in self._traces)
-            self._traces[(name, metric)] = len(self.figure.data)
+            self._traces[(name, metric)] = index = len(self.figure.data)
+            self._curves[(name, metric)] = _Curve(index, self.max_points)
             colour = PALETTE[names.index(name) % len(PALETTE)]
             axes = _axes(metrics.index(metric) + 1)
             self.figure.add_traces(_curve_traces(name, metric, colour, axes, in_legend))
         return grid_changed
 
-    def _draw(self, key: tuple[str, str], index: int) -> None:
-        steps, values = self.metrics.series(*key)
-        if self._drawn_len.get(key) == len(steps):
-            return  # unchanged: send nothing for this curve
-        self._drawn_len[key] = len(steps)
-        x, y = downsample(steps, values, self.max_points)
-        line, best = self.figure.data[index], self.figure.data[index + 1]
-        line.x, line.y = x, y
-        mode = "lines+markers" if len(x) <= self.markers_up_to else "lines"
-        if line.mode != mode:
-            line.mode = mode
-        point = self.metrics.best(key[1], self._mode(key[1]), evaluation=key[0])
-        if point is not None:
-            best.x, best.y = [point.step], [point.value]
+    def _draw_changed(self) -> None:
+        """One restyle of every curve with new values (or fewer points to fit the budget)."""
+        limit = self.points_per_curve
+        xs: list[Any] = []
+        ys: list[Any] = []
+        modes: list[str] = []
+        indexes: list[int] = []
+        for key, curve in self._curves.items():
+            steps, values = self.metrics.series(*key, start=curve.read)
+            refit = curve.sampler.limit != limit
+            if not steps.size and not refit:
+                continue  # unchanged: send nothing for this curve
+            if refit and not curve.sampler.set_limit(limit):
+                curve.sampler, curve.read = Downsampler(limit), 0  # more points: read again
+                steps, values = self.metrics.series(*key)
+            curve.read += len(steps)
+            curve.sampler.add(steps, values)
+            x, y = curve.sampler.points()
+            curve.mode = "lines+markers" if len(x) <= self.markers_up_to else "lines"
+            xs.append(x)
+            ys.append(y)
+            modes.append(curve.mode)
+            indexes.append(curve.index)
+            point = self.metrics.best(key[1], self._mode(key[1]), evaluation=key[0])
+            best = (point.step, point.value) if point is not None else None
+            if best != curve.best:
+                curve.best = best
+                xs.append([best[0]] if best else [])
+                ys.append([best[1]] if best else [])
+                modes.append("markers")
+                indexes.append(curve.index + 1)
+        if indexes:
+            restyle(self.figure, {"x": xs, "y": ys, "mode": modes}, indexes)
 
     def mark(self, step: int, text: str) -> None:
         """Draw a dashed vertical line labelled ``text`` at ``step`` on every subplot (e.g. a
@@ -267,8 +551,8 @@ class CurvesView(View):
             self._sync_state(True)
 
     def _sync_state(self, layout_changed: bool) -> None:
-        """Make the synced widget state match the figure, for pages that connect later."""
-        resync_figure_state(self.figure, layout=layout_changed)
+        """Send the synced layout state (marks, subplots): small, and rarely changed."""
+        resync_figure_state(self.figure, layout=layout_changed, data=False)
 
     def _readout_html(self) -> str:
         latest = self.metrics.latest()
@@ -288,9 +572,28 @@ class CurvesView(View):
     def _cell(self, name: str, metric: str, value: float | None) -> str:
         if value is None:
             return "<td>–</td>"
-        best = self.metrics.best(metric, self._mode(metric), evaluation=name)
-        best_txt = f"best {best.value:.4g} @{best.step}" if best is not None else ""
+        curve = self._curves.get((name, metric))
+        if curve is not None:  # drawn: its star has the best value already
+            best = curve.best
+        else:
+            point = self.metrics.best(metric, self._mode(metric), evaluation=name)
+            best = (point.step, point.value) if point is not None else None
+        best_txt = f"best {best[1]:.4g} @{best[0]}" if best is not None else ""
         return f"<td><b>{value:.4g}</b><br><small>{best_txt}</small></td>"
+
+    def _on_layout_reported(self, layout: Mapping[str, Any]) -> None:
+        """A page drew the figure before it had a width (plotly then takes 700 px): redraw
+        it once it is in place, at the width of its box (plotly measures it at each draw)."""
+        now = time.monotonic()
+        if layout.get("width") == _UNSIZED_WIDTH and now - self._refitted > 1.0:
+            with self._lock:
+                if self.figure.data:
+                    self._refitted = now
+                    restyle(self.figure, {"visible": [True]}, [0])  # a redraw, nothing else
+
+    def _clear_status(self) -> None:
+        if self.status.value:
+            self.status.value = ""
 
     def _show_status(self, state: str, reason: str) -> None:
         colour = ERROR_COLOUR if state == "failed" else MUTED_COLOUR
@@ -298,12 +601,18 @@ class CurvesView(View):
 
 
 def _base_layout() -> dict[str, Any]:
+    """No width (the figure fills its box), no background (the page's shows through),
+    text readable from the back of a classroom."""
     return {
         "height": _ROW_HEIGHT,
-        "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
-        "legend": {"orientation": "h", "y": -0.15},
+        "autosize": True,
+        "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
+        "legend": {"orientation": "h", "y": -0.15, "font": {"size": FONT_SIZE}},
+        "font": {"size": FONT_SIZE},
         "hovermode": "closest",
         "template": "plotly_white",
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
     }
 
 
@@ -348,7 +657,7 @@ def _mark_shapes(marks: Sequence[tuple[int, str]], subplots: int) -> list[dict[s
                     "label": {
                         "text": text if k == 1 else "",
                         "textposition": "end",
-                        "font": {"size": 10},
+                        "font": {"size": FONT_SIZE - 1},
                     },
                 }
             )
