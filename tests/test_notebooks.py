@@ -97,11 +97,14 @@ def test_experiments(tmp_path):
     no_errors(nb)
     runs, knob_values = text(nb.cells[-1]).strip().split("] [")
     assert runs == "['lr 0.01', 'lr 0.05', 'lr 0.3'"
-    assert knob_values.startswith("0.3")
+    assert knob_values == "0.3, 0.01]"
+    branches = text(nb.cells[-2]).split()  # the loss at step 1000 on each branch
+    assert branches[:3] == ["branch", "step", "value"] and branches[4:6] == ["0", "1000"]
+    assert branches[8:10] == ["1", "1000"] and branches[6] != branches[10]
     state = widget_state(nb)
     slider = find_models(state, css_class="nbh-knob")
     assert [m["model_name"] for m in slider] == ["FloatLogSliderModel"]
-    assert slider[0]["state"]["value"] == 0.3
+    assert slider[0]["state"]["value"] == 0.01
     assert find_models(state, css_class="nbh-compare")
 
 
