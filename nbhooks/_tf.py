@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 import warnings
-from types import ModuleType
+from typing import Any
 
 SUPPORTED = "tensorflow>=2.15.1,<2.16 with tensorflow-estimator==2.15.0"
 _INSTALL_HINT = (
@@ -23,7 +23,7 @@ _INSTALL_HINT = (
 
 
 @functools.cache
-def tf() -> ModuleType:
+def tf() -> Any:  # TensorFlow ships no type information: its API is Any to mypy
     """Return the ``tensorflow`` module, imported once and quietly."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with warnings.catch_warnings():

@@ -65,11 +65,16 @@ class FinalOpsEvent:
     wall_time: float = field(default_factory=time.time)
 
 
+#: What happened to the input pipeline's checkpoints; "off": the pipeline cannot be held (the
+#: reason in ``message``); "warning": something a person should know (e.g. a large save).
+PipelineAction = Literal["requested", "saved", "restored", "deleted", "failed", "off", "warning"]
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineEvent:
     """An input-pipeline checkpoint action: requested, saved, restored, deleted or failed."""
 
-    action: Literal["requested", "saved", "restored", "deleted", "failed"]
+    action: PipelineAction
     step: int | None = None
     path: str | None = None
     message: str | None = None

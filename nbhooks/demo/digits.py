@@ -15,6 +15,7 @@ The model is a custom ``model_fn`` in the ``tf.compat.v1`` style, with variables
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -110,7 +111,7 @@ def demo_model_fn(features: dict[str, Any], labels: Any, mode: str, params: dict
 
 
 def make_demo_estimator(
-    model_dir: str | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
     hidden_units: Sequence[int] = (64,),
     learning_rate: float = 0.05,
     **runconfig: Any,

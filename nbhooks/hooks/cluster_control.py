@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbhooks._tf import tf
+from nbhooks.hooks._bases import SessionRunHook
 from nbhooks.jobfiles import (
     ControlRequest,
     Heartbeat,
@@ -30,10 +31,9 @@ from nbhooks.jobfiles import (
 
 _tf = tf()
 log = logging.getLogger("nbhooks")
-_SessionRunHook: Any = _tf.estimator.SessionRunHook
 
 
-class ClusterControlHook(_SessionRunHook):
+class ClusterControlHook(SessionRunHook):
     """Lets :meth:`Monitor.stop`, ``pause`` and ``resume`` reach this task at a step boundary.
 
     ``model_dir``: the job's (default: ``model_dir`` of ``TF_CONFIG``). ``check_secs``: the

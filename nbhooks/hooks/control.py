@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from nbhooks._tf import tf
+from nbhooks.hooks._bases import SessionRunHook
 from nbhooks.hooks._graph import require_global_step
 
 _tf = tf()
@@ -22,7 +23,7 @@ class StepListener(Protocol):
     def session_ended(self, step: int) -> None: ...
 
 
-class ControlHook(_tf.estimator.SessionRunHook):
+class ControlHook(SessionRunHook):
     """Counts steps and asks the listener after each one whether to stop.
 
     Cheap on purpose: it adds no fetch to the training step. The global step is read when the

@@ -16,11 +16,11 @@ from typing import Any
 
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, KnobEvent, RunAttached
+from nbhooks.hooks._bases import SessionRunHook
 from nbhooks.hooks._graph import require_global_step
 from nbhooks.knobs import KnobLog, KnobSpec, describe, knobs_in_graph
 
 _tf = tf()
-SessionRunHook: Any = _tf.estimator.SessionRunHook
 
 
 class KnobHook(RunAttached, SessionRunHook):

@@ -14,6 +14,7 @@ from typing import Any
 
 from nbhooks._tf import tf
 from nbhooks.events import RunAttached, RunStateEvent
+from nbhooks.hooks._bases import SessionRunHook
 
 _tf = tf()
 
@@ -30,7 +31,7 @@ def check_pace(pace: Any) -> float | None:
     return float(pace)
 
 
-class PaceHook(RunAttached, _tf.estimator.SessionRunHook):
+class PaceHook(RunAttached, SessionRunHook):
     """At most ``steps_per_sec`` training steps per second (None: no limit).
 
     ``steps_per_sec`` can be changed at any time, from any thread; the wait after a step ends

@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
-from nbhooks.events import EventBus, PipelineEvent, RunAttached, RunStateEvent
+from nbhooks.events import EventBus, PipelineAction, PipelineEvent, RunAttached, RunStateEvent
+from nbhooks.hooks._bases import CheckpointSaverListener, SessionRunHook
 from nbhooks.requests import PipelineRequest
 from nbhooks.stores.pipeline_files import (
     STATE_FILE,
@@ -74,7 +75,7 @@ _STATEFUL_HELP = (
 )
 
 
-class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
+class PipelineCheckpointHook(RunAttached, SessionRunHook):
     """Save and restore the position of the training ``tf.data`` pipeline, on request.
 
     ``keep``: automatic checkpoints kept (like TF's ``max_to_keep``); manual ones are rotated
@@ -207,7 +208,7 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
                 raise PipelineCheckpointError(_cannot(reason))
             self.off = reason[0]
             self.status = f"pipeline checkpoints off: {reason[0]}"
-            self.events.emit(PipelineEvent("off", None, None, self.status))  # type: ignore[arg-type]
+            self.events.emit(PipelineEvent("off", None, None, self.status))
             return
         target = self.store.state_path()
         if target is not None and self.store.latest() is None:
@@ -371,7 +372,7 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
         return checkpoint
 
     def _restored(
-        self, checkpoint: Checkpoint, message: str, action: str = "restored"
+        self, checkpoint: Checkpoint, message: str, action: PipelineAction = "restored"
     ) -> Checkpoint:
         self.restored_from = checkpoint
         self.status = message
@@ -566,19 +567,24 @@ class PipelineCheckpointHook(RunAttached, tf().estimator.SessionRunHook):
                 self._serve_idle(request)
 
     def _emit(
-        self, action: str, checkpoint: Checkpoint | None, message: str, automatic: bool = False
+        self,
+        action: PipelineAction,
+        checkpoint: Checkpoint | None,
+        message: str,
+        automatic: bool = False,
     ) -> None:
         step = checkpoint.step if isinstance(checkpoint, Checkpoint) else None
         path = checkpoint.path if isinstance(checkpoint, Checkpoint) else None
-        event = PipelineEvent(action, step, path, message, automatic)  # type: ignore[arg-type]
-        self.events.emit(event)
+        self.events.emit(PipelineEvent(action, step, path, message, automatic))
 
 
-class _AutoSaveListener(tf().estimator.CheckpointSaverListener):
+class _AutoSaveListener(CheckpointSaverListener):
     """Rotates and reports after each automatic save (TF's own rotation is switched off)."""
 
     def __init__(
-        self, on_save: Callable[[int], None], emit: Callable[[str, Checkpoint | None, str], None]
+        self,
+        on_save: Callable[[int], None],
+        emit: Callable[[PipelineAction, Checkpoint | None, str], None],
     ) -> None:
         self._on_save, self._emit = on_save, emit
 

@@ -6,6 +6,6 @@ this one's first. A file, because a callable cannot be given on Voila's command 
 
 from nbhooks.demo.servers import give_page_its_xsrf_cookie
 
-c = get_config()  # noqa: F821 - traitlets defines get_config() in the files it loads
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - traitlets defines it here
 
 c.VoilaConfiguration.prelaunch_hook = give_page_its_xsrf_cookie
