@@ -15,7 +15,7 @@ import difflib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import pandas as pd
 
@@ -23,14 +23,16 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, FinalOpsEvent, RunAttached, RunStateEvent
+from nbhooks.hooks._bases import FinalOpsHook
 from nbhooks.stores.final_values import FinalValuesTable
 
 _tf = tf()
 _v1 = _tf.compat.v1
 
-#: A name, a tensor or a variable.
-FinalOp = str | _tf.Tensor | _tf.Variable
-FinalOps = (
+#: A name, a ``tf.Tensor`` or a ``tf.Variable`` (TensorFlow's types are Any to mypy).
+FinalOp: TypeAlias = Any
+#: One of them, several (a dict of display names, or a list), or a callable graph -> dict.
+FinalOps: TypeAlias = (
     Mapping[str, FinalOp] | Sequence[FinalOp] | FinalOp | Callable[[Any], Mapping[str, FinalOp]]
 )
 
@@ -100,7 +102,7 @@ def check_final_ops(final_ops: Any) -> dict[str, FinalOp]:
 
 
 def _variables(graph: Any) -> dict[str, Any]:
-    found = {}
+    found: dict[str, Any] = {}
     for collection in (_v1.GraphKeys.GLOBAL_VARIABLES, _v1.GraphKeys.LOCAL_VARIABLES):
         for variable in graph.get_collection(collection):
             found.setdefault(variable.op.name, variable)
@@ -209,7 +211,7 @@ def _fed_names(feed_dict: Mapping[Any, Any] | None) -> frozenset[str]:
     return frozenset(k if isinstance(k, str) else getattr(k, "name", "") for k in feed_dict)
 
 
-class FinalOpsTableHook(RunAttached, _tf.estimator.FinalOpsHook):
+class FinalOpsTableHook(RunAttached, FinalOpsHook):
     """Fetch ``final_ops`` when a session ends and keep the values in a table across runs.
 
     Args:
@@ -240,7 +242,9 @@ class FinalOpsTableHook(RunAttached, _tf.estimator.FinalOpsHook):
         if table is not None and not isinstance(table, FinalValuesTable):
             raise TypeError(f"table must be a FinalValuesTable, got {type(table).__name__}")
         is_factory = callable(final_ops) and not isinstance(final_ops, _tf.Variable)
-        self._spec = final_ops if is_factory else check_final_ops(final_ops)
+        self._spec: Callable[[Any], Any] | dict[str, FinalOp] = (
+            cast(Callable[[Any], Any], final_ops) if is_factory else check_final_ops(final_ops)
+        )
         super().__init__(None, final_ops_feed_dict)
         self.table = table if table is not None else FinalValuesTable()
         self.events = EventBus()
