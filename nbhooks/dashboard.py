@@ -573,6 +573,8 @@ PROJECTOR_CSS = """<style>
 .nbh-dashboard .nbh-curves-table td, .nbh-dashboard .nbh-curves-table th {padding: 2px 10px;}
 .nbh-dashboard .nbh-final-ops-table {font-size: 13px;}
 .nbh-dashboard .widget-tab, .nbh-dashboard .nbh-tabs {max-width: 100%; min-width: 0;}
+/* Voila's page marks each cell with its tags: notes about the notebook's code are not shown */
+.celltag_notebook-only {display: none !important;}
 </style>"""
 
 

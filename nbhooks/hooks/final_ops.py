@@ -122,9 +122,9 @@ def _unknown_name(key: str, name: str, graph: Any, variables: Mapping[str, Any])
     names = sorted(own | ({step.op.name} if step is not None else set()))
     more = f" and {len(names) - 12} more" if names[12:] else ""
     return ValueError(
-        f"final_ops[{key!r}]: no variable, tensor or op named {name!r} in the graph the "
-        f"estimator built; {hint}nh.variable_names(estimator, input_fn) lists every name; "
-        f"the model's variables: {', '.join(map(repr, names[:12]))}{more}"
+        f"final_ops[{key!r}]: no variable, tensor or op named {name!r} in the model; {hint}"
+        f"its variables: {', '.join(map(repr, names[:12]))}{more} (nh.variable_names("
+        f"estimator, input_fn) lists every name)"
     )
 
 
