@@ -304,6 +304,37 @@ class Dashboard:
         if curves is not None:
             curves.mark(step, f"rewind → branch {branch}")
 
+    def _rewind_control(self) -> Any:
+        """A list of the steps to rewind to and a Rewind button (main thread, idle runs)."""
+        import ipywidgets as w
+
+        steps = w.Dropdown(description="step", options=[], layout=w.Layout(width="200px"))
+        refresh = w.Button(description="Refresh", icon="refresh")
+        go = w.Button(description="Rewind", icon="undo")
+        message = w.HTML()
+        for widget, css in (
+            (steps, "nbh-rewind-step"),
+            (go, "nbh-rewind"),
+            (message, "nbh-rewind-msg"),
+        ):
+            widget.add_class(css)
+
+        def on_refresh(_: Any) -> None:
+            steps.options = self.checkpoints_to_rewind[::-1]
+
+        def on_rewind(_: Any) -> None:
+            try:
+                self.rewind(int(steps.value))
+                message.value = html.escape(f"the next training starts from step {steps.value}")
+            except (ValueError, TypeError, RuntimeError) as exc:
+                error = html.escape(str(exc))
+                message.value = f'<span style="color:var(--jp-error-color1,red)">{error}</span>'
+
+        refresh.on_click(on_refresh)
+        go.on_click(on_rewind)
+        on_refresh(None)
+        return w.VBox([w.HBox([steps, refresh, go]), message])
+
     @property
     def knobs(self) -> pd.DataFrame:
         """Every knob change that reached training: step, knob, value, wall_time."""
@@ -397,6 +428,7 @@ class Dashboard:
 
             self._views["pipeline"] = PipelineCheckpointPanel(self._pipeline)
             tabs["Pipeline checkpoints"] = self._views["pipeline"].widget
+            tabs["Rewind"] = self._rewind_control()
         for view in self._views.values():
             panel.add(view, show=False)  # the run's panel owns them: run.close() closes them
         if tabs:

@@ -97,3 +97,28 @@ def test_a_missing_checkpoint_is_named_with_the_steps_that_have_both(tmp_path) -
     )
     with pytest.raises(RuntimeError, match="pipeline checkpoints are off"):
         plain.rewind(0)
+
+
+@pytest.mark.slow
+def test_the_rewind_control_of_the_dashboard(tmp_path, comm_log) -> None:
+    from nbhooks.views.base import walk_widgets
+
+    dash = make_dash(tmp_path / "m")
+    dash.train(steps=100)
+    dash.wait(timeout=300)
+    found = {
+        css: w
+        for w in walk_widgets(dash.widget)
+        for css in getattr(w, "_dom_classes", ())
+        if css.startswith("nbh-rewind")
+    }
+    assert list(found["nbh-rewind-step"].options) == [100, 50]
+    found["nbh-rewind-step"].value = 50
+    found["nbh-rewind"].click()
+    assert "the next training starts from step 50" in found["nbh-rewind-msg"].value
+    state = (tmp_path / "m" / "checkpoint").read_text()
+    assert state.splitlines()[0].endswith('model.ckpt-50"') and "model.ckpt-100" not in state
+    dash.train(steps=10)
+    dash.wait(timeout=300)
+    assert dash.run.global_step == 60 and dash.history.branch.max() == 1
+    dash.close()
