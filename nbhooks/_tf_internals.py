@@ -51,7 +51,12 @@ CONTRACT: tuple[Private, ...] = (
     Private("InMemoryEvaluatorHook", "_var_name_to_placeholder", "dict", "copy_training_variables"),
     Private("InMemoryEvaluatorHook", "_var_feed_op", "operation", "copy_training_variables"),
     Private("InMemoryEvaluatorHook", "_timer", "timer", "mark_evaluated, reset_schedule"),
-    Private("InMemoryEvaluatorHook", "_iter_count", "int", "mark_evaluated, reset_schedule"),
+    Private(
+        "InMemoryEvaluatorHook",
+        "_iter_count",
+        "int",
+        "mark_evaluated, reset_schedule, iteration_count",
+    ),
     Private("InMemoryEvaluatorHook", "_hooks", "list", "eval_input_hooks"),
     Private("InMemoryEvaluatorHook", "_name", "str or None", "eval_name"),
     Private("InMemoryEvaluatorHook", "_estimator", "estimator", "capture_eval_results"),
@@ -167,6 +172,11 @@ def copy_training_variables(hook: Any, train_session: Any, eval_session: Any) ->
 def mark_evaluated(hook: Any) -> None:
     """Restart the hook's every-N-iterations countdown from its current iteration."""
     hook._timer.update_last_triggered_step(hook._iter_count)
+
+
+def iteration_count(hook: Any) -> int:
+    """Training iterations the hook has seen in this ``train()`` call."""
+    return int(hook._iter_count)
 
 
 def evaluate_as_tf(hook: Any, train_session: Any) -> None:

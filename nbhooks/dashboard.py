@@ -34,6 +34,8 @@ class Dashboard:
     value ``(input_fn, n)`` evaluates ``n`` batches, e.g. ``{"train": (train_fn, 20)}``.
     ``evaluate_from``: ``"memory"``, ``"checkpoints"`` (``estimator.evaluate()`` on the
     checkpoint of each evaluated step) or ``"auto"``; the panel says which (``eval_status``).
+    ``asynchronous_eval``: evaluate a snapshot of each evaluated step on a thread of its own
+    while training goes on (see :class:`~nbhooks.LiveEvaluatorHook`'s ``asynchronous``).
     ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
     Save/Restore of the ``tf.data`` position: ``"auto"`` (the default) on where the input can
     be checkpointed, else off with the reason in the pipeline panel; ``True`` required (an
@@ -69,9 +71,10 @@ class Dashboard:
         external_state_policy: str | None = None,
         max_points: int = 500,
         export_dir: str | os.PathLike[str] | None = None,
-        evaluate_from: str = "memory",
         pace: float | None = None,
         runs_dir: str | os.PathLike[str] = "runs",
+        evaluate_from: str = "memory",
+        asynchronous_eval: bool = False,
     ) -> None:
         # Every argument, for new_run(): the same dashboard again, on a fresh estimator.
         made_with = {name: value for name, value in locals().items() if name != "self"}
@@ -100,7 +103,9 @@ class Dashboard:
             )
         self.estimator = estimator
         self.metrics = MetricHistory()
-        self.evaluators = self._make_evaluators(evals, every_n_iter, eval_steps, evaluate_from)
+        self.evaluators = self._make_evaluators(
+            evals, every_n_iter, eval_steps, evaluate_from, asynchronous_eval
+        )
         self.early_stopping = _make_early_stopping(early_stopping, self.evaluators)
         self.final_ops_hook = self._make_final_ops(final_ops)
         self._pipeline = self._make_pipeline(
@@ -130,9 +135,10 @@ class Dashboard:
         every_n_iter: int,
         eval_steps: int | None,
         evaluate_from: str,
+        asynchronous: bool = False,
     ) -> list[Any]:
         """One LiveEvaluatorHook per evaluation; ``evaluate_from``: "memory", "checkpoints" or
-        "auto" (see :class:`~nbhooks.LiveEvaluatorHook`)."""
+        "auto"; ``asynchronous`` (see :class:`~nbhooks.LiveEvaluatorHook`)."""
         if not evals:
             return []
         from nbhooks.hooks.evaluator import LiveEvaluatorHook
@@ -144,6 +150,7 @@ class Dashboard:
             eval_steps,
             store=self.metrics,
             evaluate_from=evaluate_from,
+            asynchronous=asynchronous,
         )
 
     @property

@@ -5,6 +5,7 @@ the numbers ``estimator.evaluate()`` gives on the checkpoint of the same step (R
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import zoo
@@ -14,21 +15,41 @@ import nbhooks as nh
 pytestmark = pytest.mark.slow
 
 
-def live_history(case: zoo.Case, model_dir) -> tuple[object, object, nh.LiveEvaluatorHook]:
+def live_history(
+    case: zoo.Case, model_dir, asynchronous: bool = False
+) -> tuple[object, object, nh.LiveEvaluatorHook]:
     est, train_fn, eval_fn = case.make(model_dir)
     options = {} if case.evaluate_from == "memory" else {"evaluate_from": case.evaluate_from}
-    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=zoo.EVERY, **options)
+    hook = nh.LiveEvaluatorHook(
+        est, eval_fn, every_n_iter=zoo.EVERY, asynchronous=asynchronous, **options
+    )
     run = nh.TrainingRun(est, train_fn, steps=zoo.STEPS, hooks=[hook], report=None)
     run.start()
     assert run.wait(timeout=120) == "finished"
     return est, eval_fn, hook
 
 
-@pytest.mark.parametrize("case", zoo.CASES, ids=[c.id for c in zoo.CASES])
-def test_live_metrics_equal_checkpoint_evaluation(case: zoo.Case, model_dir) -> None:
-    est, eval_fn, hook = live_history(case, model_dir)
+FAST = [c for c in zoo.CASES if c.how == "persistent session"]
+
+
+@pytest.mark.parametrize(
+    ("case", "asynchronous"),
+    [(c, False) for c in zoo.CASES] + [(c, True) for c in FAST],
+    ids=[c.id for c in zoo.CASES] + [f"{c.id}-async" for c in FAST],
+)
+def test_live_metrics_equal_checkpoint_evaluation(
+    case: zoo.Case, asynchronous: bool, model_dir
+) -> None:
+    """Asynchronous: each evaluated step's snapshot gives that step's checkpoint numbers (a
+    step skipped while the one before was in flight is simply absent)."""
+    est, eval_fn, hook = live_history(case, model_dir, asynchronous)
     steps = sorted({int(s) for s in hook.history["step"]})
-    assert steps == list(range(0, zoo.STEPS + 1, zoo.EVERY))
+    if asynchronous:
+        assert steps[0] == 0 and steps[-1] == zoo.STEPS
+        assert set(steps) <= set(range(0, zoo.STEPS + 1, zoo.EVERY))
+        assert not [t for t in threading.enumerate() if t.name.startswith("nbhooks-eval")]
+    else:
+        assert steps == list(range(0, zoo.STEPS + 1, zoo.EVERY))
     for step in steps[1:]:  # step 0 (the initial model) skipped: CI time
         expected = est.evaluate(
             eval_fn, checkpoint_path=f"{model_dir}/model.ckpt-{step}", name="check"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import threading
 import time
 
@@ -115,13 +116,17 @@ def expected_stop(curve, patience: int, min_delta: float) -> int:
     raise AssertionError("the reference curve never triggers early stopping")
 
 
-def test_early_stopping_stops_at_the_right_evaluation(tmp_path, train_fn, eval_fn) -> None:
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_early_stopping_stops_at_the_right_evaluation(
+    tmp_path, train_fn, eval_fn, asynchronous
+) -> None:
     reference = loss_curve(tmp_path / "reference", every=20, steps=400)
     stop_at = expected_stop(reference, patience=2, min_delta=0.01)
     assert 0 < stop_at < 400
 
     est = models.make_estimator(tmp_path / "stopped")
-    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=20)
+    # A watched evaluation runs synchronously even when asked otherwise: the very step.
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=20, asynchronous=asynchronous)
     stopper = nh.EarlyStopping("loss", patience=2, min_delta=0.01, evaluators=[hook])
     announced: list[StopRequestEvent] = []
     hook.events.subscribe(lambda e: isinstance(e, StopRequestEvent) and announced.append(e))
@@ -133,6 +138,7 @@ def test_early_stopping_stops_at_the_right_evaluation(tmp_path, train_fn, eval_f
     assert checkpoint_steps(tmp_path / "stopped")[-1] == stop_at  # clean stop: final checkpoint
     assert "did not improve" in stopper.reason and f"step {stop_at}" in stopper.reason
     assert [e.reason for e in announced] == [stopper.reason]
+    assert hook.skipped == 0 and not hook._sync_for  # released by the stopper's end()
 
 
 def test_early_stopping_through_a_training_run(estimator, train_fn, eval_fn) -> None:
@@ -385,12 +391,15 @@ class EvaluatingHook(tf().estimator.SessionRunHook):
         self.started.set()
 
 
-@pytest.mark.parametrize("path", ["persistent session", "per evaluation", "checkpoints"])
+@pytest.mark.parametrize(
+    "path", ["persistent session", "asynchronous", "per evaluation", "checkpoints"]
+)
 def test_stop_interrupts_an_evaluation_in_progress(estimator, train_fn, path) -> None:
     run_module = pytest.importorskip("nbhooks.run")
     started = EvaluatingHook()
     options = {
         "persistent session": {},
+        "asynchronous": {"asynchronous": True},
         "per evaluation": {"hooks": [started]},
         "checkpoints": {"hooks": [started], "evaluate_from": "checkpoints"},
     }[path]
@@ -398,15 +407,19 @@ def test_stop_interrupts_an_evaluation_in_progress(estimator, train_fn, path) ->
     run = run_module.TrainingRun(estimator, train_fn, steps=50, hooks=[hook], report=None)
     run.start()
     assert wait_for(
-        lambda: hook.evaluating and (path == "persistent session" or started.started.is_set())
+        lambda: (
+            hook.evaluating
+            and (path in ("persistent session", "asynchronous") or started.started.is_set())
+        )
     )
-    assert hook.how == path
+    assert hook.how == ("persistent session" if path == "asynchronous" else path)
     stopped_at = time.monotonic()
     run.stop()
     assert run.wait(timeout=30) == "stopped"
     assert time.monotonic() - stopped_at < 3  # within a second, with room for a loaded CI
     assert len(hook.store) == 0  # the cut evaluation is not recorded
     assert not hook.evaluating
+    assert not eval_threads()
 
 
 def test_shared_history_and_global_step_dedupe(estimator, train_fn, eval_fn) -> None:
@@ -429,6 +442,10 @@ class CountingHook(tf().estimator.SessionRunHook):
         self.sessions += 1
 
 
+def eval_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("nbhooks-eval")]
+
+
 def test_one_persistent_eval_session_and_a_graph_that_does_not_grow(
     estimator, train_fn, eval_fn
 ) -> None:
@@ -441,13 +458,124 @@ def test_one_persistent_eval_session_and_a_graph_that_does_not_grow(
                 sizes.append(len(hook.eval_graph.get_operations()))
 
     estimator.train(train_fn, steps=60, hooks=[hook, GraphSize()])
-    assert hook._eval_session is None  # closed by end()
+    session, graph = hook._eval_session, hook.eval_graph
+    assert session is not None  # kept for the next train() call of the same model
     assert hook.evaluations == 7 and eval_steps(hook) == [0, 10, 20, 30, 40, 50, 60]
     assert len(set(sizes)) == 1  # TF's path adds ops to the eval graph at every evaluation
     metrics = estimator.evaluate(eval_fn)
     assert hook.history.query("step == 60 and metric == 'accuracy'").value.item() == (
         pytest.approx(metrics["accuracy"], rel=1e-6)
     )
+    estimator.train(train_fn, steps=20, hooks=[hook])  # the same graph and session again
+    assert hook._eval_session is session and hook.eval_graph is graph
+    assert eval_steps(hook)[-2:] == [70, 80]
+    metrics = estimator.evaluate(eval_fn)
+    assert hook.history.query("step == 80 and metric == 'loss'").value.item() == (
+        pytest.approx(metrics["loss"], rel=1e-6)
+    )
+    hook.close()
+    assert hook._eval_session is None and hook.eval_graph is None
+
+
+def test_a_changed_model_gets_a_new_eval_graph(model_dir, train_fn, eval_fn) -> None:
+    extra = {"variable": False}
+
+    def model_fn(features, labels, mode, params):
+        if extra["variable"]:
+            v1 = tf().compat.v1
+            v1.get_variable("extra", (3,), initializer=v1.zeros_initializer())
+        return models.model_fn(features, labels, mode, params)
+
+    est = _estimator(model_dir, model_fn)
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10)
+    est.train(train_fn, steps=10, hooks=[hook])
+    graph, session = hook.eval_graph, hook._eval_session
+    shutil.rmtree(model_dir)  # a new model in the same folder: steps 0 and 10 again
+    extra["variable"] = True
+    est.train(train_fn, steps=20, hooks=[hook])
+    assert hook.eval_graph is not graph and hook._eval_session is not session
+    assert "extra:0" in {v.name for v in hook.eval_graph.get_collection("variables")}
+    expected = est.evaluate(eval_fn)
+    got = hook.history.query("step == 20 and metric == 'loss'").value.item()
+    assert got == pytest.approx(float(expected["loss"]), rel=1e-6)
+    hook.close()
+
+
+def test_asynchronous_evaluation_equals_the_synchronous_one(tmp_path, train_fn, eval_fn) -> None:
+    histories = {}
+    for asynchronous in (False, True):
+        est = models.make_estimator(tmp_path / str(asynchronous), save_checkpoints_steps=20)
+        hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=20, asynchronous=asynchronous)
+        assert hook.asynchronous is asynchronous
+        est.train(train_fn, steps=100, hooks=[hook])
+        assert not eval_threads() and hook.evaluating is False
+        frame = hook.history.sort_values(["step", "metric"])
+        histories[asynchronous] = frame
+        steps = sorted(set(frame["step"]))
+        assert steps[0] == 0 and steps[-1] == 100  # the first, and end()'s synchronous one
+        assert hook.evaluations == len(steps)
+        never = len(set(range(0, 101, 20)) - set(steps))  # skipped, and not by end() either
+        assert never <= hook.skipped <= never + 1
+        if not asynchronous:
+            assert hook.skipped == 0 and steps == list(range(0, 101, 20))
+        for step in steps[1:]:
+            expected = est.evaluate(
+                eval_fn, checkpoint_path=f"{tmp_path / str(asynchronous)}/model.ckpt-{step}"
+            )
+            got = frame.query("step == @step").set_index("metric")["value"]
+            for metric in ("loss", "accuracy"):
+                assert got[metric] == pytest.approx(float(expected[metric]), rel=1e-6), step
+        hook.close()
+    sync, asyn = histories[False], histories[True]
+    merged = sync.merge(asyn, on=["step", "evaluation", "metric"])
+    assert len(merged) == len(asyn) >= 4  # step 0 and the last at least
+    assert (merged["value_x"] == merged["value_y"]).all()
+
+
+def test_asynchronous_skips_a_step_while_one_is_in_flight(estimator, train_fn) -> None:
+    slow = models.input_fn(n=2048, repeat=False, seed=2, batch=1)
+    hook = nh.LiveEvaluatorHook(estimator, slow, every_n_iter=1, asynchronous=True)
+    estimator.train(train_fn, steps=30, hooks=[hook])
+    # A step every ms, an evaluation of 2048 batches: every step after 0 finds it in flight.
+    assert hook.skipped == 30
+    assert eval_steps(hook) == [0, 30]  # the first, and end()'s synchronous one
+    assert hook.evaluations == 2
+    assert not eval_threads()
+    hook.close()
+
+
+def test_an_asynchronous_evaluation_error_fails_training(estimator, train_fn, eval_fn) -> None:
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=5, asynchronous=True)
+
+    class Broken(Exception):
+        pass
+
+    def broken(*args, **kwargs):
+        raise Broken("evaluation failed")
+
+    estimator.train(train_fn, steps=5, hooks=[hook])  # builds the session
+    hook._eval_session.evaluate_feed = broken
+    with pytest.raises(Broken):
+        estimator.train(train_fn, steps=50, hooks=[hook])
+    assert not eval_threads()
+    hook.close()
+
+
+def test_dashboard_evaluates_asynchronously_when_asked(model_dir, train_fn, eval_fn) -> None:
+    dash = nh.Dashboard(
+        models.make_estimator(model_dir), train_fn, evals=eval_fn, every_n_iter=10,
+        pipeline_checkpoints=False, steps=30, asynchronous_eval=True,
+    )  # fmt: skip
+    assert [h.asynchronous for h in dash.evaluators] == [True]
+    dash.train()
+    assert dash.wait(timeout=120) == "finished"
+    assert {0, 30} <= set(dash.history["step"])
+    expected = dash.estimator.evaluate(eval_fn)
+    got = dash.history.query("step == 30 and metric == 'loss'").value.item()
+    assert got == pytest.approx(expected["loss"], rel=1e-6)
+    dash.close()
+    assert dash.evaluators[0]._eval_session is None  # closed with the run
+    assert not eval_threads()
 
 
 def test_user_eval_hooks_take_tensorflows_own_path(estimator, train_fn, eval_fn) -> None:

@@ -94,8 +94,17 @@ class EvalGraph:
 
     def values(self, train_session: Any) -> dict[Any, Any]:
         """The feed that copies the training values of ``train_session`` into this graph."""
-        values = train_session.run(self.sources)
+        return self.feed(train_session.run(self.sources))
+
+    def feed(self, values: Mapping[str, Any]) -> dict[Any, Any]:
+        """The feed for ``values`` (evaluation variable name -> value, fetched from
+        :attr:`sources`)."""
         return {self.placeholders[name]: value for name, value in values.items()}
+
+    def rebind(self, train_vars: Mapping[str, Any]) -> None:
+        """Copy from the variables of the same names in another training graph (a new
+        ``train()`` call of the same model: see :func:`variables_signature`)."""
+        self.sources = {name: train_vars[var.name] for name, var in self.sources.items()}
 
     def evaluate_in_new_session(
         self, estimator: Any, train_session: Any, extra_hooks: Sequence[Any], eval_dir: str
@@ -113,6 +122,33 @@ class EvalGraph:
                 estimator, scaffold, self.update_op, self.metrics, [*self.hooks, *extra_hooks],
                 eval_dir,
             )  # fmt: skip
+
+
+def variables_signature(variables: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """What must match for an evaluation graph to serve another training graph: every
+    variable's name, shape and dtype."""
+    return tuple(
+        sorted((name, str(v.shape), v.dtype.base_dtype.name) for name, v in variables.items())
+    )
+
+
+def without_autotune(estimator: Any, input_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``input_fn`` with ``tf.data`` autotuning off for its dataset (other results unchanged).
+
+    Autotuning re-tunes the input's parallelism at every iterator initialization, i.e. at every
+    evaluation, for a few ms each time (spikes of tens); it never changes the elements or their
+    order."""
+    t = tf()
+
+    def eval_input_fn(mode: Any) -> Any:
+        result = tfi.call_input_fn(estimator, input_fn, mode)
+        if isinstance(result, t.data.Dataset):
+            options = t.data.Options()
+            options.autotune.enabled = False
+            result = result.with_options(options)
+        return result
+
+    return eval_input_fn
 
 
 def restore_sources(
@@ -196,8 +232,19 @@ class EvalSession:
         """Evaluate the training values of ``train_session``; returns the metrics dict.
 
         ``interrupted`` is asked between batches: True raises :class:`EvalInterrupted`."""
+        return self.evaluate_feed(self.parts.values(train_session), steps, eval_dir, interrupted)
+
+    def evaluate_feed(
+        self,
+        feed: Mapping[Any, Any],
+        steps: int | None,
+        eval_dir: str,
+        interrupted: Callable[[], bool] = lambda: False,
+    ) -> Mapping[str, Any]:
+        """Evaluate the values of ``feed`` (:meth:`EvalGraph.feed`: a snapshot taken at one
+        training step, on any thread); as :meth:`evaluate`."""
         parts, run = self.parts, self.session.run
-        run(parts.feed_op, feed_dict=parts.values(train_session))
+        run(parts.feed_op, feed_dict=dict(feed))
         run(self._reset)
         done = 0
         out_of_range = tf().errors.OutOfRangeError

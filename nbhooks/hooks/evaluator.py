@@ -34,7 +34,14 @@ from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
 from nbhooks.events import EvalEvent, EventBus, RunAttached, RunStateEvent, StopRequestEvent
 from nbhooks.hooks._graph import require_global_step
-from nbhooks.hooks.eval_session import EvalGraph, EvalInterrupted, EvalSession, InMemoryUnsupported
+from nbhooks.hooks.eval_session import (
+    EvalGraph,
+    EvalInterrupted,
+    EvalSession,
+    InMemoryUnsupported,
+    variables_signature,
+    without_autotune,
+)
 from nbhooks.stores.metrics import MetricHistory, check_mode, guess_mode, is_improvement
 
 log = logging.getLogger("nbhooks")
@@ -64,6 +71,17 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
     runs ``estimator.evaluate()`` on the checkpoint of its step (RunConfig's, else one the hook
     saves with the training saver). ``how`` and ``why`` say which way it evaluates.
 
+    ``asynchronous=True`` (the persistent session path only): each evaluation takes a snapshot
+    of the variables at its step (the one fetch the copy-in makes anyway) and evaluates it on
+    a thread of this hook while training goes on; the results are those of that step. At most
+    one evaluation is in flight: a step reached while one still runs is skipped (counted in
+    ``skipped``, logged). The final evaluation in ``end()`` waits for the one in flight and
+    runs synchronously; an evaluation an :class:`EarlyStopping` watches always runs
+    synchronously, so that it stops at that very step.
+
+    The evaluation graph and session are kept across ``train()`` calls of the same model (same
+    variables by name, shape and dtype); :meth:`close` (or closing the run) releases them.
+
     An input that never ends (``.repeat()`` without ``steps``) is refused here, before
     training. A run's ``stop()`` interrupts an evaluation in progress (nothing is recorded).
     ``history`` (property) is the tidy DataFrame: step, evaluation, metric, value, wall_time.
@@ -81,7 +99,10 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         store: MetricHistory | None = None,
         events: EventBus | None = None,
         evaluate_from: str = "memory",
+        asynchronous: bool = False,
     ) -> None:
+        if not isinstance(asynchronous, bool):
+            raise TypeError(f"asynchronous must be True or False, got {asynchronous!r}")
         _check_args(estimator, input_fn, name, every_n_iter, steps, store, evaluate_from)
         if steps is None:
             check_input_ends(estimator, input_fn, name or "eval")
@@ -97,8 +118,12 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         self.store: MetricHistory = store if store is not None else MetricHistory()
         self.events: EventBus = events if events is not None else EventBus()
         self.run: Any = None
+        self.asynchronous = asynchronous
         self.evaluations = 0  #: evaluations run by this hook (skipped repeats not counted)
         self.eval_seconds = 0.0  #: time spent evaluating, in seconds
+        self.skipped = 0  #: asynchronous: steps not evaluated, the one before still running
+        #: The first evaluation's seconds (with building its session), of ``eval_seconds``.
+        self.first_eval_seconds: float | None = None
         #: How it evaluates: "persistent session", "per evaluation", "fresh graph per
         #: evaluation" or "checkpoints" (decided in begin(); None before).
         self.how: str | None = "checkpoints" if evaluate_from == "checkpoints" else None
@@ -109,7 +134,11 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         self._global_step: Any = None
         self._train_vars: dict[str, Any] = {}
         self._parts: EvalGraph | None = None
+        self._signature: tuple[tuple[str, str, str], ...] | None = None
         self._eval_session: EvalSession | None = None
+        self._thread: threading.Thread | None = None  # the evaluation in flight (asynchronous)
+        self._async_error: BaseException | None = None
+        self._sync_for: set[int] = set()  # EarlyStopping hooks that need each result at once
         self._saver: Any = None  # checkpoints: the training graph's saver, if it has one
         self._evaluated_paths: set[str] = set()
         self._interrupt = threading.Event()
@@ -128,6 +157,7 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         store: MetricHistory | None = None,
         events: EventBus | None = None,
         evaluate_from: str = "memory",
+        asynchronous: bool = False,
     ) -> list[LiveEvaluatorHook]:
         """One hook per named input_fn (e.g. ``{"train": ..., "eval": ...}``), one shared
         store and event bus. A value ``(input_fn, n)`` evaluates ``n`` batches (instead of
@@ -141,7 +171,7 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         events = events if events is not None else EventBus()
         return [
             cls(estimator, fn, name, every_n_iter, n, store=store, events=events,
-                evaluate_from=evaluate_from)
+                evaluate_from=evaluate_from, asynchronous=asynchronous)
             for name, (fn, n) in specs.items()
         ]  # fmt: skip
 
@@ -161,13 +191,19 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
 
     @property
     def evaluating(self) -> bool:
-        """True while an evaluation runs (on the training thread)."""
+        """True while an evaluation runs (on the training thread, or in flight on its own)."""
         return self._evaluating
 
     @property
     def eval_graph(self) -> Any:
         """The in-memory evaluation graph (None before ``begin()`` and from checkpoints)."""
         return self._parts.graph if self._parts is not None else None
+
+    def attach(self, run: Any) -> None:
+        super().attach(run)
+        own = getattr(run, "own", None)
+        if own is not None:  # the evaluation session, kept across train() calls, ends with it
+            own(_Closer(self))
 
     def on_run_state(self, event: RunStateEvent) -> None:
         if event.state == "stopping":
@@ -177,21 +213,47 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         elif event.state == "failed":  # end() does not run then: close the evaluation session
             self._close_eval_session()
 
+    def close(self) -> None:
+        """Cancel an evaluation in flight; close the evaluation session and forget its graph."""
+        self._close_eval_session()
+        self._parts = self._signature = None
+
+    def synchronous_for(self, watcher: object, needed: bool = True) -> None:
+        """``watcher`` (an :class:`EarlyStopping`) needs each result at its very step: evaluate
+        synchronously while any watcher needs it."""
+        (self._sync_for.add if needed else self._sync_for.discard)(id(watcher))
+
+    @property
+    def runs_asynchronously(self) -> bool:
+        """True when the next evaluation goes to a thread of its own."""
+        return self.asynchronous and self.how == "persistent session" and not self._sync_for
+
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
-        self._close_eval_session()  # left open by a training session that crashed
+        self._finish_in_flight(cancel=True)  # left by a training session that crashed
         self._global_step = require_global_step("LiveEvaluatorHook")
         tfi.reset_schedule(self)
         self._interrupted = False
         self._interrupt.clear()
+        self._async_error = None
         v1 = _tf.compat.v1
         if self.evaluate_from == "checkpoints":
             self._begin_checkpoints(self.why or "evaluate_from='checkpoints'")
             return
         self._train_vars = {v.name: v for v in v1.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)}
+        signature = variables_signature(self._train_vars)
+        if self._parts is not None and signature == self._signature:
+            # Another train() call of the same model: keep the graph and its session.
+            self._parts.rebind(self._train_vars)
+            return
+        self._close_eval_session()
+        self._parts = self._signature = None
         try:
             parts = EvalGraph.build(
-                self.estimator, self.input_fn, tfi.eval_input_hooks(self), self._train_vars
+                self.estimator,
+                without_autotune(self.estimator, self.input_fn),
+                tfi.eval_input_hooks(self),
+                self._train_vars,
             )
         except InMemoryUnsupported as exc:
             if self.evaluate_from == "auto":
@@ -204,7 +266,7 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
                 f"Dashboard(..., evaluate_from='checkpoints') (each evaluation then runs "
                 f"estimator.evaluate() on the checkpoint of its step)"
             ) from exc
-        self._parts = parts
+        self._parts, self._signature = parts, signature
         if parts.has_queue_runners:
             self.how = "fresh graph per evaluation"
         elif EvalSession.applies(parts):
@@ -215,7 +277,8 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
 
     def _begin_checkpoints(self, why: str) -> None:
         v1 = _tf.compat.v1
-        self.how, self.why, self._parts = "checkpoints", why, None
+        self._close_eval_session()
+        self.how, self.why, self._parts, self._signature = "checkpoints", why, None, None
         savers = v1.get_collection(v1.GraphKeys.SAVERS)
         self._saver = savers[0] if savers else None
 
@@ -223,7 +286,16 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         """Evaluate once before training (as TF's hook does)."""
         self._evaluate(session)
 
+    def after_run(self, run_context: Any, run_values: Any) -> None:
+        self._raise_async_error()
+        super().after_run(run_context, run_values)
+
     def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
+        self._raise_async_error()
+        if self.runs_asynchronously:
+            self._evaluate_in_background(train_session)
+            return
+        self._finish_in_flight(cancel=False)
         step = int(train_session.run(self._global_step))
         if self.store.has(self.evaluation, step):
             # end() after an evaluation at the same step, or a new train() call starting
@@ -245,20 +317,127 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
             tfi.mark_evaluated(self)
         if results is None:  # from checkpoints, and no checkpoint of a new step
             return
-        self.eval_seconds += time.perf_counter() - started
-        self.evaluations += 1
+        self._record(step, results, started)
+
+    def _record(self, step: int, results: Mapping[str, Any], started: float) -> None:
+        seconds = time.perf_counter() - started
+        with self._lock:
+            self.eval_seconds += seconds
+            self.evaluations += 1
+            if self.first_eval_seconds is None:
+                self.first_eval_seconds = seconds
         step = int(results.get(_GLOBAL_STEP, step))
         metrics = scalar_metrics(results)
         wall_time = time.time()
         if self.store.record(self.evaluation, step, metrics, wall_time):
             self.events.emit(EvalEvent(self.evaluation, step, metrics, wall_time))
 
+    # -- asynchronous: a snapshot of the step, evaluated on a thread of its own ------------
+    def _evaluate_in_background(self, train_session: Any) -> None:
+        """Snapshot the variables (one fetch, with the step) and evaluate them on a thread."""
+        tfi.mark_evaluated(self)
+        if self._thread is not None and self._thread.is_alive():
+            self.skipped += 1
+            log.info(
+                "nbhooks: evaluation %r skipped at iteration %d: the one before still runs "
+                "(%d skipped)", self.evaluation, tfi.iteration_count(self), self.skipped,
+            )  # fmt: skip
+            return
+        self._finish_in_flight(cancel=False)  # reap the finished thread
+        parts = self._parts
+        assert parts is not None
+        step, values = train_session.run((self._global_step, parts.sources))
+        step = int(step)
+        if self.store.has(self.evaluation, step):
+            return
+        with self._lock:
+            self._evaluating = True
+        self._thread = threading.Thread(
+            target=self._evaluate_snapshot,
+            args=(step, parts.feed(values), _tf.compat.v1.get_default_graph()),
+            name=f"nbhooks-eval-{self.evaluation}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _evaluate_snapshot(self, step: int, feed: Mapping[Any, Any], train_graph: Any) -> None:
+        """The evaluation thread: one evaluation of ``feed``, recorded as step ``step``;
+        ``train_graph`` is the default graph there, as on the training thread (summaries)."""
+        started = time.perf_counter()
+        try:
+            with train_graph.as_default():
+                self._evaluate_feed(step, feed, started)
+        except EvalInterrupted:
+            self._interrupted = True
+            log.info("nbhooks: evaluation %r at step %d interrupted by stop", self.evaluation, step)
+        except BaseException as exc:  # raised on the training thread, at its next step
+            self._async_error = exc
+        finally:
+            with self._lock:
+                self._evaluating = False
+
+    def _evaluate_feed(self, step: int, feed: Mapping[Any, Any], started: float) -> None:
+        if self._eval_session is None:
+            assert self._parts is not None
+            self._eval_session = EvalSession(self._parts, self._async_session_config())
+        results = self._eval_session.evaluate_feed(
+            feed, self.steps, tfi.eval_dir(self), self._interrupt.is_set
+        )
+        self._record(step, results, started)
+
+    #: Asynchronous: the evaluation session runs its ops on threads of its own (one inter-op,
+    #: one intra-op) instead of queueing them behind training's in the shared pools.
+    own_threads = True
+
+    def _async_session_config(self) -> Any:
+        config = tfi.session_config(self.estimator)
+        if not self.own_threads:
+            return config
+        config = (
+            _tf.compat.v1.ConfigProto()
+            if config is None
+            else type(config).FromString(config.SerializeToString())
+        )
+        config.use_per_session_threads = True
+        config.inter_op_parallelism_threads = 1
+        config.intra_op_parallelism_threads = 1
+        return config
+
+    def _finish_in_flight(self, cancel: bool) -> None:
+        """Wait for the evaluation in flight (interrupted first if ``cancel``)."""
+        thread = self._thread
+        if thread is None:
+            return
+        if cancel and thread.is_alive():
+            self._interrupt.set()
+        thread.join()
+        self._thread = None
+        if cancel:
+            self._interrupt.clear()
+
+    def _raise_async_error(self) -> None:
+        error, self._async_error = self._async_error, None
+        if error is not None:
+            raise error
+
     def end(self, session: Any) -> None:
         try:
+            self._finish_in_flight(cancel=False)  # its result is that of its step: keep it
+            self._raise_async_error()
             if not self._interrupted:  # a stop cut an evaluation short: do not start another
-                self._evaluate(session)
+                self._evaluate_now(session)
         finally:
-            self._close_eval_session()
+            self._finish_in_flight(cancel=True)
+            if self.how != "persistent session":
+                self._close_eval_session()
+
+    def _evaluate_now(self, session: Any) -> None:
+        """The final evaluation: synchronous, whatever ``asynchronous`` says."""
+        asynchronous, self.asynchronous = self.asynchronous, False
+        try:
+            self._evaluate(session)
+        finally:
+            self.asynchronous = asynchronous
 
     def _run_evaluation(self, train_session: Any, step: int) -> Mapping[str, Any] | None:
         """One evaluation, the way ``how`` says; raises EvalInterrupted on a stop."""
@@ -314,9 +493,20 @@ class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluato
         return results
 
     def _close_eval_session(self) -> None:
+        self._finish_in_flight(cancel=True)
         if self._eval_session is not None:
             self._eval_session.close()
         self._eval_session = None
+
+
+class _Closer:
+    """What a run closes with itself: the hook's evaluation session (not the hook's run)."""
+
+    def __init__(self, hook: LiveEvaluatorHook) -> None:
+        self.hook = hook
+
+    def close(self) -> None:
+        self.hook.close()
 
 
 class _InterruptHook(_tf.estimator.SessionRunHook):
@@ -461,6 +651,7 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         self.evaluation = evaluation
         self.run: Any = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._held: list[LiveEvaluatorHook] = []
         self._buses: list[EventBus] = []
         self._run_context: Any = None
         self._error: Exception | None = None
@@ -505,6 +696,11 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         self.evaluation = self._resolve_evaluation(evaluators)
         self._buses = list({id(h.events): h.events for h in evaluators}.values())
         self._unsubscribe = [bus.subscribe(self._on_event) for bus in self._buses]
+        # Stop at the very step whose evaluation ran out of patience: the watched evaluation
+        # runs synchronously (an asynchronous one would decide some steps later).
+        self._held = [h for h in evaluators if h.evaluation == self.evaluation]
+        for hook in self._held:
+            hook.synchronous_for(self)
 
     def before_run(self, run_context: Any) -> None:
         self._run_context = run_context
@@ -523,6 +719,9 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
+        for hook in self._held:
+            hook.synchronous_for(self, needed=False)
+        self._held = []
 
     # -- internals ------------------------------------------------------------------------
     def _watched(self) -> list[LiveEvaluatorHook]:
