@@ -14,6 +14,15 @@ All in one process, the variants interleaved round by round so machine noise hit
     numpy_input_fn in a fresh graph per evaluation, tf.data from checkpoints), and the last
     live loss next to estimator.evaluate() on the checkpoint of that step (must be equal).
     ``--costs-only`` runs just this part.
+(e) live evaluation on two models (the demo; 3x128 dense on 20 000 generated rows, 4 000
+    evaluated), each figure a ratio of variants run side by side in the same rounds: run time
+    over training alone, ``train()`` -> end of the first step over training alone, ms per
+    evaluation (the first, which builds the session, left out) over the raw lower bound (a
+    bare session on a prebuilt evaluation graph running the update op, nothing recorded).
+    Variants: training alone, raw lower bound, TF's ``InMemoryEvaluatorHook``, nbhooks
+    synchronous, nbhooks asynchronous with its own threads (the default) and in TF's shared
+    pools (ms per evaluation there: wall time on its own thread, beside training).
+    ``--live-only`` runs just this part.
 """
 
 from __future__ import annotations
@@ -125,17 +134,200 @@ def print_costs(root: str) -> None:
         )
 
 
+# -- (e) live evaluation, side by side, on two models -----------------------------------------
+def dense_input_fns(rows: int = 20_000, eval_rows: int = 4_000, width: int = 64) -> tuple:
+    """Generated data for the 3x128 model: ``rows`` shuffled training rows, ``eval_rows``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(width, 10)).astype("float32")
+
+    def data(n: int, seed: int):
+        x = np.random.default_rng(seed).normal(size=(n, width)).astype("float32")
+        return x, np.argmax(x @ w, axis=1).astype("int32")
+
+    (xt, yt), (xe, ye) = data(rows, 1), data(eval_rows, 2)
+
+    def train_fn():
+        ds = tf().data.Dataset.from_tensor_slices(({"x": xt}, yt))
+        return ds.shuffle(rows, seed=0).repeat().batch(64)
+
+    def eval_fn():
+        return tf().data.Dataset.from_tensor_slices(({"x": xe}, ye)).batch(64)
+
+    return train_fn, eval_fn
+
+
+MODELS = {
+    "demo": lambda: (digits_input_fns()[:2], {}),
+    "3x128": lambda: (dense_input_fns(), {"hidden_units": (128, 128, 128)}),
+}
+
+
+class FirstStep(tf().estimator.SessionRunHook):
+    """Seconds from ``train()`` called (``t0``) to the end of the first training step."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.seconds: float | None = None
+
+    def after_run(self, run_context, run_values) -> None:
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.t0
+
+
+class RawEvalHook(tf().estimator.SessionRunHook):
+    """The lower bound: every ``every`` steps (and at the start), a bare session on a prebuilt
+    evaluation graph copies the variables in, resets and runs the update op to the input's
+    end and fetches the metrics; nothing recorded, no summaries, no events."""
+
+    def __init__(self, estimator, eval_fn, every: int) -> None:
+        self.estimator, self.eval_fn, self.every = estimator, eval_fn, every
+        self.seconds, self.evaluations, self.count = 0.0, 0, 0
+
+    def begin(self) -> None:
+        from nbhooks._tf_internals import session_config
+        from nbhooks.hooks.eval_session import EvalGraph, EvalSession, without_autotune
+
+        v1 = tf().compat.v1
+        train_vars = {v.name: v for v in v1.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)}
+        fn = without_autotune(self.estimator, self.eval_fn)  # as fast as it gets
+        parts = EvalGraph.build(self.estimator, fn, [], train_vars)
+        self.session = EvalSession(parts, session_config(self.estimator))
+
+    def _evaluate(self, session) -> None:
+        t0 = time.perf_counter()
+        s, parts = self.session, self.session.parts
+        s.session.run(parts.feed_op, feed_dict=parts.values(session))
+        s.session.run(s._reset)
+        while True:
+            try:
+                s.session.run(parts.update_op)
+            except tf().errors.OutOfRangeError:
+                break
+        s.session.run(parts.metrics)
+        seconds = time.perf_counter() - t0
+        self.first = seconds if self.evaluations == 0 else self.first
+        self.seconds += seconds
+        self.evaluations += 1
+
+    def after_create_session(self, session, coord) -> None:
+        self._evaluate(session)
+
+    def after_run(self, run_context, run_values) -> None:
+        self.count += 1
+        if self.count % self.every == 0:
+            self._evaluate(run_context.session)
+
+    def end(self, session) -> None:
+        self.session.close()
+
+
+def shared_pools(est, eval_fn, every: int) -> nh.LiveEvaluatorHook:
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=every, asynchronous=True)
+    hook.own_threads = False
+    return hook
+
+
+def live_variants(root: str, model: str, steps: int, every: int) -> tuple[dict, dict]:
+    """Training alone, with the raw lower bound, TF's hook, nbhooks sync and async: the
+    seconds per run, ms per evaluation and train() -> first step of each."""
+    (train_fn, eval_fn), params = MODELS[model]()
+    stats: dict[str, dict[str, list[float]]] = {}
+
+    def note(name: str, key: str, value: float) -> None:
+        stats.setdefault(name, {}).setdefault(key, []).append(value)
+
+    def variant(name: str, make_hook):
+        def run(i: int) -> None:
+            est = make_demo_estimator(
+                f"{root}/{model}-{name}-{i}", save_checkpoints_steps=None,
+                save_checkpoints_secs=None, **params,
+            )  # fmt: skip
+            first = FirstStep()
+            hook = make_hook(est)
+            est.train(train_fn, steps=steps, hooks=[first, *([hook] if hook else [])])
+            note(name, "first", first.seconds)
+            if isinstance(hook, nh.LiveEvaluatorHook):
+                later = hook.eval_seconds - (hook.first_eval_seconds or 0.0)
+                note(name, "ms/eval", later / max(hook.evaluations - 1, 1) * 1e3)
+                note(name, "skipped", hook.skipped)
+                hook.close()
+            elif isinstance(hook, RawEvalHook):
+                later = hook.seconds - hook.first
+                note(name, "ms/eval", later / max(hook.evaluations - 1, 1) * 1e3)
+
+        return run
+
+    tf_hook = tf().estimator.experimental.InMemoryEvaluatorHook
+    variants = {
+        "training alone": variant("training alone", lambda est: None),
+        "raw lower bound": variant("raw lower bound", lambda est: RawEvalHook(est, eval_fn, every)),
+        "TF's hook": variant("TF's hook", lambda est: tf_hook(est, eval_fn, every_n_iter=every)),
+        "nbhooks sync": variant(
+            "nbhooks sync", lambda est: nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=every)
+        ),
+        "nbhooks async": variant(
+            "nbhooks async",
+            lambda est: nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=every, asynchronous=True),
+        ),
+        "async shared pool": variant(
+            "async shared pool", lambda est: shared_pools(est, eval_fn, every)
+        ),
+    }
+    return variants, stats
+
+
+def print_live(root: str, steps: int, every: int, rounds: int) -> None:
+    """(e): each figure a ratio of variants measured side by side in the same rounds."""
+    for model in MODELS:
+        variants, stats = live_variants(root, model, steps, every)
+        for fn in variants.values():  # warm up graph building and TF's kernels
+            fn(-1)
+        stats.clear()
+        times = interleave(variants, rounds)
+        base = times["training alone"]
+        print(
+            f"(e) {model}: {steps} steps, an evaluation every {every}, {rounds} rounds; "
+            "median (min-max) of the per-round ratios"
+        )
+        raw = stats["raw lower bound"]["ms/eval"]
+        for name, ts in times.items():
+            ratio = [t / b for t, b in zip(ts, base, strict=True)]
+            first = [f / b for f, b in zip(stats[name]["first"], stats["training alone"]["first"],
+                                           strict=True)]  # fmt: skip
+            line = (
+                f"    {name:16s} time/training {median(ratio):5.2f}x ({min(ratio):.2f}-"
+                f"{max(ratio):.2f})  first step {median(first):4.2f}x ({min(first):.2f}-"
+                f"{max(first):.2f})"
+            )
+            if "ms/eval" in stats[name]:
+                ms = stats[name]["ms/eval"]
+                vs_raw = [m / r for m, r in zip(ms, raw, strict=True)]
+                line += (
+                    f"  ms/eval {median(ms):5.1f} = {median(vs_raw):4.2f}x raw "
+                    f"({min(vs_raw):.2f}-{max(vs_raw):.2f})"
+                )
+            if stats[name].get("skipped"):
+                line += f"  skipped {median(stats[name]['skipped']):.0f}"
+            print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--costs-only", action="store_true", help="only (d)")
+    parser.add_argument("--live-only", action="store_true", help="only (e)")
     args = parser.parse_args()
     install_recording_comm()
     root = tempfile.mkdtemp(prefix="nbhooks-bench-eval-")
     if args.costs_only:
         print_costs(root)
+        return
+    if args.live_only:
+        print_live(root, args.steps, args.every, args.rounds)
         return
     variants, counts = training_variants(root, args.steps, args.every)
     variants["nbhooks (hook+history+view)"](-1)  # warm up graph building and TF's kernels
@@ -151,6 +343,7 @@ def main() -> None:
     for rows, sent, ms in bytes_per_update():
         print(f"    {rows:>7,} recorded values: {sent / 1e3:5.1f} KB, {ms:5.1f} ms")
     print_costs(root)
+    print_live(root, args.steps, args.every, args.rounds)
 
 
 if __name__ == "__main__":
