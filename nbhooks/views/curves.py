@@ -33,7 +33,6 @@ import html
 import json
 import re
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import Any
@@ -69,6 +68,7 @@ BYTES_PER_CURVE = 400
 BYTES_FIXED = 2000
 _ROW_HEIGHT = 260
 _UNSIZED_WIDTH = 700  # what plotly.js draws a figure with in a box with no width yet
+_MAX_REFITS = 8
 FONT_SIZE = 14  #: ticks, legend and titles, in px (a 1280x800 projector)
 
 #: The figure in the page's theme: plotly draws colours inline, so the theme's are applied
@@ -388,7 +388,7 @@ class CurvesView(View):
             _count_sent(w, self._sent)
         self.updates = 0  #: how many updates went out
         self.last_update_bytes = 0  #: bytes the last update sent to the frontend
-        self._refitted = float("-inf")
+        self._refits = 0  # redraws asked for since a page drew the figure without a width
         on_layout_reported(self.figure, self._on_layout_reported)
         self.refresh()
 
@@ -582,14 +582,16 @@ class CurvesView(View):
         return f"<td><b>{value:.4g}</b><br><small>{best_txt}</small></td>"
 
     def _on_layout_reported(self, layout: Mapping[str, Any]) -> None:
-        """A page drew the figure before it had a width (plotly then takes 700 px): redraw
-        it once it is in place, at the width of its box (plotly measures it at each draw)."""
-        now = time.monotonic()
-        if layout.get("width") == _UNSIZED_WIDTH and now - self._refitted > 1.0:
-            with self._lock:
-                if self.figure.data:
-                    self._refitted = now
-                    restyle(self.figure, {"visible": [True]}, [0])  # a redraw, nothing else
+        """A page drew the figure before it had a width (plotly then takes 700 px): redraw it
+        (plotly measures its box at each draw) until it is in place, a few times at most
+        (a box that is hidden, or 700 px wide, reports 700 each time)."""
+        if layout.get("width") != _UNSIZED_WIDTH:
+            self._refits = 0
+            return
+        with self._lock:
+            if self.figure.data and self._refits < _MAX_REFITS:
+                self._refits += 1
+                restyle(self.figure, {"visible": [True]}, [0])  # a redraw, nothing else
 
     def _clear_status(self) -> None:
         if self.status.value:
