@@ -33,6 +33,7 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
 from nbhooks.events import EvalEvent, EventBus, RunAttached, RunStateEvent, StopRequestEvent
+from nbhooks.hooks._bases import InMemoryEvaluatorHook, SessionRunHook
 from nbhooks.hooks._graph import require_global_step
 from nbhooks.hooks.eval_session import (
     EvalGraph,
@@ -54,7 +55,7 @@ _END_OF_INPUT_OPS = ("IteratorGetNext", "QueueDequeue", "ReaderRead")
 InputFn = Callable[..., Any]
 
 
-class LiveEvaluatorHook(RunAttached, _tf.estimator.experimental.InMemoryEvaluatorHook):
+class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     """Evaluate every ``every_n_iter`` training steps and keep every metric.
 
     Same arguments and schedule as ``tf.estimator.experimental.InMemoryEvaluatorHook`` (once
@@ -509,7 +510,7 @@ class _Closer:
         self.hook.close()
 
 
-class _InterruptHook(_tf.estimator.SessionRunHook):
+class _InterruptHook(SessionRunHook):
     """In an evaluation's own session: stop after the batch during which ``flag`` was set."""
 
     def __init__(self, flag: threading.Event) -> None:
@@ -612,7 +613,7 @@ def _check_args(
         )
 
 
-class EarlyStopping(_tf.estimator.SessionRunHook):
+class EarlyStopping(SessionRunHook):
     """Stop training when an in-memory metric stops improving (no event files needed).
 
     Watches ``metric`` of one evaluation (``evaluation``; may be left out when only one is
@@ -641,14 +642,16 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         check_int("patience", patience, hint="evaluations without improvement before stopping")
         if not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
-        self.evaluators = list(evaluators)
+        self.evaluators: list[LiveEvaluatorHook] = list(evaluators)
         for hook in self.evaluators:
             if not isinstance(hook, LiveEvaluatorHook):
                 raise TypeError(
                     f"evaluators must be LiveEvaluatorHook instances, got {type(hook).__name__}"
                 )
-        self.metric, self.patience, self.min_delta = metric, patience, float(min_delta)
-        self.evaluation = evaluation
+        self.metric: str = metric
+        self.patience: int = patience
+        self.min_delta: float = float(min_delta)
+        self.evaluation: str | None = evaluation
         self.run: Any = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._held: list[LiveEvaluatorHook] = []
@@ -767,4 +770,4 @@ class EarlyStopping(_tf.estimator.SessionRunHook):
         if self.run is not None:
             self.run.stop(reason=self.reason)
         else:  # no run to announce it: tell whoever listens to the evaluations
-            self._buses[0].emit(StopRequestEvent(event.step, self.reason))
+            self._buses[0].emit(StopRequestEvent(event.step, self.reason or "early stopping"))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 import pandas as pd
+from numpy.typing import NDArray
 
 #: The columns of :meth:`FinalValuesTable.to_frame`, in order.
 COLUMNS: tuple[str, ...] = (
