@@ -272,6 +272,26 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def live_descendants(pid: int | None = None) -> dict[int, list[str]]:
+    """The command lines of the running (not zombie) descendants of ``pid`` (default: this one).
+
+    A process that ends or turns zombie while it is looked at is left out: a server reaps its
+    short-lived children in its own time, and under a container's init orphans may be ours.
+    """
+    import psutil
+
+    found: dict[int, list[str]] = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found[child.pid] = child.cmdline()
+        except psutil.Error:
+            pass  # it ended (or became a zombie) while we looked
+    return found
+
+
 # Voila fetches Font Awesome from a CDN, which fails offline.
 IGNORED_CONSOLE_ERRORS = re.compile(
     r"font-?awesome|cdn\.jsdelivr|unpkg\.com|ERR_NAME_NOT_RESOLVED", re.I

@@ -3,6 +3,7 @@ parameter-server cluster of processes on 127.0.0.1 watched and stopped by a Moni
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import harness
 import models
 import psutil
 import pytest
@@ -39,10 +41,13 @@ def until(condition: Callable[[], object], timeout: float, what: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_process_left():
+    """Fail a test that leaves a process of its own running (earlier ones are not its own)."""
+    before = set(harness.live_descendants())
     yield
-    left = psutil.Process().children(recursive=True)
-    for child in left:
-        child.kill()
+    left = {pid: cmd for pid, cmd in harness.live_descendants().items() if pid not in before}
+    for pid in left:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
     assert not left, f"processes left running: {left}"
 
 

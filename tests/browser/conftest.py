@@ -1,8 +1,10 @@
 """Browser-tier fixtures: isolated Jupyter directories, Debian's Chromium, a fresh page per test.
 
 Servers are context managers from :mod:`harness` (``jupyter_lab``, ``voila_server``,
-``notebook7``) so that each test starts and stops its own. The browser is launched once per
-session; each test gets a new browser context (its own cookies, storage and cache) and page.
+``notebook7``) so that each test starts and stops its own. The browser is launched once for
+this package and closed when its last test ends (a session-wide browser would still be running
+during the later tiers, whose tests check that they leave no process behind); each test gets a
+new browser context (its own cookies, storage and cache) and page.
 A failing test leaves a screenshot of its page in ``test-artifacts/``.
 """
 
@@ -17,7 +19,7 @@ import harness
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def jupyter_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Point the Jupyter/IPython user directories of this session at a temp dir."""
     variables = harness.isolation_vars(tmp_path_factory.mktemp("jupyter"))
@@ -27,7 +29,7 @@ def jupyter_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         yield variables
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
     """Debian's Chromium, headless, driven by Playwright's sync API."""
     if not Path(harness.CHROMIUM).exists():

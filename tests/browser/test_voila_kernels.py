@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import harness
-import psutil
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -18,16 +17,10 @@ PROBE = "nbh-kernel-probe"
 
 def kernel_count(server: harness.Server) -> int:
     """How many kernel processes the server has alive."""
-    count = 0
-    for child in psutil.Process(server.proc.pid).children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and any(
-                "ipykernel" in part for part in child.cmdline()
-            ):
-                count += 1
-        except psutil.NoSuchProcess:
-            pass  # it ended while we looked
-    return count
+    return sum(
+        any("ipykernel" in part for part in cmdline)
+        for cmdline in harness.live_descendants(server.proc.pid).values()
+    )
 
 
 def test_reloading_a_voila_page_three_times_leaves_one_kernel(tmp_path: Path, page: Any) -> None:
