@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nbhooks import NbhooksWarning
+from nbhooks.cells import CellRegistry
 from nbhooks.checks import check_int
 
 #: How long workers may go on after the chief ended before they are ended (they stop at once
@@ -390,27 +391,14 @@ def _cleanup(procs: _Processes, workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-#: notebook cell -> (the execute request that ran it last, the clusters that execution started)
-_CELLS: dict[str, tuple[str, list[weakref.ref[_Processes]]]] = {}
-_CELLS_LOCK = threading.Lock()
+_CLUSTERS: CellRegistry[_Processes] = CellRegistry()
 
 
 def _claim_cell(procs: _Processes) -> None:
     """Record ``procs`` as started by the notebook cell running now; end the clusters an
     earlier execution of the same cell started (re-running the cell replaces them)."""
-    from nbhooks.notebook import current_cell
-
-    here = current_cell()
-    if here is None:
-        return
-    cell, request = here
-    with _CELLS_LOCK:
-        last_request, refs = _CELLS.get(cell, ("", []))
-        same = last_request == request
-        earlier = [] if same else [r() for r in refs]
-        _CELLS[cell] = (request, [*(refs if same else []), weakref.ref(procs)])
-    for each in earlier:
-        if each is not None and each is not procs and not each.done.is_set():
+    for each in _CLUSTERS.claim(procs):
+        if not each.done.is_set():
             warnings.warn(
                 "re-running a notebook cell ends the local cluster it started before",
                 NbhooksWarning,

@@ -5,21 +5,18 @@ notebook cell owns.
 ``TrainingRun.face_factory`` so that every run made afterwards gets a :class:`NotebookFace`
 (``nbhooks`` imports it whenever ``nh.TrainingRun`` or ``nh.Dashboard`` is first used).
 
-Re-running a notebook cell replaces the runs its earlier execution made: JupyterLab and
-Notebook 7 send the cell's id with each execute request; for front-ends that send none
-(nbclient, papermill, older ones) the cell is known by its code, so running the same code
-again replaces what it made. Several runs made by one execution of a cell all live.
+Re-running a notebook cell replaces the runs its earlier execution made
+(:class:`~nbhooks.cells.CellRegistry`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import warnings
-import weakref
 from typing import Any
 
 from nbhooks import NbhooksWarning
+from nbhooks.cells import CellRegistry, current_cell
 from nbhooks.run import TrainingRun, retire
 
 __all__ = ["NotebookFace", "TrainingRun", "adopt", "current_cell", "in_kernel"]
@@ -92,61 +89,20 @@ def in_kernel() -> bool:
 
 
 # -- the runs each notebook cell owns ---------------------------------------------------------
-#: cell id -> (the execute request that ran it last, the runs that execution made)
-_CELLS: dict[str, tuple[str, list[weakref.ref[TrainingRun]]]] = {}
-_CELLS_LOCK = threading.Lock()
-
-
-def current_cell() -> tuple[str, str] | None:
-    """``(cell key, execute request id)`` of the cell running now, or None (not a kernel).
-
-    The key is the cell's id where the front-end sends one, else a hash of its code."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    kernel = getattr(get_ipython(), "kernel", None)
-    try:
-        parent = kernel.get_parent("shell") if kernel is not None else None
-    except Exception:  # an older ipykernel
-        return None
-    parent = parent or {}
-    request = (parent.get("header") or {}).get("msg_id")
-    cell = (parent.get("metadata") or {}).get("cellId")
-    code = (parent.get("content") or {}).get("code")
-    if not isinstance(request, str):
-        return None
-    if isinstance(cell, str) and cell:
-        return f"id:{cell}", request
-    if isinstance(code, str) and code.strip():
-        return "code:" + hashlib.sha256(code.encode()).hexdigest(), request
-    return None
+_RUNS: CellRegistry[TrainingRun] = CellRegistry()
 
 
 def _claim_cell(run: TrainingRun) -> None:
     """Record ``run`` as made by the cell running now; retire what an earlier execution of
     the same cell made."""
-    here = current_cell()
-    if here is None:
-        return
-    cell, request = here
-    with _CELLS_LOCK:
-        last_request, refs = _CELLS.get(cell, ("", []))
-        earlier = [] if last_request == request else [r() for r in refs]
-        kept = refs if last_request == request else []
-        _CELLS[cell] = (request, [*kept, weakref.ref(run)])
-    for each in earlier:
-        if each is not None and each is not run:
-            retire(each, why="re-running a notebook cell replaces the runs it made")
+    for earlier in _RUNS.claim(run):
+        retire(earlier, why="re-running a notebook cell replaces the runs it made")
 
 
 def adopt(run: TrainingRun, like: TrainingRun) -> None:
     """Record ``run`` as made by the cell that made ``like`` (a run made by a button click
     belongs to no cell otherwise): running that cell again replaces it too."""
-    with _CELLS_LOCK:
-        for cell, (request, refs) in list(_CELLS.items()):
-            if any(ref() is like for ref in refs):
-                _CELLS[cell] = (request, [*refs, weakref.ref(run)])
+    _RUNS.adopt(run, like)
 
 
 TrainingRun.face_factory = NotebookFace

@@ -172,3 +172,37 @@ def test_eight_reruns_leave_at_most_three_more_threads(execute):
     out, _ = execute(f"print(threading.active_count(), {TRAINING})", "check")
     after, training = map(int, out.split())
     assert (after - before, training) <= (3, 0), (before, after)
+
+
+CLUSTER_CELL = (
+    "import models, nbhooks as nh\n"
+    "from nbhooks._tf import tf\n"
+    "def make(config):\n"
+    "    return tf().estimator.Estimator(models.model_fn, config=config,\n"
+    "                                    params={'learning_rate': 0.1})\n"
+    "cluster = nh.LocalCluster(make, models.input_fn(), None, steps=10**7, workers=0, ps=1,\n"
+    "                          evaluator=False).start()\n"
+)
+
+
+def test_rerunning_a_cell_ends_the_local_cluster_it_started(execute):
+    """A cell that starts a local cluster, run again with its cellId: the earlier cluster's
+    processes end (with a warning); a cell elsewhere leaves the new one running."""
+    execute(CLUSTER_CELL + "first = list(cluster.pids.values())", "cluster-cell")
+    _, err = execute(CLUSTER_CELL + "second = cluster", "cluster-cell")
+    assert "re-running a notebook cell ends the local cluster it started before" in err
+    out, _ = execute(
+        "import psutil\n"
+        "from waiting import wait_for\n"
+        "def alive(pid):\n"
+        "    try:\n"
+        "        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE\n"
+        "    except psutil.NoSuchProcess:\n"
+        "        return False\n"
+        "ended = wait_for(lambda: not any(alive(p) for p in first), 60)\n"
+        "running = all(alive(p) for p in second.pids.values())\n"
+        "second.stop()\n"
+        "print(ended, running, wait_for(lambda: not any(alive(p) for p in second.pids.values())))",
+        "check",
+    )
+    assert out.split() == ["True", "True", "True"]
