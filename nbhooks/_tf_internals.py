@@ -16,25 +16,15 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from nbhooks._tf import tf
+from nbhooks.contract import Private
 
 ESTIMATOR_MODULE = "tensorflow_estimator.python.estimator.estimator"
 ESTIMATOR_UTIL_MODULE = "tensorflow_estimator.python.estimator.util"
 EVALUATION_MODULE = "tensorflow.python.training.evaluation"
-
-
-@dataclass(frozen=True, slots=True)
-class Private:
-    """One private attribute nbhooks relies on: where it lives and what it must be."""
-
-    owner: str  #: the class (or module) it belongs to, as TensorFlow names it
-    name: str  #: the attribute
-    kind: str  #: what it must be (checked by the contract test)
-    used_by: str  #: the function(s) of this module that use it
 
 
 #: Every private attribute of TensorFlow used here, one row each (the contract test's table).

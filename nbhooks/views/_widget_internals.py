@@ -15,19 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class Private:
-    """One private attribute nbhooks relies on: where it lives and what it must be."""
-
-    owner: str  #: the class it belongs to
-    name: str  #: the attribute
-    kind: str  #: what it must be (checked by the contract test)
-    used_by: str  #: the function(s) of this module that use it
-
+from nbhooks.contract import Private
 
 #: Every private attribute of ipywidgets and plotly used here, one row each.
 CONTRACT: tuple[Private, ...] = (
