@@ -20,7 +20,6 @@ which nothing there assigns: harmless.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import threading
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
+
+from nbhooks.variables import training_graph
 
 COLLECTION = "nbhooks_knobs"
 Scale = Literal["linear", "log"]
@@ -161,41 +162,12 @@ def find_knobs(estimator: Any, input_fn: Callable[..., Any]) -> dict[str, KnobSp
     """The knobs ``estimator``'s model_fn makes in training, found by building its training
     graph once in a throwaway graph (on the calling thread); None if that graph cannot be
     built here (training will report why)."""
-    from nbhooks._tf import tf
-
-    t = tf()
     try:
-        with t.Graph().as_default():
-            t.compat.v1.train.get_or_create_global_step()
-            features, labels = _features_and_labels(_call_input_fn(input_fn, estimator))
-            estimator.model_fn(features, labels, t.estimator.ModeKeys.TRAIN, estimator.config)
-            return {k.spec.name: k.spec for k in knobs_in_graph()}
+        graph = training_graph(estimator, input_fn)
     except Exception:
         log.debug("nbhooks: could not build the training graph to find its knobs", exc_info=True)
         return None
-
-
-def _call_input_fn(input_fn: Callable[..., Any], estimator: Any) -> Any:
-    from nbhooks._tf import tf
-
-    available = {
-        "params": estimator.params,
-        "config": estimator.config,
-        "mode": tf().estimator.ModeKeys.TRAIN,
-    }
-    names = inspect.signature(input_fn).parameters
-    return input_fn(**{k: v for k, v in available.items() if k in names})
-
-
-def _features_and_labels(result: Any) -> tuple[Any, Any]:
-    from nbhooks._tf import tf
-
-    t = tf()
-    if isinstance(result, t.data.Dataset):
-        result = t.compat.v1.data.make_one_shot_iterator(result).get_next()
-    if isinstance(result, tuple | list) and len(result) == 2:
-        return result[0], result[1]
-    return result, None
+    return {k.spec.name: k.spec for k in knobs_in_graph(graph)}
 
 
 class KnobLog:

@@ -27,15 +27,23 @@ def variable_names(estimator: Any, input_fn: Callable[..., Any]) -> list[str]:
     """
     check_estimator(estimator)
     check_input_fn(input_fn)
+    variables = training_graph(estimator, input_fn).get_collection(
+        tf().compat.v1.GraphKeys.GLOBAL_VARIABLES
+    )
+    return sorted({v.op.name for v in variables})
+
+
+def training_graph(estimator: Any, input_fn: Callable[..., Any]) -> Any:
+    """``estimator``'s TRAIN graph on ``input_fn``'s data, built once in a scratch
+    ``tf.Graph`` on this thread (no session; nothing trained, saved or read). Errors of the
+    model_fn or input_fn are raised as they are."""
     t = tf()
-    v1 = t.compat.v1
     train = t.estimator.ModeKeys.TRAIN
     with t.Graph().as_default() as graph:
-        v1.train.get_or_create_global_step()
+        t.compat.v1.train.get_or_create_global_step()
         features, labels = _features_and_labels(tfi.call_input_fn(estimator, input_fn, train))
         estimator.model_fn(features, labels, train, estimator.config)
-        variables = graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
-        return sorted({v.op.name for v in variables})
+    return graph
 
 
 def _features_and_labels(result: Any) -> tuple[Any, Any]:
