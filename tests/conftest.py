@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,33 @@ def _no_run_left_behind(request):
     threads = [t.name for t in threading.enumerate() if t.name == "nbhooks-training"]
     left = training + threads
     assert not left, f"{request.node.nodeid} left behind: {left} (close() what you start)"
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``tmpfs(options)``: a new directory with a tmpfs mounted on it with ``options`` (e.g.
+    ``"size=8m"``, ``"ro,size=64k"``), unmounted after the test. Skips the test where no
+    tmpfs can be mounted (mounting needs root)."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        path = tmp_path / f"tmpfs-{len(mounted)}"
+        path.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs ({options}) here: {done.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 
 import models
@@ -155,26 +154,15 @@ class TestBadInput:
             nh.Dashboard(models.make_estimator(model_dir), train_fn, **kwargs)
         assert not model_dir.exists()  # not even the model_dir was created
 
-    def test_a_model_dir_that_is_a_file_or_read_only(self, tmp_path, train_fn):
+    def test_a_model_dir_that_is_a_file_or_read_only(self, tmp_path, tmpfs, train_fn):
         (tmp_path / "a-file").write_text("not a folder")
         with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
             nh.Dashboard(models.make_estimator(tmp_path / "a-file"), train_fn)
         with pytest.raises(NotADirectoryError, match=r"is inside .*a-file', a file"):
             nh.Dashboard(models.make_estimator(tmp_path / "a-file" / "model"), train_fn)
-        read_only = tmp_path / "ro"
-        read_only.mkdir()
-        mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(read_only)],
-            capture_output=True,
-            text=True,
-        )
-        if mounted.returncode != 0:  # root writes through chmod: a read-only mount is the test
-            pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()})")
-        try:
-            with pytest.raises(PermissionError, match=r"not writable.*Read-only file system"):
-                nh.Dashboard(models.make_estimator(read_only / "model"), train_fn)
-        finally:
-            subprocess.run(["umount", "-l", str(read_only)], check=False)
+        read_only = tmpfs("ro,size=64k")  # root writes through chmod: a read-only mount is the test
+        with pytest.raises(PermissionError, match=r"not writable.*Read-only file system"):
+            nh.Dashboard(models.make_estimator(read_only / "model"), train_fn)
 
     def test_pipeline_off_says_so(self, estimator, train_fn):
         dash = nh.Dashboard(estimator, train_fn, pipeline_checkpoints=False)

@@ -118,23 +118,9 @@ def test_kill_9_during_saves_loses_nothing_and_resumes_exactly(model_dir, ref):
 
 # -- a full disk -------------------------------------------------------------------------------
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmpfs):
     """An 8 MB tmpfs (root only), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("a full disk needs a small tmpfs: mounting one needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    return tmpfs("size=8m")
 
 
 def fill(disk: Path, leave: int) -> Path:
