@@ -2,7 +2,9 @@
 
 It reads what the job writes anyway: the evaluator's ``eval*/`` event files (into a
 :class:`~nbhooks.stores.metrics.MetricHistory`), the chief's event files (``global_step/sec``),
-the checkpoint list, and the heartbeats of :class:`~nbhooks.ClusterControlHook`. One polling
+the checkpoint list, the input-pipeline checkpoints of each task
+(:class:`~nbhooks.PipelineCheckpointHook`), and the heartbeats of
+:class:`~nbhooks.ClusterControlHook`. One polling
 thread, owned by the Monitor and ended by :meth:`Monitor.close`, reads the files every
 ``interval`` seconds and emits events on :attr:`Monitor.events`; the widget face
 (:mod:`nbhooks.views.monitor`) is fed from them by a throttled Publisher and is built only when
@@ -27,11 +29,15 @@ from nbhooks.eventfiles import EVENTS_GLOB, EventDirReader, Scalar
 from nbhooks.events import EvalEvent, EventBus, StepEvent
 from nbhooks.jobfiles import ControlRequest, Heartbeat, JobFiles
 from nbhooks.stores.metrics import MetricHistory
+from nbhooks.stores.pipeline_files import parse_any
 
 log = logging.getLogger("nbhooks")
 
 TASK_COLUMNS = ("task", "state", "last_seen", "step", "host", "pid")
 CHECKPOINT_COLUMNS = ("step", "path", "size_bytes", "saved_at")
+INPUT_COLUMNS = ("task", "step", "kind", "path", "size_bytes", "saved_at")
+#: The task that saves a single worker's input checkpoints (``input.ckpt-N``).
+SINGLE_TASK = "chief:0"
 _STEPS_PER_SEC = "global_step/sec"
 _CKPT_STEP = re.compile(r"-(\d+)$")
 
@@ -61,6 +67,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class InputCheckpoint:
+    """One input-pipeline checkpoint of one training task (``input_worker_1.ckpt-120``)."""
+
+    task: str
+    step: int
+    kind: str  #: "auto" (at the model's checkpoint steps) or "manual" (asked for)
+    path: str
+    size_bytes: int
+    saved_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobEvent:
     """What the Monitor knows after a poll (only the latest matters to a view)."""
 
@@ -72,6 +90,7 @@ class JobEvent:
     warnings: tuple[str, ...]
     job_started: float | None
     restarts: int
+    inputs: tuple[InputCheckpoint, ...] = ()
     wall_time: float = field(default_factory=time.time)
 
 
@@ -129,6 +148,7 @@ class Monitor:
         self._beats: dict[str, Heartbeat] = {}
         self._rate_points: list[tuple[float, int]] = []  # (time, step) of the chief's beats
         self._checkpoints: tuple[Checkpoint, ...] = ()
+        self._inputs: dict[str, InputCheckpoint] = {}  # by path; complete ones never change
         self._ckpt_state_mtime: int | None = None
         self._job_started: float | None = None
         self.restarts = 0  #: how often a new job start was seen in model_dir since watching
@@ -188,6 +208,22 @@ class Monitor:
         return frame.astype({"step": "int64", "size_bytes": "int64", "saved_at": "float64"})
 
     @property
+    def input_checkpoints(self) -> pd.DataFrame:
+        """Each training task's input-pipeline checkpoints: task, step, kind ("auto" or
+        "manual"), path, size_bytes, saved_at; by task, then step."""
+        items = self._input_list()
+        frame = pd.DataFrame(
+            [(c.task, c.step, c.kind, c.path, c.size_bytes, c.saved_at) for c in items],
+            columns=list(INPUT_COLUMNS),
+        )
+        return frame.astype({"step": "int64", "size_bytes": "int64", "saved_at": "float64"})
+
+    def _input_list(self) -> tuple[InputCheckpoint, ...]:
+        with self._lock:
+            items = list(self._inputs.values())
+        return tuple(sorted(items, key=lambda c: (_task_key(c.task), c.step, c.kind)))
+
+    @property
     def warnings(self) -> list[str]:
         """What was skipped and why (corrupt or truncated event files)."""
         with self._lock:
@@ -226,6 +262,7 @@ class Monitor:
             self._read_evals()
             self._read_heartbeats()
             self._read_checkpoints()
+            self._read_inputs()
             self._read_job()
             self.polls += 1
             return self._publish()
@@ -309,18 +346,38 @@ class Monitor:
             match = _CKPT_STEP.search(path)
             if match is None:
                 continue
-            size, saved = 0, None
-            try:
-                for part in t.io.gfile.glob(f"{path}.*"):
-                    stat = t.io.gfile.stat(part)
-                    size += int(stat.length)
-                    saved = max(saved or 0.0, stat.mtime_nsec / 1e9)
-            except t.errors.OpError:
+            size, saved = _files_size(path)
+            if size is None:
                 continue  # deleted by the chief's rotation meanwhile
             items.append(Checkpoint(int(match[1]), path, size, saved))
         with self._lock:
             self._checkpoints = tuple(sorted(items, key=lambda c: c.step))
         self._ckpt_state_mtime = mtime
+
+    def _read_inputs(self) -> None:
+        """List every task's input checkpoints; a complete one (its ``.index`` is written
+        last) never changes, so only new ones are measured."""
+        t = tf()
+        try:
+            indexes = t.io.gfile.glob(f"{self.model_dir}/input*.ckpt-*.index")
+        except t.errors.OpError:
+            return
+        found: dict[str, InputCheckpoint] = {}
+        for index in indexes:
+            path = index[: -len(".index")]
+            parsed = parse_any(path.rsplit("/", 1)[-1])
+            if parsed is None:
+                continue
+            known = self._inputs.get(path)
+            if known is None:
+                task, kind, step = parsed
+                size, saved = _files_size(path)
+                if size is None:
+                    continue  # deleted by its task's rotation meanwhile
+                known = InputCheckpoint(task or SINGLE_TASK, step, kind, path, size, saved)
+            found[path] = known
+        with self._lock:
+            self._inputs = found
 
     def _read_job(self) -> None:
         started = self.files.read_job_start()
@@ -379,7 +436,7 @@ class Monitor:
                 rows[key] = TaskRow(
                     key, row.state, max(wall_time, row.last_seen or 0), step, row.host, row.pid
                 )
-        return sorted(rows.values(), key=_task_order)
+        return sorted(rows.values(), key=lambda r: _task_key(r.task))
 
     def snapshot(self) -> JobEvent:
         """What the monitor knows now (the event a poll emits)."""
@@ -393,6 +450,7 @@ class Monitor:
                 warnings=tuple(self._warnings),
                 job_started=self._job_started,
                 restarts=self.restarts,
+                inputs=self._input_list(),
             )
 
     def _publish(self, force: bool = False) -> JobEvent:
@@ -447,20 +505,28 @@ class Monitor:
 
 
 def _changed(a: JobEvent, b: JobEvent) -> bool:
-    return (a.global_step, a.steps_per_sec, a.tasks, a.checkpoints, a.request, a.warnings) != (
-        b.global_step,
-        b.steps_per_sec,
-        b.tasks,
-        b.checkpoints,
-        b.request,
-        b.warnings,
-    )
+    fields = ("global_step", "steps_per_sec", "tasks", "checkpoints", "inputs", "request")
+    return any(getattr(a, f) != getattr(b, f) for f in (*fields, "warnings"))
 
 
-def _task_order(row: TaskRow) -> tuple[int, int, str]:
-    kind, _, index = row.task.partition(":")
+def _files_size(prefix: str) -> tuple[int | None, float | None]:
+    """The total size and latest change of a checkpoint's files; (None, None) once gone."""
+    t = tf()
+    size, saved = 0, None
+    try:
+        for part in t.io.gfile.glob(f"{prefix}.*"):
+            stat = t.io.gfile.stat(part)
+            size += int(stat.length)
+            saved = max(saved or 0.0, stat.mtime_nsec / 1e9)
+    except t.errors.OpError:
+        return None, None
+    return size, saved
+
+
+def _task_key(task: str) -> tuple[int, int, str]:
+    kind, _, index = task.partition(":")
     order = {"chief": 0, "master": 0, "worker": 1, "evaluator": 2, "ps": 3}.get(kind, 4)
-    return order, int(index) if index.isdigit() else 0, row.task
+    return order, int(index) if index.isdigit() else 0, task
 
 
 def _row_dict(row: TaskRow) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import harness
 import models
+import pipeline_tasks
 import psutil
 import pytest
 
@@ -24,6 +25,7 @@ from nbhooks.eventfiles import EventDirReader
 from nbhooks.hooks.cluster_control import ClusterControlHook
 from nbhooks.jobfiles import JobFiles
 from nbhooks.monitor import Monitor
+from nbhooks.views.monitor import JobView
 
 pytestmark = pytest.mark.slow
 #: Enough steps for both workers to join: Estimator starts worker i (i + 1) * 5 s late.
@@ -277,6 +279,70 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
         assert monitor_values(monitor) == events_on_disk(f"{cluster.model_dir}/eval")
     finally:
         cluster.stop()
+
+
+def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_log):
+    """Chief and worker each save their input position under their own names; the Monitor
+    lists them by task; a restart of the job resumes each task from its own position."""
+    every, job_dir = 20, tmp_path / "job"
+
+    def run_job(until_seen: Callable[[Monitor], bool], what: str) -> dict[str, list[dict]]:
+        cluster = LocalCluster(
+            pipeline_tasks.make_estimator,
+            pipeline_tasks.ids_input_fn,
+            None,
+            steps=10_000_000,
+            workers=1,
+            evaluator=False,
+            model_dir=job_dir,
+            save_checkpoints_steps=every,
+            hooks=(pipeline_tasks.EachTask(str(job_dir), every),),
+        )
+        try:
+            cluster.start()
+            monitor = cluster.monitor(interval=0.2)
+            until(lambda: until_seen(monitor) or cluster.state != "running", 90, what)
+            monitor.stop()
+            assert cluster.wait(60) == "stopped", cluster.logs("worker:0")
+            monitor.poll()
+            listed[:] = [monitor.input_checkpoints, JobView(monitor)]
+            return {t: pipeline_tasks.reports(cluster.logs(t)) for t in ("chief:0", "worker:0")}
+        finally:
+            cluster.stop()
+
+    listed: list = []
+    tasks = {"chief:0", "worker:0"}
+    first = run_job(lambda m: tasks <= set(m.input_checkpoints.task), "both tasks' saves")
+    inputs, view = listed
+    on_disk = {str(p)[: -len(".index")] for p in job_dir.glob("input*.index")}
+    assert set(inputs.path) == on_disk
+    assert set(inputs.task) == tasks
+    for row in inputs.itertuples():
+        name = Path(row.path).name
+        assert name == f"input_{row.task.replace(':', '_')}.ckpt-{row.step}", name
+    assert (job_dir / "checkpoint_input_chief_0").is_file()
+    assert (job_dir / "checkpoint_input_worker_0").is_file()
+    assert not (job_dir / "checkpoint_input").exists()  # no single-worker names
+    assert "worker:0" in view.inputs.value and "chief:0" in view.inputs.value
+
+    before = inputs.groupby("task").step.max()
+
+    def saved_again(monitor: Monitor) -> bool:
+        now = monitor.input_checkpoints.groupby("task").step.max()
+        return all(now.get(task, -1) > before[task] for task in tasks)
+
+    second = run_job(saved_again, "each task of the restarted job to save again")
+    for task in tasks:
+        saved = {
+            r["path"]: r["last"]
+            for r in first[task]
+            if r["what"] == "event" and r["action"] == "saved"
+        }
+        (restored,) = [r for r in second[task] if r.get("action") == "restored"]
+        assert Path(restored["path"]).name.startswith(f"input_{task.replace(':', '_')}.ckpt-")
+        (read,) = [r["ids"] for r in second[task] if r["what"] == "first"]
+        # the first batch after the restart follows the last one that task read before its save
+        assert read[0] == saved[restored["path"]][-1] + 1, (task, restored, read)
 
 
 def test_local_cluster_checks_its_arguments_before_anything(tmp_path):

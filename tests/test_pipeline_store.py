@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbhooks.stores.pipeline_files import STATE_FILE, PipelineCheckpointError, PipelineStore
+from nbhooks.stores.pipeline_files import (
+    STATE_FILE,
+    PipelineCheckpointError,
+    PipelineStore,
+    basename,
+    parse_any,
+)
 
 pytestmark = pytest.mark.fast
 
@@ -155,3 +161,47 @@ def test_a_missing_checkpoint_is_still_refused_by_name(tmp_path):
     store = PipelineStore(tmp_path)
     with pytest.raises(PipelineCheckpointError, match=r"no pipeline checkpoint at step 6 .*5"):
         store.find(np.int64(6))
+
+
+def test_each_task_of_several_workers_has_its_own_files(tmp_path):
+    """TensorFlow's per-task names: a store lists, rotates and cleans only its task's files."""
+    for name in ("input.ckpt-5", "input_chief_0.ckpt-5", "input_worker_1.ckpt-7"):
+        fake_checkpoint(tmp_path, name)
+    fake_checkpoint(tmp_path, "input_worker_1.ckpt-9")
+    (tmp_path / "input_chief_0.ckpt-8.data-00000-of-00001").write_bytes(b"killed")
+    (tmp_path / "input_worker_1.ckpt-10.data-00000-of-00001").write_bytes(b"killed")
+    (tmp_path / "checkpoint_input_worker_1").write_text(
+        'model_checkpoint_path: "input_worker_1.ckpt-9"\n'
+    )
+    chief, worker = (
+        PipelineStore(tmp_path, task="chief:0"),
+        PipelineStore(tmp_path, task="worker:1"),
+    )
+    single = PipelineStore(tmp_path)
+    assert [c.name for c in chief.list()] == ["input_chief_0.ckpt-5"]
+    assert [c.name for c in worker.list()] == ["input_worker_1.ckpt-7", "input_worker_1.ckpt-9"]
+    assert [c.name for c in single.list()] == ["input.ckpt-5"]
+    assert worker.latest() == worker.find(9) and chief.latest() is None
+    assert worker.state_file.name == "checkpoint_input_worker_1"
+    assert worker.path("manual", 3) == str(tmp_path / "input_worker_1.manual.ckpt-3")
+    assert [p.name for p in worker.clean_leftovers()] == [
+        "input_worker_1.ckpt-10.data-00000-of-00001"
+    ]
+    assert [p.name for p in chief.leftovers()] == ["input_chief_0.ckpt-8.data-00000-of-00001"]
+    with pytest.raises(
+        PipelineCheckpointError, match="not a pipeline checkpoint name of this task"
+    ):
+        worker.find("input_chief_0.ckpt-5")
+    pinned = worker.pin(worker.find(7))
+    assert pinned.name == "input_worker_1.manual.ckpt-7"
+    assert [c.name for c in single.list()] == ["input.ckpt-5"]  # untouched by the others
+
+
+def test_names_tell_their_task():
+    assert basename(None) == "input" and basename("worker:12") == "input_worker_12"
+    assert parse_any("input.ckpt-3") == (None, "auto", 3)
+    assert parse_any("input_worker_1.manual.ckpt-40") == ("worker:1", "manual", 40)
+    assert parse_any("input_chief_0.ckpt-7") == ("chief:0", "auto", 7)
+    assert parse_any("model.ckpt-7") is None and parse_any("input_worker.ckpt-7") is None
+    with pytest.raises(ValueError, match="'<type>:<index>'"):
+        PipelineStore(".", task="worker-1")

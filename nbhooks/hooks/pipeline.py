@@ -29,6 +29,12 @@ with these changes:
 Manual saves (``input.manual.ckpt-N``) never move the state file: after a crash the model
 resumes from its latest checkpoint, and the pipeline must resume from the automatic input
 checkpoint of that same step.
+
+In a job of several workers (``tf.estimator.train_and_evaluate`` with a ``TF_CONFIG``) give
+each training task (chief and workers) its own hook: each saves and restores its own position
+under TensorFlow's per-task names (``input_worker_1.ckpt-N``, state file
+``checkpoint_input_worker_1``). The workers move one global step together, so a task resumes
+from its own newest position (see ``_resume_point``).
 """
 
 from __future__ import annotations
@@ -49,7 +55,6 @@ from nbhooks.events import EventBus, PipelineAction, PipelineEvent, RunAttached,
 from nbhooks.hooks._bases import CheckpointSaverListener, SessionRunHook
 from nbhooks.requests import PipelineRequest
 from nbhooks.stores.pipeline_files import (
-    STATE_FILE,
     Checkpoint,
     PipelineCheckpointError,
     PipelineStore,
@@ -104,7 +109,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             raise ValueError(f"unsupported must be 'raise' or 'off', got {unsupported!r}")
         if unsupported == "raise" and config.train_distribute is not None:
             raise PipelineCheckpointError(_cannot(_DISTRIBUTED))
-        self.store = PipelineStore(config.model_dir, keep)
+        self.store = PipelineStore(config.model_dir, keep, task=_task_of(config))
         Path(config.model_dir).mkdir(parents=True, exist_ok=True)  # every argument is checked
         self.external_state_policy = external_state_policy or "fail"
         self._tf_hook = tf().data.experimental.CheckpointInputPipelineHook(
@@ -396,7 +401,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         if target is None:
             if self.store.has_state_file():
                 self._afresh(
-                    f"the state file {self.store.dir / STATE_FILE} names no checkpoint (it is "
+                    f"the state file {self.store.state_file} names no checkpoint (it is "
                     f"damaged): the input starts from the beginning"
                 )
             return
@@ -426,6 +431,12 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         if behind and self._catch_up(session, behind):
             message = f"resumed pipeline at step {step} ({checkpoint.name} + {behind} batches)"
             self._restored(replace(checkpoint, step=step), message)
+        elif self.store.task is not None and checkpoint.step != step:
+            message = (
+                f"resumed {self.store.task}'s pipeline at its position of step "
+                f"{checkpoint.step} ({checkpoint.name}; the job is at step {step})"
+            )
+            self._restored(checkpoint, message)
         else:
             self._restored(checkpoint, f"resumed pipeline at step {checkpoint.step}")
 
@@ -437,10 +448,19 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         the same step, so a kill in between leaves the input one save ahead (resume from the
         one of the model's step) or, killed between the model's save and the input's, one
         interval behind (caught up by reading the missing batches). None: no position fits.
+
+        A task of several workers: the workers move the global step together, so no input
+        position belongs to a model step. It resumes from its own newest automatic position
+        saved at most one save interval past ``step`` (a restarted worker: its latest; a
+        restarted job: the one nearest the model's checkpoint), never caught up.
         """
         latest = self.store.latest()
         if latest is None or chosen or latest.step == step:
             return latest, 0
+        if self.store.task is not None:
+            ahead = step + self._max_catch_up()
+            own = [c for c in self.store.list() if c.kind == "auto" and c.step <= ahead]
+            return max(own, key=lambda c: c.step, default=None), 0
         autos = [c for c in self.store.list() if c.kind == "auto" and c.step <= step]
         if autos:
             newest = max(autos, key=lambda c: c.step)
@@ -456,7 +476,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
 
     def _missing(self, target: str) -> PipelineCheckpointError:
         return PipelineCheckpointError(
-            f"the pipeline state file {self.store.dir / 'checkpoint_input'} names "
+            f"the pipeline state file {self.store.state_file} names "
             f"{target}, which is missing. Restore another checkpoint with "
             f"hook.restore(step) (see hook.checkpoints), or delete that state file to "
             f"start the pipeline from the beginning."
@@ -617,9 +637,15 @@ def _check_estimator(estimator: Any) -> Any:
             "save_checkpoints_secs are both None); set one, e.g. RunConfig(save_checkpoints_"
             "steps=100): pipeline checkpoints follow the model's"
         )
-    if config.num_worker_replicas > 1:
-        raise ValueError("PipelineCheckpointHook supports single-worker training only")
     return config
+
+
+def _task_of(config: Any) -> str | None:
+    """This task of a job of several workers (``"worker:1"``), None for a single worker: as
+    TensorFlow's own hook names the files (``input_worker_1.ckpt-N``)."""
+    if config.num_worker_replicas > 1:
+        return f"{config.task_type}:{config.task_id}"
+    return None
 
 
 MAX_CATCH_UP_SECS = 1000
@@ -679,7 +705,9 @@ def _unserializable(graph: Any, policy: str) -> tuple[str, str] | None:
             )
             for d in datasets
         ]
-    config = t.compat.v1.ConfigProto(device_count={"GPU": 0})  # a scratch session: no GPU
+    # A scratch session: no GPU; in a cluster the input's ops name this task's device, which a
+    # local session places on its own CPU.
+    config = t.compat.v1.ConfigProto(device_count={"GPU": 0}, allow_soft_placement=True)
     with t.compat.v1.Session(graph=graph, config=config) as session:
         for ignoring, checking in checks:
             try:

@@ -10,6 +10,11 @@ their name inside ``model_dir``. An empty ``<prefix>.ended`` file next to a chec
 that its position is at the end of a finite input. The files are the only truth: nothing is
 cached, so a crash leaves nothing to reconcile beyond the leftovers :meth:`clean_leftovers`
 removes.
+
+In a job of several workers each task saves its own position, under TensorFlow's per-task
+names: ``input_<type>_<index>.ckpt-N`` (``input_worker_1.ckpt-120``) with its own state file
+``checkpoint_input_<type>_<index>``. A store handles the files of one task (``task``);
+:func:`parse_any` tells the task of any input checkpoint name.
 """
 
 from __future__ import annotations
@@ -28,19 +33,15 @@ from typing import Literal
 from nbhooks.checks import check_int
 
 Kind = Literal["auto", "manual"]
+BASENAME = "input"  #: TensorFlow's name of a single worker's input checkpoints
 STATE_FILE = "checkpoint_input"
 #: First line of a state file written by restore(): resume exactly there.
 CHOSEN_MARK = "# chosen with restore(): the next train() resumes exactly here"
-PREFIXES: dict[Kind, str] = {"auto": "input.ckpt", "manual": "input.manual.ckpt"}
 ENDED = ".ended"  #: suffix of the marker file: the position is at the end of a finite input
-_NAME = re.compile(r"^(input(?:\.manual)?\.ckpt)-(\d+)$")
-#: What interrupted writes leave: a sharded save's shard folder, a copy's or a state file's
-#: temporary file (ours, and TensorFlow's ``checkpoint_input.tmp<hex>``).
-_TEMP_DIR = re.compile(r"^input(?:\.manual)?\.ckpt-\d+_temp$")
-_TEMP_FILE = re.compile(
-    r"^(?:input(?:\.manual)?\.ckpt-\d+\..+\.tmp"
-    r"|checkpoint_input\.tmp[0-9a-f]{32}"
-    r"|\.checkpoint_input\.(?P<pid>\d+)\.\d+\.tmp)$"
+_TASK = re.compile(r"^([a-z]+(?:_[a-z]+)*):(\d+)$")
+_ANY_NAME = re.compile(
+    r"^input(?:_(?P<type>[a-z]+(?:_[a-z]+)*)_(?P<index>\d+))?(?P<manual>\.manual)?"
+    r"\.ckpt-(?P<step>\d+)$"
 )
 _STATE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.MULTILINE)
 
@@ -64,44 +65,101 @@ class Checkpoint:
         return os.path.basename(self.path)
 
 
-def parse_name(name: str) -> tuple[Kind, int] | None:
-    """``"input.manual.ckpt-12"`` -> ``("manual", 12)``; None for other names."""
-    match = _NAME.match(name)
+def basename(task: str | None) -> str:
+    """TensorFlow's name of a task's input checkpoints: ``None`` -> ``"input"`` (one worker),
+    ``"worker:1"`` -> ``"input_worker_1"`` (one of several)."""
+    if task is None:
+        return BASENAME
+    match = _TASK.match(task)
+    if match is None:
+        raise ValueError(f"task must be '<type>:<index>' such as 'worker:1', got {task!r}")
+    return f"{BASENAME}_{match[1]}_{match[2]}"
+
+
+def parse_any(name: str) -> tuple[str | None, Kind, int] | None:
+    """The task (None for a single worker's), kind and step of any input checkpoint name:
+    ``"input_worker_1.ckpt-12"`` -> ``("worker:1", "auto", 12)``; None for other names."""
+    match = _ANY_NAME.match(name)
     if match is None:
         return None
-    kind: Kind = "manual" if match.group(1) == PREFIXES["manual"] else "auto"
-    return kind, int(match.group(2))
+    task = None if match["type"] is None else f"{match['type']}:{int(match['index'])}"
+    kind: Kind = "manual" if match["manual"] else "auto"
+    return task, kind, int(match["step"])
+
+
+class _Names:
+    """The file names of one task's input checkpoints (see :func:`basename`)."""
+
+    def __init__(self, task: str | None) -> None:
+        base = basename(task)
+        b = re.escape(base)
+        self.task = task
+        self.state_file = f"checkpoint_{base}"
+        self.prefixes: dict[Kind, str] = {"auto": f"{base}.ckpt", "manual": f"{base}.manual.ckpt"}
+        self.glob = f"{base}*.ckpt-*.index"
+        self.name = re.compile(rf"^({b}(?:\.manual)?\.ckpt)-(\d+)$")
+        #: What interrupted writes leave: a sharded save's shard folder, a copy's or a state
+        #: file's temporary file (ours, and TensorFlow's ``checkpoint_input.tmp<hex>``).
+        self.temp_dir = re.compile(rf"^{b}(?:\.manual)?\.ckpt-\d+_temp$")
+        self.temp_file = re.compile(
+            rf"^(?:{b}(?:\.manual)?\.ckpt-\d+\..+\.tmp"
+            rf"|checkpoint_{b}\.tmp[0-9a-f]{{32}}"
+            rf"|\.checkpoint_{b}\.(?P<pid>\d+)\.\d+\.tmp)$"
+        )
+
+    def parse(self, name: str) -> tuple[Kind, int] | None:
+        match = self.name.match(name)
+        if match is None:
+            return None
+        kind: Kind = "manual" if match.group(1) == self.prefixes["manual"] else "auto"
+        return kind, int(match.group(2))
+
+
+_SINGLE = _Names(None)
+
+
+def parse_name(name: str) -> tuple[Kind, int] | None:
+    """``"input.manual.ckpt-12"`` -> ``("manual", 12)``; None for other names (a single
+    worker's; :func:`parse_any` reads every task's)."""
+    return _SINGLE.parse(name)
 
 
 class _Directory:
-    """What every store of one directory shares in this process: a lock and its writers."""
+    """What every store of one task's files shares in this process: a lock and its writers."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.writers: dict[int, threading.Thread] = {}  # thread id -> training thread
 
 
-_DIRECTORIES: dict[Path, _Directory] = {}
+_DIRECTORIES: dict[tuple[Path, str | None], _Directory] = {}
 _DIRECTORIES_LOCK = threading.Lock()
 
 
-def _directory(path: Path) -> _Directory:
+def _directory(path: Path, task: str | None) -> _Directory:
     with _DIRECTORIES_LOCK:
-        return _DIRECTORIES.setdefault(path, _Directory())
+        return _DIRECTORIES.setdefault((path, task), _Directory())
 
 
 class PipelineStore:
     """The pipeline checkpoints of one ``model_dir``: list, find, pin, rotate, delete, point at.
 
     Thread-safe: the training thread (rotation after a save) and the notebook (delete, pin,
-    restore while idle) may use it at once; stores of the same directory share one lock.
+    restore while idle) may use it at once; stores of the same task's files share one lock.
+    ``task``: the files of that task of a job of several workers (``"worker:1"``; see
+    :func:`basename`), None for a single worker's. A store never touches another task's files.
     """
 
-    def __init__(self, model_dir: str | os.PathLike[str], keep: int = 5) -> None:
+    def __init__(
+        self, model_dir: str | os.PathLike[str], keep: int = 5, task: str | None = None
+    ) -> None:
         keep = check_int("keep", keep, hint="checkpoints kept per kind")
+        self.names = _Names(task)
+        self.task = task
         self.dir = Path(model_dir).resolve()
         self.keep = keep
-        self._shared = _directory(self.dir)
+        self.state_file = self.dir / self.names.state_file
+        self._shared = _directory(self.dir, task)
         self.lock = self._shared.lock
 
     # -- reading ---------------------------------------------------------------------------
@@ -109,12 +167,12 @@ class PipelineStore:
         """Every complete checkpoint, oldest step first (auto before manual at equal steps)."""
         if not self.dir.is_dir():
             return []
-        found = [self._describe(p) for p in self.dir.glob("input*.ckpt-*.index")]
+        found = [self._describe(p) for p in self.dir.glob(self.names.glob)]
         return sorted((c for c in found if c), key=lambda c: (c.step, c.kind, c.saved_at))
 
     def _describe(self, index: Path) -> Checkpoint | None:
         prefix = index.with_suffix("")
-        parsed = parse_name(prefix.name)
+        parsed = self.names.parse(prefix.name)
         if parsed is None or not index.is_file():
             return None
         try:
@@ -135,25 +193,25 @@ class PipelineStore:
     def chosen(self) -> bool:
         """True while the state file names a checkpoint chosen with :meth:`point_at`."""
         try:
-            return (self.dir / STATE_FILE).read_text().startswith(CHOSEN_MARK)
+            return self.state_file.read_text().startswith(CHOSEN_MARK)
         except FileNotFoundError:
             return False
 
     def has_state_file(self) -> bool:
         """True when a state file exists (even one that names nothing readable)."""
-        return (self.dir / STATE_FILE).is_file()
+        return self.state_file.is_file()
 
     def state_path(self) -> str | None:
         """The prefix the state file names (it may be missing on disk), or None."""
         try:
-            text = (self.dir / STATE_FILE).read_text()
+            text = self.state_file.read_text()
         except FileNotFoundError:
             return None
         match = _STATE_LINE.search(text)
         if match is None:
             return None
         path = Path(match.group(1))
-        if path.is_absolute() and parse_name(path.name) is not None:
+        if path.is_absolute() and self.names.parse(path.name) is not None:
             path = Path(path.name)  # written before model_dir was moved or copied
         return str(path if path.is_absolute() else self.dir / path)
 
@@ -208,17 +266,18 @@ class PipelineStore:
             raise PipelineCheckpointError(
                 f"refusing {target!s}: pipeline checkpoints must be in model_dir {self.dir}"
             )
-        if parse_name(path.name) is None:
+        if self.names.parse(path.name) is None:
+            auto, manual = self.names.prefixes["auto"], self.names.prefixes["manual"]
             raise PipelineCheckpointError(
-                f"{path.name!r} is not a pipeline checkpoint name "
-                f"(expected input.ckpt-<step> or input.manual.ckpt-<step>)"
+                f"{path.name!r} is not a pipeline checkpoint name of this task "
+                f"(expected {auto}-<step> or {manual}-<step>)"
             )
         return path
 
     # -- writing ---------------------------------------------------------------------------
     def prefix(self, kind: Kind) -> str:
         """The save path to give ``Saver.save(..., global_step=step)`` for ``kind``."""
-        return str(self.dir / PREFIXES[kind])
+        return str(self.dir / self.names.prefixes[kind])
 
     def path(self, kind: Kind, step: int) -> str:
         """Where ``Saver.save(prefix(kind), global_step=step)`` writes: ``<prefix>-<step>``."""
@@ -238,7 +297,7 @@ class PipelineStore:
             names = [c.name for c in self.list() if c.kind == "auto" and c.path != checkpoint.path]
             lines = [CHOSEN_MARK, f'model_checkpoint_path: "{checkpoint.name}"']
             lines += [f'all_model_checkpoint_paths: "{n}"' for n in [*names, checkpoint.name]]
-            atomic_write(self.dir / STATE_FILE, "\n".join(lines) + "\n")
+            atomic_write(self.state_file, "\n".join(lines) + "\n")
 
     def pin(self, checkpoint: Checkpoint) -> Checkpoint:
         """Copy ``checkpoint`` as a manual one (kept apart from automatic rotation)."""
@@ -342,16 +401,16 @@ class PipelineStore:
         found: builtins.list[Path] = []
         for entry in self.dir.iterdir():
             name = entry.name
-            if _TEMP_DIR.match(name) and entry.is_dir():
+            if self.names.temp_dir.match(name) and entry.is_dir():
                 found.append(entry)
-            elif match := _TEMP_FILE.match(name):
+            elif match := self.names.temp_file.match(name):
                 pid = match.group("pid")
                 if pid is None or not _alive(int(pid)):
                     found.append(entry)
             elif name.startswith("input") and ".ckpt-" in name and not name.endswith(".index"):
                 prefix, _, rest = name.partition(".data-")
                 prefix = prefix if rest else name.removesuffix(ENDED)
-                orphan = (rest or name.endswith(ENDED)) and parse_name(prefix) is not None
+                orphan = (rest or name.endswith(ENDED)) and self.names.parse(prefix) is not None
                 if orphan and not (self.dir / f"{prefix}.index").exists():
                     found.append(entry)
         return sorted(found)
@@ -381,7 +440,7 @@ class PipelineStore:
             return doomed
 
     def _kind_of(self, path: str) -> Kind | None:
-        parsed = parse_name(os.path.basename(path))
+        parsed = self.names.parse(os.path.basename(path))
         return None if parsed is None else parsed[0]
 
 

@@ -20,7 +20,8 @@ _STATE_COLOURS = {"silent": ERROR_COLOUR, "paused": "var(--jp-warn-color1, #ef6c
 
 
 class JobView(View):
-    """Stop / Pause / Resume, the job's step and speed, one row per task, the checkpoints."""
+    """Stop / Pause / Resume, the job's step and speed, one row per task, the checkpoints and
+    each task's input-pipeline checkpoints."""
 
     def __init__(self, monitor: Any) -> None:
         self.monitor = monitor
@@ -34,19 +35,21 @@ class JobView(View):
             button.on_click(lambda _b, action=action: getattr(self.monitor, action)())
         self.line = w.HTML()
         self.tasks = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
-        self.checkpoints = w.HTML()
+        self.checkpoints = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
+        self.inputs = w.HTML()
         self.problems = w.HTML()
         for widget, css in (
             (self.line, "nbh-job-line"),
             (self.tasks, "nbh-job-tasks"),
             (self.checkpoints, "nbh-job-checkpoints"),
+            (self.inputs, "nbh-job-inputs"),
             (self.problems, "nbh-job-warnings"),
         ):
             widget.add_class(css)
         self.widget = w.VBox(
             [
                 w.HBox([*self.buttons.values(), self.line], layout=w.Layout(align_items="center")),
-                w.HBox([self.tasks, self.checkpoints]),
+                w.HBox([self.tasks, self.checkpoints, self.inputs]),
                 self.problems,
             ]
         )
@@ -72,6 +75,7 @@ class JobView(View):
         self.line.value = " · ".join(parts)
         self.tasks.value = _tasks_table(job.tasks)
         self.checkpoints.value = _checkpoints_table(job.checkpoints)
+        self.inputs.value = _inputs_table(job.inputs)
         self.problems.value = "<br>".join(coloured(m, ERROR_COLOUR) for m in job.warnings[-5:])
 
 
@@ -102,6 +106,23 @@ def _checkpoints_table(items: Sequence[Any]) -> str:
         for c in items[-8:]
     )
     return f"<table><tr><th>checkpoint</th><th>size</th></tr>{body}</table>"
+
+
+def _inputs_table(items: Sequence[Any]) -> str:
+    """One row per training task: its input checkpoints' steps (newest last) and size."""
+    if not items:
+        return ""  # no PipelineCheckpointHook in this job: nothing to say
+    by_task: dict[str, list[Any]] = {}
+    for c in items:  # sorted by task, then step
+        by_task.setdefault(c.task, []).append(c)
+    body = "".join(
+        f"<tr><td>{html.escape(task)}</td>"
+        f"<td style='text-align:right'>{', '.join(f'{c.step:,}' for c in saved[-3:])}</td>"
+        f"<td>{saved[-1].size_bytes / 1024:,.0f} KiB</td></tr>"
+        for task, saved in by_task.items()
+    )
+    head = "<tr><th>task</th><th>input checkpoints</th><th>size</th></tr>"
+    return f"<table class='nbh-inputs-table'>{head}{body}</table>"
 
 
 class MonitorPanel:
