@@ -287,7 +287,9 @@ def test_an_eval_saver_naming_what_training_lacks_is_refused(model_dir, train_fn
         ValueError, match=r"checkpoint key 'averages/.*no variable.*evaluate_from='checkpoints'"
     ):
         est.train(train_fn, hooks=[hook], steps=2)
-    assert len(hook.store) == 0 and checkpoint_steps(model_dir) == []  # refused in begin()
+    # Refused by the first evaluation, which builds the graph beside the first steps (here
+    # possibly after both: then end() raises it): nothing recorded.
+    assert len(hook.store) == 0 and hook.how is None and not eval_threads()
 
 
 def test_an_eval_saver_leaving_variables_out_is_refused(model_dir, train_fn, eval_fn) -> None:
@@ -313,7 +315,50 @@ def test_saveable_objects_are_refused_naming_them(model_dir, train_fn, eval_fn) 
         match=r"SAVEABLE_OBJECTS: _Saveable 'class_weights'.*evaluate_from='checkpoints'",
     ):
         est.train(train_fn, hooks=[nh.LiveEvaluatorHook(est, eval_fn)], steps=2)
-    assert checkpoint_steps(model_dir) == []  # refused in begin(), before the session
+    assert not eval_threads()  # refused by the first evaluation, as above
+
+
+def test_the_first_step_does_not_wait_for_the_evaluation_graph(model_dir, train_fn, eval_fn):
+    """The first evaluation builds its graph beside training: a model_fn whose EVAL mode waits
+    for the first training step would deadlock (and time out) if that step waited for it."""
+    first_step = threading.Event()
+
+    def model_fn(features, labels, mode, params):
+        if mode == tf().estimator.ModeKeys.EVAL:
+            assert first_step.wait(timeout=60), "the first training step waited for the eval graph"
+        return models.model_fn(features, labels, mode, params)
+
+    class FirstStep(tf().estimator.SessionRunHook):
+        def after_run(self, run_context, run_values) -> None:
+            first_step.set()
+
+    est = _estimator(model_dir, model_fn)
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10)
+    assert hook.eval_graph is None
+    est.train(train_fn, hooks=[hook, FirstStep()], steps=20)
+    assert hook.how == "persistent session" and eval_steps(hook) == [0, 10, 20]
+    expected = est.evaluate(eval_fn, checkpoint_path=f"{model_dir}/model.ckpt-0")
+    got = hook.history.query("step == 0 and metric == 'loss'").value.item()
+    assert got == pytest.approx(float(expected["loss"]), rel=1e-6)  # the snapshot of step 0
+    hook.close()
+
+
+def test_a_model_fn_failing_only_in_eval_mode_fails_training_clearly(
+    model_dir, train_fn, eval_fn
+) -> None:
+    def model_fn(features, labels, mode, params):
+        if mode == tf().estimator.ModeKeys.EVAL:
+            raise ValueError("no metrics for this model: broken in EVAL mode")
+        return models.model_fn(features, labels, mode, params)
+
+    est = _estimator(model_dir, model_fn)
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10)
+    with pytest.raises(ValueError, match="broken in EVAL mode"):
+        est.train(train_fn, hooks=[hook], steps=2000)
+    assert len(hook.store) == 0 and hook.how is None and not eval_threads()
+    assert checkpoint_steps(model_dir) == [0]  # failed in the first steps, not at the end
+    with pytest.raises(ValueError, match="broken in EVAL mode"):  # again in the next train()
+        est.train(train_fn, hooks=[hook], steps=2)
 
 
 @pytest.mark.parametrize("evaluate_from", ["auto", "checkpoints"])
@@ -409,6 +454,7 @@ def test_stop_interrupts_an_evaluation_in_progress(estimator, train_fn, path) ->
     assert wait_for(
         lambda: (
             hook.evaluating
+            and hook.how is not None  # the first evaluation decides it, on its own thread
             and (path in ("persistent session", "asynchronous") or started.started.is_set())
         )
     )

@@ -107,14 +107,14 @@ class EvalGraph:
         self.sources = {name: train_vars[var.name] for name, var in self.sources.items()}
 
     def evaluate_in_new_session(
-        self, estimator: Any, train_session: Any, extra_hooks: Sequence[Any], eval_dir: str
+        self, estimator: Any, feed: Mapping[Any, Any], extra_hooks: Sequence[Any], eval_dir: str
     ) -> Mapping[str, Any]:
-        """TF's own path: a new MonitoredSession whose init_fn copies the values in (where a
-        checkpoint evaluation restores them; the model's own init_fn is skipped alike)."""
-        feed = self.values(train_session)
+        """TF's own path: a new MonitoredSession whose init_fn copies the values of ``feed``
+        (:meth:`feed`) in, where a checkpoint evaluation restores them (the model's own init_fn
+        is skipped alike)."""
 
         def copy_in(scaffold: Any, session: Any) -> None:
-            session.run(self.feed_op, feed_dict=feed)
+            session.run(self.feed_op, feed_dict=dict(feed))
 
         scaffold = tf().compat.v1.train.Scaffold(init_fn=copy_in, copy_from_scaffold=self.scaffold)
         with self.graph.as_default():
@@ -222,18 +222,6 @@ class EvalSession:
             and parts.scaffold.ready_op is None
         )
 
-    def evaluate(
-        self,
-        train_session: Any,
-        steps: int | None,
-        eval_dir: str,
-        interrupted: Callable[[], bool] = lambda: False,
-    ) -> Mapping[str, Any]:
-        """Evaluate the training values of ``train_session``; returns the metrics dict.
-
-        ``interrupted`` is asked between batches: True raises :class:`EvalInterrupted`."""
-        return self.evaluate_feed(self.parts.values(train_session), steps, eval_dir, interrupted)
-
     def evaluate_feed(
         self,
         feed: Mapping[Any, Any],
@@ -242,7 +230,8 @@ class EvalSession:
         interrupted: Callable[[], bool] = lambda: False,
     ) -> Mapping[str, Any]:
         """Evaluate the values of ``feed`` (:meth:`EvalGraph.feed`: a snapshot taken at one
-        training step, on any thread); as :meth:`evaluate`."""
+        training step, on any thread); returns the metrics dict. ``interrupted`` is asked
+        between batches: True raises :class:`EvalInterrupted`."""
         parts, run = self.parts, self.session.run
         run(parts.feed_op, feed_dict=dict(feed))
         run(self._reset)

@@ -67,10 +67,11 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     The numbers are those of ``estimator.evaluate()`` on a checkpoint of the same step,
     whatever the model's EVAL saver (moving averages, Keras, ``tf.train.Checkpoint``) or the
     input style. ``evaluate_from``: ``"memory"`` (default; a model it cannot copy, such as one
-    with lookup tables in SAVEABLE_OBJECTS, is refused in ``begin()``, naming what), ``"auto"``
-    (in memory where possible, else from checkpoints) or ``"checkpoints"``: each evaluation
-    runs ``estimator.evaluate()`` on the checkpoint of its step (RunConfig's, else one the hook
-    saves with the training saver). ``how`` and ``why`` say which way it evaluates.
+    with lookup tables in SAVEABLE_OBJECTS, fails training at its first evaluation, naming
+    what), ``"auto"`` (in memory where possible, else from checkpoints) or ``"checkpoints"``:
+    each evaluation runs ``estimator.evaluate()`` on the checkpoint of its step (RunConfig's,
+    else one the hook saves with the training saver). ``how`` and ``why`` say which way it
+    evaluates.
 
     ``asynchronous=True`` (the persistent session path only): each evaluation takes a snapshot
     of the variables at its step (the one fetch the copy-in makes anyway) and evaluates it on
@@ -80,8 +81,14 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     runs synchronously; an evaluation an :class:`EarlyStopping` watches always runs
     synchronously, so that it stops at that very step.
 
-    The evaluation graph and session are kept across ``train()`` calls of the same model (same
-    variables by name, shape and dtype); :meth:`close` (or closing the run) releases them.
+    The evaluation graph and session are built by the first evaluation (at the start of the
+    first session), on a thread of this hook beside the first training steps, from a snapshot
+    of the variables at that step: the first step does not wait for them. A model that cannot
+    be evaluated in memory, or an error of the model_fn in EVAL mode, fails training at the
+    next step (``evaluate_from="auto"`` builds in ``begin()``: it must know before the first
+    evaluation whether to use checkpoints). They are kept across ``train()`` calls of the same
+    model (same variables by name, shape and dtype); :meth:`close` (or closing the run)
+    releases them.
 
     An input that never ends (``.repeat()`` without ``steps``) is refused here, before
     training. A run's ``stop()`` interrupts an evaluation in progress (nothing is recorded).
@@ -136,6 +143,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._train_vars: dict[str, Any] = {}
         self._parts: EvalGraph | None = None
         self._signature: tuple[tuple[str, str, str], ...] | None = None
+        #: The variables' signature of a model whose evaluation graph the first evaluation of
+        #: the session is to build (set by begin(), taken by after_create_session()).
+        self._unbuilt: tuple[tuple[str, str, str], ...] | None = None
         self._eval_session: EvalSession | None = None
         self._thread: threading.Thread | None = None  # the evaluation in flight (asynchronous)
         self._async_error: BaseException | None = None
@@ -197,7 +207,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     @property
     def eval_graph(self) -> Any:
-        """The in-memory evaluation graph (None before ``begin()`` and from checkpoints)."""
+        """The in-memory evaluation graph (None until the first evaluation of a new model built
+        it, and from checkpoints)."""
         return self._parts.graph if self._parts is not None else None
 
     def attach(self, run: Any) -> None:
@@ -237,6 +248,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._interrupted = False
         self._interrupt.clear()
         self._async_error = None
+        self._unbuilt = None
         v1 = _tf.compat.v1
         if self.evaluate_from == "checkpoints":
             self._begin_checkpoints(self.why or "evaluate_from='checkpoints'")
@@ -248,7 +260,16 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             self._parts.rebind(self._train_vars)
             return
         self._close_eval_session()
-        self._parts = self._signature = None
+        self._parts = self._signature = self.how = self.why = None
+        if self.evaluate_from == "auto":
+            # Whether to evaluate from checkpoints must be known before the first evaluation.
+            self._build(signature)
+        else:  # built by the first evaluation, beside training (see after_create_session)
+            self._unbuilt = signature
+
+    def _build(self, signature: tuple[tuple[str, str, str], ...]) -> None:
+        """Build the evaluation graph and decide ``how``; a model that cannot be copied in
+        memory is refused (ValueError) or, with ``evaluate_from="auto"``, from checkpoints."""
         try:
             parts = EvalGraph.build(
                 self.estimator,
@@ -284,8 +305,18 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._saver = savers[0] if savers else None
 
     def after_create_session(self, session: Any, coord: Any) -> None:
-        """Evaluate once before training (as TF's hook does)."""
-        self._evaluate(session)
+        """Evaluate once before training (as TF's hook does). For a model new to this hook,
+        that first evaluation also builds the evaluation graph and session: it takes a snapshot
+        of the variables (one fetch) and runs on a thread of its own, so that the first
+        training step does not wait for it (its results are those of this step all the same).
+        An error building or running it fails training at the next step."""
+        signature, self._unbuilt = self._unbuilt, None
+        if signature is None:
+            self._evaluate(session)
+            return
+        tfi.mark_evaluated(self)
+        step, values = session.run((self._global_step, self._train_vars))
+        self._start_snapshot(int(step), values, build=signature)
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
         self._raise_async_error()
@@ -293,10 +324,14 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
         self._raise_async_error()
+        if self.asynchronous and not self._sync_for and self._in_flight():
+            self._skip()
+            return
+        self._finish_in_flight(cancel=False)  # the one before, first: results in step order
+        self._raise_async_error()
         if self.runs_asynchronously:
             self._evaluate_in_background(train_session)
             return
-        self._finish_in_flight(cancel=False)
         step = int(train_session.run(self._global_step))
         if self.store.has(self.evaluation, step):
             # end() after an evaluation at the same step, or a new train() call starting
@@ -333,41 +368,59 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         if self.store.record(self.evaluation, step, metrics, wall_time):
             self.events.emit(EvalEvent(self.evaluation, step, metrics, wall_time))
 
-    # -- asynchronous: a snapshot of the step, evaluated on a thread of its own ------------
+    # -- a snapshot of the step, evaluated on a thread of its own ---------------------------
+    def _in_flight(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _skip(self) -> None:
+        """Asynchronous: a step reached while the evaluation before still runs."""
+        tfi.mark_evaluated(self)
+        self.skipped += 1
+        log.info(
+            "nbhooks: evaluation %r skipped at iteration %d: the one before still runs "
+            "(%d skipped)", self.evaluation, tfi.iteration_count(self), self.skipped,
+        )  # fmt: skip
+
     def _evaluate_in_background(self, train_session: Any) -> None:
         """Snapshot the variables (one fetch, with the step) and evaluate them on a thread."""
         tfi.mark_evaluated(self)
-        if self._thread is not None and self._thread.is_alive():
-            self.skipped += 1
-            log.info(
-                "nbhooks: evaluation %r skipped at iteration %d: the one before still runs "
-                "(%d skipped)", self.evaluation, tfi.iteration_count(self), self.skipped,
-            )  # fmt: skip
-            return
-        self._finish_in_flight(cancel=False)  # reap the finished thread
         parts = self._parts
         assert parts is not None
         step, values = train_session.run((self._global_step, parts.sources))
-        step = int(step)
-        if self.store.has(self.evaluation, step):
+        self._start_snapshot(int(step), values)
+
+    def _start_snapshot(
+        self, step: int, values: Mapping[str, Any], build: tuple[Any, ...] | None = None
+    ) -> None:
+        """Evaluate ``values`` (by evaluation variable name; by training variable name when
+        the graph is to be built first, from ``build``: the variables' signature) as step
+        ``step`` on a thread of this hook."""
+        if build is None and self.store.has(self.evaluation, step):
             return
         with self._lock:
             self._evaluating = True
         self._thread = threading.Thread(
             target=self._evaluate_snapshot,
-            args=(step, parts.feed(values), _tf.compat.v1.get_default_graph()),
+            args=(step, values, _tf.compat.v1.get_default_graph(), build),
             name=f"nbhooks-eval-{self.evaluation}",
             daemon=True,
         )
         self._thread.start()
 
-    def _evaluate_snapshot(self, step: int, feed: Mapping[Any, Any], train_graph: Any) -> None:
-        """The evaluation thread: one evaluation of ``feed``, recorded as step ``step``;
-        ``train_graph`` is the default graph there, as on the training thread (summaries)."""
+    def _evaluate_snapshot(
+        self, step: int, values: Mapping[str, Any], train_graph: Any, build: tuple[Any, ...] | None
+    ) -> None:
+        """The evaluation thread: ``train_graph`` is the default graph there, as on the
+        training thread (summaries, the training variables' collections)."""
         started = time.perf_counter()
         try:
             with train_graph.as_default():
-                self._evaluate_feed(step, feed, started)
+                if build is not None:
+                    self._build(build)
+                    assert self._parts is not None
+                    values = {n: values[v.name] for n, v in self._parts.sources.items()}
+                if not self.store.has(self.evaluation, step):
+                    self._record(step, self._evaluate_values(values), started)
         except EvalInterrupted:
             self._interrupted = True
             log.info("nbhooks: evaluation %r at step %d interrupted by stop", self.evaluation, step)
@@ -377,22 +430,15 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             with self._lock:
                 self._evaluating = False
 
-    def _evaluate_feed(self, step: int, feed: Mapping[Any, Any], started: float) -> None:
-        if self._eval_session is None:
-            assert self._parts is not None
-            self._eval_session = EvalSession(self._parts, self._async_session_config())
-        results = self._eval_session.evaluate_feed(
-            feed, self.steps, tfi.eval_dir(self), self._interrupt.is_set
-        )
-        self._record(step, results, started)
-
     #: Asynchronous: the evaluation session runs its ops on threads of its own (one inter-op,
     #: one intra-op) instead of queueing them behind training's in the shared pools.
     own_threads = True
 
-    def _async_session_config(self) -> Any:
+    def _session_config(self) -> Any:
+        """The evaluation session's config: the estimator's, on threads of its own when
+        evaluations run asynchronously (and ``own_threads``)."""
         config = tfi.session_config(self.estimator)
-        if not self.own_threads:
+        if not (self.own_threads and self.asynchronous and not self._sync_for):
             return config
         config = (
             _tf.compat.v1.ConfigProto()
@@ -444,24 +490,28 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         """One evaluation, the way ``how`` says; raises EvalInterrupted on a stop."""
         if self.how == "checkpoints":
             return self._evaluate_checkpoint(train_session, step)
-        eval_dir = tfi.eval_dir(self)
+        assert self._parts is not None
+        return self._evaluate_values(train_session.run(self._parts.sources))
+
+    def _evaluate_values(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Evaluate in memory the variable values ``values`` (fetched from the evaluation
+        graph's ``sources``), on any thread; raises EvalInterrupted on a stop."""
+        parts, eval_dir = self._parts, tfi.eval_dir(self)
+        assert parts is not None
         if self.how == "persistent session":
             if self._eval_session is None:
-                assert self._parts is not None
-                config = tfi.session_config(self.estimator)
-                self._eval_session = EvalSession(self._parts, config)
-            return self._eval_session.evaluate(
-                train_session, self.steps, eval_dir, self._interrupt.is_set
+                self._eval_session = EvalSession(parts, self._session_config())
+            return self._eval_session.evaluate_feed(
+                parts.feed(values), self.steps, eval_dir, self._interrupt.is_set
             )
-        parts = self._parts
-        if self.how == "fresh graph per evaluation" or parts is None:
+        if self.how == "fresh graph per evaluation":
             # The queue runners' feeding functions keep their position in Python: only a new
             # input (a new call of input_fn, in a new graph) starts the data afresh.
             parts = EvalGraph.build(
                 self.estimator, self.input_fn, tfi.eval_input_hooks(self), self._train_vars
             )
         results = parts.evaluate_in_new_session(
-            self.estimator, train_session, [_InterruptHook(self._interrupt)], eval_dir
+            self.estimator, parts.feed(values), [_InterruptHook(self._interrupt)], eval_dir
         )
         if self._interrupt.is_set():
             raise EvalInterrupted
