@@ -77,6 +77,23 @@ def nbhooks_demo(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=harness.jupyter_env(), **popen)
 
 
+def serve_demo(workdir: Path, log: Path, *mode: str) -> tuple[subprocess.Popen, int]:
+    """``nbhooks demo [*mode] --no-browser`` on a free port, its output in ``log``."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = nbhooks_demo(
+            *mode,
+            "--no-browser",
+            "--port",
+            str(port),
+            "--dir",
+            str(workdir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, port
+
+
 @pytest.mark.slow
 def test_headless_writes_a_report(tmp_path: Path) -> None:
     proc = nbhooks_demo(
@@ -104,18 +121,8 @@ def test_headless_writes_a_report(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.kernel
 def test_lab_answers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port = free_port()
     log = tmp_path / "out.txt"
-    with log.open("w") as out:
-        proc = nbhooks_demo(
-            "--no-browser",
-            "--port",
-            str(port),
-            "--dir",
-            str(tmp_path / "demo"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc, port = serve_demo(tmp_path / "demo", log)
     try:
         url = harness.poll(
             lambda: re.search(
@@ -179,20 +186,8 @@ def test_the_token_is_on_no_command_line_yet_the_url_works(tmp_path: Path, serve
     # A quickstart of the test's own: the demo keeps a quickstart that differs from the bundled
     # one (as if the user had edited it), and Voila then runs a notebook that ends at once.
     harness.write_notebook(workdir / "quickstart.ipynb", "answer = 42\nanswer")
-    port = free_port()
     log = tmp_path / "out.txt"
-    mode = ["--voila"] if server == "voila" else []
-    with log.open("w") as out:
-        proc = nbhooks_demo(
-            *mode,
-            "--no-browser",
-            "--port",
-            str(port),
-            "--dir",
-            str(workdir),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc, port = serve_demo(workdir, log, *(["--voila"] if server == "voila" else []))
     base = f"http://127.0.0.1:{port}"
     page = "/lab/tree/quickstart.ipynb" if server == "lab" else "/"
     try:
