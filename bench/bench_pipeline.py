@@ -10,8 +10,10 @@ All numbers are measured side by side in ONE run (same process, same machine loa
 2. Estimator training ``steps`` steps with checkpoints every 100 steps: no pipeline hook,
    TF's hook, PipelineCheckpointHook (interleaved, order rotated, median of --trials).
 3. The Dashboard (headless) with its defaults (``pipeline_checkpoints="auto"``) vs the
-   Dashboard with ``pipeline_checkpoints=False``: 20 000 rows, shuffle(20 000), RunConfig's
-   default checkpoint schedule, ``--dash-steps`` steps (interleaved, median of --trials).
+   Dashboard with ``pipeline_checkpoints=False``: the 3x128 dense model of bench_eval on
+   20 000 rows, shuffle(20 000), an evaluation every 200 steps, RunConfig's default checkpoint
+   schedule, ``--dash-steps`` steps; --trials rounds interleaved, the per-round ratio's
+   median and min-max (target: within 5 %).
 """
 
 from __future__ import annotations
@@ -142,34 +144,46 @@ def bench_throughput(root: Path, steps: int, trials: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def dashboard_input_fn():
-    t = tf()
-    ds = t.data.Dataset.range(ROWS).map(
-        lambda i: ({"x": t.fill([WIDTH], t.cast(i, t.float32))}, t.cast(i % 2, t.int32))
-    )
-    return ds.shuffle(ROWS, seed=1).repeat().batch(BATCH)
+def bench_dashboard(root: Path, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per ``dash.train(steps)``: defaults vs ``pipeline_checkpoints=False``.
 
+    The 3x128 dense model on 20 000 shuffled rows (``shuffle(20 000)``) of bench_eval, an
+    evaluation every 200 steps, RunConfig's default checkpoint schedule; the two variants
+    interleaved round by round (after one warm-up round each), so noise hits them alike.
+    """
+    from bench_eval import dense_input_fns
+    from common import interleave
 
-def bench_dashboard(root: Path, steps: int, trials: int) -> dict[str, float]:
-    """Seconds per ``dash.train(steps)`` (median), defaults vs pipeline checkpoints off."""
     import nbhooks as nh
+    from nbhooks.demo import make_demo_estimator
 
-    t = tf()
-    variants = {"defaults": {}, "off": {"pipeline_checkpoints": False}}
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for trial in range(trials):
-        for name in list(variants)[:: 1 if trial % 2 else -1]:  # alternate who goes first
-            model_dir = root / f"dash-{name}-{trial}"
-            config = t.estimator.RunConfig(model_dir=str(model_dir), log_step_count_steps=None)
-            est = t.estimator.Estimator(model_fn, config=config)
-            dash = nh.Dashboard(est, dashboard_input_fn, steps=steps, **variants[name])
-            start = time.perf_counter()
-            dash.train()
-            dash.wait()
-            times[name].append(time.perf_counter() - start)
-            dash.close()
-            shutil.rmtree(model_dir, ignore_errors=True)
-    return {k: statistics.median(v) for k, v in times.items()}
+    train_fn, eval_fn = dense_input_fns()
+    sizes: list[int] = []
+
+    def variant(name: str, **options: object):
+        def run(i: int) -> None:
+            model_dir = root / f"dash-{name}-{i}"
+            est = make_demo_estimator(model_dir, hidden_units=(128, 128, 128))
+            dash = nh.Dashboard(est, train_fn, eval_fn, every_n_iter=200, steps=steps, **options)
+            try:
+                dash.train()
+                assert dash.wait() == "finished"
+                if options.get("pipeline_checkpoints", True):
+                    sizes.extend(dash.pipeline.checkpoints.size_bytes.tolist())
+            finally:
+                dash.close()
+                shutil.rmtree(model_dir, ignore_errors=True)
+
+        return run
+
+    variants = {"defaults": variant("defaults"), "off": variant("off", pipeline_checkpoints=False)}
+    for fn in variants.values():
+        fn(-1)  # warm up graph building and TF's kernels
+    sizes.clear()
+    times = interleave(variants, rounds)
+    times["saves per run"] = [len(sizes) / rounds]
+    times["bytes per save"] = [statistics.median(sizes) if sizes else 0.0]
+    return times
 
 
 def main() -> None:
@@ -182,13 +196,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = bench_dashboard(Path(tmp), args.dash_steps, args.trials)
+        ratios = [a / b for a, b in zip(d["defaults"], d["off"], strict=True)]
         print(
-            f"Dashboard, {ROWS} rows, shuffle({ROWS}), {args.dash_steps} steps, median of "
-            f"{args.trials} (s):"
+            f"Dashboard, 3x128 on {ROWS} rows, shuffle({ROWS}), {args.dash_steps} steps, an "
+            f"evaluation every 200, {args.trials} interleaved rounds (s, median (min-max)):"
         )
+        for name in ("defaults", "off"):
+            ts = d[name]
+            print(f"  {name:8s} {statistics.median(ts):6.2f} ({min(ts):.2f}-{max(ts):.2f})")
         print(
-            f"  defaults {d['defaults']:6.2f}   pipeline_checkpoints=False {d['off']:6.2f}"
-            f"   ratio defaults/off {d['defaults'] / d['off']:.3f}"
+            f"  ratio defaults/off {statistics.median(ratios):.3f} ({min(ratios):.3f}-"
+            f"{max(ratios):.3f}); {d['saves per run'][0]:.0f} pipeline save(s) per run of "
+            f"{d['bytes per save'][0] / 1e6:.1f} MB"
         )
         if args.only_dashboard:
             return

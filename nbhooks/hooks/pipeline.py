@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 log = logging.getLogger("nbhooks")
+_T = TypeVar("_T")
 
 POLICIES = ("fail", "warn", "ignore")
 UNSUPPORTED = ("raise", "off")
@@ -121,6 +122,8 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self.events: EventBus = EventBus()
         self.unsupported = unsupported
         self.off: str | None = None  #: why this session runs without pipeline checkpoints
+        self._off_reason: tuple[str, str] | None = None  # (cause, fix) of ``off``
+        self._session_on = False  # begin() set this session up: end() closes it
         self.restored_from: Checkpoint | None = None
         self.status = "no pipeline checkpoint restored yet"
         self._distributed = config.train_distribute is not None
@@ -206,14 +209,15 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     # -- SessionRunHook (the training thread) ----------------------------------------------
     def begin(self) -> None:
         # Everything that can refuse runs before the session (and any evaluation) starts.
-        self.off = None
-        reason = _unsupported_input(self.external_state_policy, self._distributed)
+        self.off, self._off_reason, self._session_on = None, None, False
+        # "raise" refuses before the session; "off" leaves the costly check of the dataset's
+        # serialization to a save that fails (nothing to pay until something is saved).
+        deep = self.unsupported == "raise"
+        reason = _unsupported_input(self.external_state_policy, self._distributed, deep)
         if reason is not None:
             if self.unsupported == "raise":
                 raise PipelineCheckpointError(_cannot(reason))
-            self.off = reason[0]
-            self.status = f"pipeline checkpoints off: {reason[0]}"
-            self.events.emit(PipelineEvent("off", None, None, self.status))
+            self._turn_off(reason)
             return
         target = self.store.state_path()
         if target is not None and self.store.latest() is None:
@@ -232,6 +236,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             self._open = True
             self._thread = threading.current_thread()
             self._session = None
+        self._session_on = True
 
     def after_create_session(self, session: Any, coord: Any) -> None:
         if self.off:
@@ -251,19 +256,45 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def after_run(self, run_context: Any, run_values: Any) -> None:
         if self.off:
             return
-        self._saver_hook.after_run(run_context, run_values)
+        self._saving(
+            run_context.session, lambda: self._saver_hook.after_run(run_context, run_values)
+        )
         if self._queue:  # unlocked peek: cheap on the hot path, re-checked under the lock
             self._serve_queue(run_context.session)
 
     def end(self, session: Any) -> None:
-        if self.off:
+        if not self._session_on:  # off since begin()
             return
         try:
-            self._saver_hook.end(session)
-            self._mark_if_ended(session)
+            if self.off is None:
+                self._saving(session, lambda: self._saver_hook.end(session))
+            if self.off is None:  # (a failed save may have turned it off)
+                self._mark_if_ended(session)
             self._serve_queue(session, closing=True)
         finally:
+            self._session_on = False
             self.store.end_writing()
+
+    def _saving(self, session: Any, save: Callable[[], _T]) -> _T | None:
+        """Run ``save``. With ``unsupported="off"``, a save that fails because the input
+        cannot be saved (found only now: see begin()) turns the hook off and returns None."""
+        try:
+            return save()
+        except tf().errors.OpError:
+            if self.unsupported == "raise":
+                raise
+            reason = _unserializable(_unfinalized(session.graph), self.external_state_policy)
+            if reason is None:
+                raise
+            self.store.clean_leftovers()  # what the failed save wrote
+            self._turn_off(reason)
+            return None
+
+    def _turn_off(self, reason: tuple[str, str]) -> None:
+        self._off_reason = reason
+        self.off = reason[0]
+        self.status = f"pipeline checkpoints off: {reason[0]}"
+        self.events.emit(PipelineEvent("off", None, None, self.status))
 
     # -- serving ---------------------------------------------------------------------------
     def _post(self, request: PipelineRequest) -> PipelineRequest:
@@ -321,7 +352,14 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def _act_in_session(self, session: Any, request: PipelineRequest) -> Checkpoint:
         if request.action == "save":
             step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
-            return self._save_manual(session, step)
+            saved = (
+                None
+                if self.off
+                else self._saving(session, lambda: self._save_manual(session, step))
+            )
+            if saved is None:
+                raise PipelineCheckpointError(_cannot(self._off_reason or ("off", "")))
+            return saved
         if request.action == "restore":
             checkpoint = request.target
             self._moved_since_save = True
@@ -665,11 +703,12 @@ def _cannot(reason: tuple[str, str]) -> str:
     )
 
 
-def _unsupported_input(policy: str, distributed: bool) -> tuple[str, str] | None:
+def _unsupported_input(policy: str, distributed: bool, deep: bool) -> tuple[str, str] | None:
     """Why the default graph's training input cannot be checkpointed (cause, fix), or None.
 
-    Called in ``begin()``: the graph exists, no session does. The dataset's own graph is
-    serialized in a scratch session, as a checkpoint would, but without its buffers.
+    Called in ``begin()``: the graph exists, no session does. ``deep``: also serialize the
+    dataset's own graph in a scratch session, as a checkpoint would but without its buffers
+    (a generator or stateful op; 0.1-0.4 s with large in-graph data).
     """
     t = tf()
     graph = t.compat.v1.get_default_graph()
@@ -688,7 +727,18 @@ def _unsupported_input(policy: str, distributed: bool) -> tuple[str, str] | None
             "position could be saved",
             "return the tf.data.Dataset itself from input_fn",
         )
-    return _unserializable(graph, policy)
+    return _unserializable(graph, policy) if deep else None
+
+
+def _unfinalized(graph: Any) -> Any:
+    """``graph``, or a copy of it that ops may be added to when it is finalized (a session's)."""
+    if not graph.finalized:
+        return graph
+    t = tf()
+    copy = t.Graph()
+    with copy.as_default():
+        t.graph_util.import_graph_def(graph.as_graph_def(), name="")
+    return copy
 
 
 def _unserializable(graph: Any, policy: str) -> tuple[str, str] | None:
