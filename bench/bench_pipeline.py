@@ -159,17 +159,22 @@ def bench_dashboard(root: Path, steps: int, rounds: int) -> dict[str, list[float
 
     train_fn, eval_fn = dense_input_fns()
     sizes: list[int] = []
+    own: list[float] = []  # seconds inside the pipeline hook's methods, per run
 
     def variant(name: str, **options: object):
         def run(i: int) -> None:
             model_dir = root / f"dash-{name}-{i}"
             est = make_demo_estimator(model_dir, hidden_units=(128, 128, 128))
             dash = nh.Dashboard(est, train_fn, eval_fn, every_n_iter=200, steps=steps, **options)
+            spent = [0.0]
+            if options.get("pipeline_checkpoints", True):
+                clock_hook(dash.pipeline, spent)
             try:
                 dash.train()
                 assert dash.wait() == "finished"
                 if options.get("pipeline_checkpoints", True):
                     sizes.extend(dash.pipeline.checkpoints.size_bytes.tolist())
+                    own.append(spent[0])
             finally:
                 dash.close()
                 shutil.rmtree(model_dir, ignore_errors=True)
@@ -180,10 +185,27 @@ def bench_dashboard(root: Path, steps: int, rounds: int) -> dict[str, list[float
     for fn in variants.values():
         fn(-1)  # warm up graph building and TF's kernels
     sizes.clear()
+    own.clear()
     times = interleave(variants, rounds)
+    times["hook's own"] = own
     times["saves per run"] = [len(sizes) / rounds]
     times["bytes per save"] = [statistics.median(sizes) if sizes else 0.0]
     return times
+
+
+def clock_hook(hook: object, spent: list[float]) -> None:
+    """Add the seconds spent in ``hook``'s SessionRunHook methods to ``spent[0]``."""
+    for name in ("begin", "after_create_session", "before_run", "after_run", "end"):
+        method = getattr(hook, name)
+
+        def timed(*args: object, method=method) -> object:
+            start = time.perf_counter()
+            try:
+                return method(*args)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        setattr(hook, name, timed)
 
 
 def main() -> None:
@@ -208,6 +230,12 @@ def main() -> None:
             f"  ratio defaults/off {statistics.median(ratios):.3f} ({min(ratios):.3f}-"
             f"{max(ratios):.3f}); {d['saves per run'][0]:.0f} pipeline save(s) per run of "
             f"{d['bytes per save'][0] / 1e6:.1f} MB"
+        )
+        own = d["hook's own"]
+        share = [o / t for o, t in zip(own, d["defaults"], strict=True)]
+        print(
+            f"  the pipeline hook's own time {statistics.median(own):.2f} s per run"
+            f" = {statistics.median(share):.1%} of the run ({min(share):.1%}-{max(share):.1%})"
         )
         if args.only_dashboard:
             return

@@ -261,6 +261,11 @@ def test_a_save_larger_than_10_mb_is_said_once_with_the_fix(model_dir):
     warnings = [e.message or "" for e in events if e.action == "warning"]
     assert len(warnings) == 1
     assert "smaller shuffle buffer" in warnings[0] and "pipeline_checkpoints=False" in warnings[0]
+    panel = PipelineCheckpointPanel(hook)  # the panel says it, with the fix
+    panel.on_events(events)
+    assert "⚠ each pipeline checkpoint writes" in panel.status.value
+    assert "smaller shuffle buffer" in panel.status.value
+    panel.close()
 
 
 # -- every estimator of the compatibility zoo -----------------------------------------------------

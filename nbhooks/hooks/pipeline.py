@@ -14,8 +14,9 @@ with these changes:
   with :meth:`restore`; a position at the end of a finite input starts that input again;
 * inputs it cannot hold (queue runners, plain tensors, ``Dataset.from_generator``, a
   distribution strategy's input, stateful ops under policy 'fail') are found in ``begin()``:
-  an error naming cause and fix, or (``unsupported="off"``) the hook turns itself off for
-  that session and says why in an event;
+  an error naming cause and fix; or (``unsupported="off"``) the hook turns itself off for
+  that session and says why in an event, the last two found only when a save fails (their
+  check serializes the dataset: nothing is paid before something is saved);
 * requests: :meth:`save`, :meth:`restore` and :meth:`delete` may be called from any thread.
   While a session is open, save and restore run in the training thread at the next step
   boundary (a paused :class:`~nbhooks.run.TrainingRun` serves them when resumed, before its
@@ -283,7 +284,11 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         except tf().errors.OpError:
             if self.unsupported == "raise":
                 raise
-            reason = _unserializable(_unfinalized(session.graph), self.external_state_policy)
+            try:
+                reason = _unserializable(_unfinalized(session.graph), self.external_state_policy)
+            except Exception:  # the save's own error is the one to report
+                log.debug("nbhooks: could not tell why a pipeline save failed", exc_info=True)
+                reason = None
             if reason is None:
                 raise
             self.store.clean_leftovers()  # what the failed save wrote
