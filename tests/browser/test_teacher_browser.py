@@ -178,9 +178,9 @@ def test_a_class_watches_and_steers_the_quickstart_in_jupyterlab(tmp_path: Path,
         dash = page.locator(DASH).first
         harness.wait_for_class(page, "nbh-dashboard", timeout=120)
 
-        # 1. Run All scrolls to the last cell, one short line under the dashboard: Start and the
-        # whole plot are in view without scrolling, and stay there while the curves grow (the
-        # click does not scroll: Start is in view).
+        # 1. Run All scrolls to the last cell, one folded line of help under the dashboard: Start
+        # and the whole plot are in view without scrolling, and stay there while the curves
+        # grow (the click does not scroll: Start is in view).
         expect(dash.locator(".nbh-state").first).to_contain_text("idle")
         plot = page.locator(PLOT).first
         wait_entirely_in_view(dash.locator("button.nbh-start").first, "Start after Run All")
@@ -259,6 +259,7 @@ def test_voila_shows_the_dashboard_and_a_fresh_run_on_every_visit(tmp_path: Path
             harness.click_widget_button(page, "nbh-start")
             wait_step_beyond(page, 0, timeout=120)
             wait_evaluated(page, 50)
+            wait_entirely_in_view(page.locator(PLOT).first, "the curves in Voila", timeout=10)
             assert shown_step(page) < 1000  # 7/2. a fresh run, not the continuation
             # 7. Nothing left over: no tuple, no empty table, no prose about code.
             body = page.locator("body").inner_text()
@@ -267,7 +268,11 @@ def test_voila_shows_the_dashboard_and_a_fresh_run_on_every_visit(tmp_path: Path
             expect(notes).to_have_count(1)
             expect(notes).to_be_hidden()
             expect(page.locator("table.dataframe:not(.nbh-final-ops-table)")).to_have_count(0)
-            expect(page.get_by_text("Pause / Resume / Stop").first).to_be_visible()
+            # What each part does: folded under the dashboard, one click away.
+            help_text = page.get_by_text("Pause / Resume / Stop").first
+            expect(help_text).to_be_hidden()
+            page.get_by_text("What you see, and what to try").first.click()
+            expect(help_text).to_be_visible()
             harness.snap(page, f"teacher-voila-visit-{visit}")
         check_projector_sizes(page, "voila")
     assert not page.console_errors, page.console_errors
