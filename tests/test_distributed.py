@@ -286,7 +286,9 @@ def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_lo
     lists them by task; a restart of the job resumes each task from its own position."""
     every, job_dir = 20, tmp_path / "job"
 
-    def run_job(until_seen: Callable[[Monitor], bool], what: str) -> dict[str, list[dict]]:
+    def run_job(
+        until_seen: Callable[[LocalCluster, Monitor], bool], what: str
+    ) -> dict[str, list[dict]]:
         cluster = LocalCluster(
             pipeline_tasks.make_estimator,
             pipeline_tasks.ids_input_fn,
@@ -301,7 +303,7 @@ def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_lo
         try:
             cluster.start()
             monitor = cluster.monitor(interval=0.2)
-            until(lambda: until_seen(monitor) or cluster.state != "running", 90, what)
+            until(lambda: until_seen(cluster, monitor) or cluster.state != "running", 90, what)
             monitor.stop()
             assert cluster.wait(60) == "stopped", cluster.logs("worker:0")
             monitor.poll()
@@ -312,7 +314,7 @@ def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_lo
 
     listed: list = []
     tasks = {"chief:0", "worker:0"}
-    first = run_job(lambda m: tasks <= set(m.input_checkpoints.task), "both tasks' saves")
+    first = run_job(lambda c, m: tasks <= set(m.input_checkpoints.task), "both tasks' saves")
     inputs, view = listed
     on_disk = {str(p)[: -len(".index")] for p in job_dir.glob("input*.index")}
     assert set(inputs.path) == on_disk
@@ -325,24 +327,21 @@ def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_lo
     assert not (job_dir / "checkpoint_input").exists()  # no single-worker names
     assert "worker:0" in view.inputs.value and "chief:0" in view.inputs.value
 
-    before = inputs.groupby("task").step.max()
+    def restored(cluster: LocalCluster, monitor: Monitor) -> bool:
+        return all('"action": "restored"' in cluster.logs(task) for task in tasks)
 
-    def saved_again(monitor: Monitor) -> bool:
-        now = monitor.input_checkpoints.groupby("task").step.max()
-        return all(now.get(task, -1) > before[task] for task in tasks)
-
-    second = run_job(saved_again, "each task of the restarted job to save again")
+    second = run_job(restored, "each task of the restarted job to restore its position")
     for task in tasks:
         saved = {
             r["path"]: r["last"]
             for r in first[task]
             if r["what"] == "event" and r["action"] == "saved"
         }
-        (restored,) = [r for r in second[task] if r.get("action") == "restored"]
-        assert Path(restored["path"]).name.startswith(f"input_{task.replace(':', '_')}.ckpt-")
+        (restore,) = [r for r in second[task] if r.get("action") == "restored"]
+        assert Path(restore["path"]).name.startswith(f"input_{task.replace(':', '_')}.ckpt-")
         (read,) = [r["ids"] for r in second[task] if r["what"] == "first"]
         # the first batch after the restart follows the last one that task read before its save
-        assert read[0] == saved[restored["path"]][-1] + 1, (task, restored, read)
+        assert read[0] == saved[restore["path"]][-1] + 1, (task, restore, read)
 
 
 def test_local_cluster_checks_its_arguments_before_anything(tmp_path):
