@@ -326,10 +326,12 @@ def test_the_quickstart_keeps_the_dashboard_in_view_and_shows_nothing_else() -> 
     nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     after = nb.cells[nb.cells.index(code[-1]) + 1 :]
-    # Run All scrolls to the end: the text after the dashboard cell keeps it in view.
+    # Run All scrolls to the last cell and keeps it in place as outputs above it grow: one
+    # short (folded) cell after the dashboard keeps it in view (the browser test measures it).
     assert code[-1].source.startswith("dash  #") and len(code[-1].source.splitlines()) == 1
-    assert after and all(c.cell_type == "markdown" for c in after)
-    assert sum(len(c.source) for c in after) > 1500
+    assert len(after) == 1 and after[0].cell_type == "markdown"
+    assert after[0].source.startswith("<details>")
+    assert after[0].source.rstrip().endswith("</details>")
     assert "pace=20" in code[0].source and "    make_estimator," in code[0].source
     notebook_only = [c for c in nb.cells if "notebook-only" in c.metadata.get("tags", [])]
     assert notebook_only and "type `dash` in a new\ncell" in notebook_only[0].source
