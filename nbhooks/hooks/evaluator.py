@@ -146,6 +146,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         #: The variables' signature of a model whose evaluation graph the first evaluation of
         #: the session is to build (set by begin(), taken by after_create_session()).
         self._unbuilt: tuple[tuple[str, str, str], ...] | None = None
+        #: That first evaluation, until the first step is done: (step, snapshot, signature).
+        self._first: tuple[int, Mapping[str, Any], tuple[Any, ...]] | None = None
         self._eval_session: EvalSession | None = None
         self._thread: threading.Thread | None = None  # the evaluation in flight (asynchronous)
         self._async_error: BaseException | None = None
@@ -248,7 +250,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._interrupted = False
         self._interrupt.clear()
         self._async_error = None
-        self._unbuilt = None
+        self._unbuilt = self._first = None
         v1 = _tf.compat.v1
         if self.evaluate_from == "checkpoints":
             self._begin_checkpoints(self.why or "evaluate_from='checkpoints'")
@@ -307,22 +309,32 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     def after_create_session(self, session: Any, coord: Any) -> None:
         """Evaluate once before training (as TF's hook does). For a model new to this hook,
         that first evaluation also builds the evaluation graph and session: it takes a snapshot
-        of the variables (one fetch) and runs on a thread of its own, so that the first
-        training step does not wait for it (its results are those of this step all the same).
-        An error building or running it fails training at the next step."""
+        of the variables (one fetch) and, once the first training step is done, runs on a
+        thread of its own: the first step neither waits for it nor shares the CPU with it
+        (its results are those of this step all the same). An error building or running it
+        fails training at a later step."""
         signature, self._unbuilt = self._unbuilt, None
         if signature is None:
             self._evaluate(session)
             return
         tfi.mark_evaluated(self)
         step, values = session.run((self._global_step, self._train_vars))
-        self._start_snapshot(int(step), values, build=signature)
+        self._first = (int(step), values, signature)
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
+        self._start_first()
         self._raise_async_error()
         super().after_run(run_context, run_values)
 
+    def _start_first(self) -> None:
+        """Start the session's first evaluation, if it waits for the first step."""
+        first, self._first = self._first, None
+        if first is not None:
+            step, values, signature = first
+            self._start_snapshot(step, values, build=signature)
+
     def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
+        self._start_first()
         self._raise_async_error()
         if self.asynchronous and not self._sync_for and self._in_flight():
             self._skip()
@@ -469,6 +481,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     def end(self, session: Any) -> None:
         try:
+            self._start_first()  # a session that ran no step
             self._finish_in_flight(cancel=False)  # its result is that of its step: keep it
             self._raise_async_error()
             if not self._interrupted:  # a stop cut an evaluation short: do not start another
