@@ -23,6 +23,12 @@ All in one process, the variants interleaved round by round so machine noise hit
     synchronous, nbhooks asynchronous with its own threads (the default) and in TF's shared
     pools (ms per evaluation there: wall time on its own thread, beside training).
     ``--live-only`` runs just this part.
+(f) ``train()`` -> end of the first training step, bare ``estimator.train`` vs with nbhooks'
+    evaluator (synchronous and asynchronous), on both models: each round trains a new model a
+    few steps with each variant in turn; median (min-max) of the per-round ratios. Target:
+    <= 1.15x. ``evaluate_from="auto"`` builds the evaluation graph in ``begin()`` as every
+    evaluator did before: the old timing, measured in the same rounds. ``--first-only`` runs
+    just this part (``--rounds`` rounds, 15 by default here).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 
 from common import install_recording_comm, interleave, median
 
@@ -244,8 +251,8 @@ def live_variants(root: str, model: str, steps: int, every: int) -> tuple[dict, 
                 f"{root}/{model}-{name}-{i}", save_checkpoints_steps=None,
                 save_checkpoints_secs=None, **params,
             )  # fmt: skip
+            hook = make_hook(est)  # made before train() is called, as a Dashboard does
             first = FirstStep()
-            hook = make_hook(est)
             est.train(train_fn, steps=steps, hooks=[first, *([hook] if hook else [])])
             note(name, "first", first.seconds)
             if isinstance(hook, nh.LiveEvaluatorHook):
@@ -313,6 +320,51 @@ def print_live(root: str, steps: int, every: int, rounds: int) -> None:
             print(line)
 
 
+def first_step_variants(root: str, model: str, steps: int = 5) -> tuple[dict, dict]:
+    """Bare ``train()``, and with the evaluator: sync, async, and ``evaluate_from="auto"``
+    (which builds the evaluation graph in ``begin()`` and evaluates step 0 before the first
+    step: the timing of every evaluator before the lazy build)."""
+    (train_fn, eval_fn), params = MODELS[model]()
+    firsts: dict[str, list[float]] = {}
+
+    def variant(name: str, **options) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            est = make_demo_estimator(f"{root}/first-{model}-{name}-{i}", **params)
+            hooks = [nh.LiveEvaluatorHook(est, eval_fn, **options)] if options else []
+            first = FirstStep()  # the hooks are made before train() is called (a Dashboard's)
+            est.train(train_fn, steps=steps, hooks=[first, *hooks])
+            firsts.setdefault(name, []).append(first.seconds)
+
+        return run
+
+    variants = {
+        "bare train()": variant("bare train()"),
+        "nbhooks sync": variant("nbhooks sync", asynchronous=False),
+        "nbhooks async": variant("nbhooks async", asynchronous=True),
+        "built in begin()": variant("built in begin()", evaluate_from="auto"),
+    }
+    return variants, firsts
+
+
+def print_first_step(root: str, rounds: int) -> None:
+    """(f): ``train()`` -> end of the first step, with and without the evaluator."""
+    for model in MODELS:
+        variants, firsts = first_step_variants(root, model)
+        for fn in variants.values():  # warm up graph building and TF's kernels
+            fn(-1)
+        firsts.clear()
+        interleave(variants, rounds)
+        base = firsts["bare train()"]
+        print(f"(f) {model}: train() -> end of the first step, {rounds} rounds; median (min-max)")
+        for name, got in firsts.items():
+            ratio = [g / b for g, b in zip(got, base, strict=True)]
+            print(
+                f"    {name:16s} {median(got) * 1e3:6.0f} ms ({min(got) * 1e3:.0f}-"
+                f"{max(got) * 1e3:.0f})  ratio {median(ratio):4.2f}x ({min(ratio):.2f}-"
+                f"{max(ratio):.2f})   (target <= 1.15x)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
@@ -320,11 +372,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--costs-only", action="store_true", help="only (d)")
     parser.add_argument("--live-only", action="store_true", help="only (e)")
+    parser.add_argument("--first-only", action="store_true", help="only (f)")
     args = parser.parse_args()
     install_recording_comm()
     root = tempfile.mkdtemp(prefix="nbhooks-bench-eval-")
     if args.costs_only:
         print_costs(root)
+        return
+    if args.first_only:
+        print_first_step(root, args.rounds if args.rounds != 3 else 15)
         return
     if args.live_only:
         print_live(root, args.steps, args.every, args.rounds)
@@ -344,6 +400,7 @@ def main() -> None:
         print(f"    {rows:>7,} recorded values: {sent / 1e3:5.1f} KB, {ms:5.1f} ms")
     print_costs(root)
     print_live(root, args.steps, args.every, args.rounds)
+    print_first_step(root, args.rounds)
 
 
 if __name__ == "__main__":
