@@ -355,3 +355,24 @@ def test_the_figure_follows_the_page_theme_and_width() -> None:
     assert layout.font.size >= 14 and layout.legend.font.size >= 14
     view.mark(5, "lr=0.1")
     assert view.figure.get_state()["_widget_layout"]["shapes"][0]["x0"] == 5
+
+
+def test_a_figure_drawn_before_it_had_a_width_is_told_to_measure_its_box_again(history) -> None:
+    view = CurvesView(history)
+    sent: list[dict] = []
+    watch_sent_messages(view.figure, lambda msg, buffers: sent.append(msg["state"]))
+
+    def page_drew(width: int) -> list[dict]:
+        """What the view sends when a page reports that it drew the figure ``width`` wide."""
+        sent.clear()
+        view.figure._js2py_layoutDelta = {"layout_delta": {"width": width}, "layout_edit_id": 1}
+        view.figure._js2py_layoutDelta = None
+        return [m["_py2js_relayout"] for m in sent if m.get("_py2js_relayout")]
+
+    # plotly.js measures an autosized figure's box at a relayout, not at a restyle
+    (relayout,) = page_drew(700)
+    assert list(relayout["relayout_data"]) == ["datarevision"]
+    assert page_drew(853) == []  # in place: nothing more
+    asked = [page_drew(700) for _ in range(12)]  # a box that stays 700 px (or hidden)
+    assert sum(map(len, asked)) == 8 and not asked[-1]  # a few times, then it stops
+    view.close()

@@ -124,3 +124,22 @@ def test_is_improvement() -> None:
     assert not is_improvement(0.95, 1.0, "min", 0.1)
     assert is_improvement(1.2, 1.0, "max", 0.1)
     assert not is_improvement(float("nan"), None, "max", 0.0)
+
+
+def test_lineage_says_which_values_two_rewinds_left_off_the_live_line() -> None:
+    h = MetricHistory()
+    for step in range(0, 400, 100):
+        h.record("eval", step, {"loss": 1.0})  # branch 0: 0..300
+    steps, _, branch, live = h.lineage("eval", "loss")
+    assert branch.tolist() == [0] * 4 and live.all()  # no rewind: all live
+    h.fork(200)
+    h.record("eval", 300, {"loss": 2.0})  # branch 1 from 200: 300
+    h.fork(100)
+    h.record("eval", 200, {"loss": 3.0})  # branch 2 from 100: 200, 300
+    h.record("eval", 300, {"loss": 3.0})
+    steps, values, branch, live = h.lineage("eval", "loss")
+    assert steps.tolist() == [0, 100, 200, 300, 300, 200, 300]
+    assert branch.tolist() == [0, 0, 0, 0, 1, 2, 2]
+    assert live.tolist() == [True, True, False, False, False, True, True]
+    assert values[live].tolist() == [1.0, 1.0, 3.0, 3.0]
+    assert h.lineage("eval", "nothing")[0].size == 0

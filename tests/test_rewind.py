@@ -43,9 +43,59 @@ def test_a_fork_starts_a_branch_and_lets_later_steps_be_recorded_again() -> None
     ]
 
 
+def faded_and_live(view) -> tuple[dict, dict]:
+    """The eval loss traces of the figure's synced state (what a page draws), by name:
+    the abandoned ones and the live line."""
+    state = view.figure.get_state()["_widget_data"]
+    loss = [t for t in state if " loss" in t["hovertemplate"] and t["name"] != "best eval"]
+    faded = {t["name"]: t for t in loss if "abandoned" in t["name"]}
+    (live,) = [t for t in loss if t["name"] == "eval"]
+    return faded, live
+
+
+def xs(trace: dict) -> list:
+    x = trace["x"]
+    return np.frombuffer(x["buffer"], dtype=x["dtype"]).tolist() if "buffer" in x else list(x)
+
+
+@pytest.mark.fast
+def test_the_abandoned_branch_is_drawn_faded_and_the_new_one_live(comm_log) -> None:
+    from nbhooks.views._widget_internals import watch_sent_messages
+    from nbhooks.views.curves import ABANDONED_OPACITY, CurvesView
+
+    history = MetricHistory()
+    for step in range(0, 400, 100):
+        history.record("eval", step, {"loss": 1.0 - step / 1000})
+    view = CurvesView(history)
+    sent: list[dict] = []
+    watch_sent_messages(view.figure, lambda msg, buffers: sent.append(msg["state"]))
+    history.fork(200)
+    history.record("eval", 300, {"loss": 0.5})
+    assert view.refresh()
+    faded, live = faded_and_live(view)
+    assert xs(live) == [0, 100, 200, 300]  # the line the training follows now
+    assert live.get("opacity", 1) == 1 and live["line"].get("dash") in (None, "solid")
+    assert set(faded) == {"eval · branch 0 (abandoned)"}
+    old = faded["eval · branch 0 (abandoned)"]
+    assert xs(old) == [200, 300]  # from the step rewound to, where it leaves the live line
+    assert old["opacity"] == ABANDONED_OPACITY < 1 and old["line"]["dash"] == "dot"
+    assert old["line"]["color"] == live["line"]["color"] and not old["showlegend"]
+    assert any("_py2js_addTraces" in m for m in sent)  # open pages get it too
+    # A second rewind, further back: what branch 1 did is abandoned as well.
+    history.fork(100)
+    history.record("eval", 200, {"loss": 0.2})
+    assert view.refresh()
+    faded, live = faded_and_live(view)
+    assert xs(live) == [0, 100, 200]
+    assert xs(faded["eval · branch 0 (abandoned)"]) == [100, 200, 300]
+    assert xs(faded["eval · branch 1 (abandoned)"]) == [300]
+    view.close()
+
+
 @pytest.mark.slow
-def test_replaying_from_a_rewind_gives_the_same_weights(tmp_path) -> None:
+def test_replaying_from_a_rewind_gives_the_same_weights(tmp_path, comm_log) -> None:
     dash = make_dash(tmp_path / "m")
+    assert dash.widget is not None  # shown: its curves draw both branches
     dash.train(steps=200)
     dash.wait(timeout=300)
     straight = {n: dash.estimator.get_variable_value(n) for n in NAMES}
@@ -64,6 +114,11 @@ def test_replaying_from_a_rewind_gives_the_same_weights(tmp_path) -> None:
     assert sorted(first.index) == [0, 50, 100, 150, 200]
     assert sorted(second.index) == [150, 200]  # 100 was evaluated before the rewind
     assert second.loc[200] == first.loc[200]  # the same weights evaluate the same
+    curves = dash._views["curves"]
+    curves.refresh()  # the publisher's next batch (nothing left to draw if it came first)
+    faded, live = faded_and_live(curves)
+    assert xs(live) == [0, 50, 100, 150, 200] and xs(faded.popitem()[1]) == [100, 150, 200]
+    assert not faded  # one abandoned branch
     dash.close()
 
 

@@ -181,6 +181,32 @@ class MetricHistory:
             cols = series.columns(start) if series is not None else np.empty((4, 0))
         return cols[1].astype(np.int64), cols[2]
 
+    def lineage(
+        self, name: str, metric: str
+    ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+        """``(steps, values, branch, live)`` of one evaluation's metric: :meth:`series`, the
+        branch of each value (0 until the first :meth:`fork`), and whether it is on the line of
+        the current branch (its own values and, up to the step each branch was forked from,
+        those of the branch it came from). The other values were abandoned by a rewind."""
+        with self._lock:
+            series = self._series.get((name, metric))
+            cols = series.columns() if series is not None else np.empty((4, 0))
+            forks = list(self._forks)
+        steps = cols[1].astype(np.int64)
+        branch = self._branch_of(cols[0], forks)
+        # The last step of each branch on the current line: none for the current branch, the
+        # step the next branch was forked from (or an earlier one, further up) for the others.
+        last = np.full(len(forks) + 1, np.inf)
+        for b in range(len(forks) - 1, -1, -1):
+            last[b] = min(last[b + 1], forks[b][1])
+        return steps, cols[2], branch, steps <= last[branch]
+
+    @staticmethod
+    def _branch_of(rows: NDArray[Any], forks: list[tuple[int, int]]) -> NDArray[Any]:
+        """The branch of each value given its row number: the forks before it."""
+        starts = np.array([row for row, _ in forks], dtype=np.float64)
+        return np.searchsorted(starts, rows, side="right")
+
     def latest(self) -> dict[str, Evaluation]:
         """The last evaluation recorded under each name."""
         with self._lock:
@@ -209,6 +235,7 @@ class MetricHistory:
         """A tidy DataFrame, one row per value: step, evaluation, metric, value, wall_time."""
         with self._lock:
             parts = [(key, s.columns()) for key, s in self._series.items()]
+            forks = list(self._forks)
         if not parts:
             return pd.DataFrame(
                 {
@@ -230,9 +257,8 @@ class MetricHistory:
                 "wall_time": cols[3],
             }
         )
-        if self._forks:  # the branch of each value, from the row where each branch began
-            starts = np.array([row for row, _ in self._forks])
-            frame["branch"] = np.searchsorted(starts, cols[0], side="right")
+        if forks:  # the branch of each value, from the row where each branch began
+            frame["branch"] = self._branch_of(cols[0], forks)
         return frame.iloc[order].reset_index(drop=True)
 
     def to_csv(self, path: str | PathLike[str]) -> None:

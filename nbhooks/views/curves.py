@@ -70,6 +70,7 @@ _ROW_HEIGHT = 260
 _UNSIZED_WIDTH = 700  # what plotly.js draws a figure with in a box with no width yet
 _MAX_REFITS = 8
 FONT_SIZE = 14  #: ticks, legend and titles, in px (a 1280x800 projector)
+ABANDONED_OPACITY = 0.35  #: the faded lines of values a rewind abandoned
 
 #: The figure in the page's theme: plotly draws colours inline, so the theme's are applied
 #: with ``!important`` from JupyterLab's CSS variables (Voila and Notebook 7 have them too;
@@ -315,9 +316,10 @@ def _count_sent(widget: Any, counter: list[int]) -> None:
 
 class _Curve:
     """One drawn curve: its line trace (the best-value star follows it), the values of the
-    history read so far, their downsampling, and what was last sent of it."""
+    history read so far, their downsampling, and what was last sent of it. ``forked``: a
+    rewind left some of the values drawn off the live line (draw it again)."""
 
-    __slots__ = ("best", "index", "mode", "read", "sampler")
+    __slots__ = ("best", "forked", "index", "mode", "read", "sampler")
 
     def __init__(self, index: int, limit: int) -> None:
         self.index = index
@@ -325,6 +327,7 @@ class _Curve:
         self.sampler = Downsampler(limit)
         self.best: tuple[int, float] | None = None
         self.mode = "lines+markers"
+        self.forked = False
 
 
 class CurvesView(View):
@@ -381,6 +384,9 @@ class CurvesView(View):
         self._metrics: list[str] = []
         self._traces: dict[tuple[str, str], int] = {}  # (evaluation, metric) -> line trace
         self._curves: dict[tuple[str, str], _Curve] = {}
+        # (evaluation, metric, branch) -> the faded trace of what a rewind abandoned of it
+        self._abandoned: dict[tuple[str, str, int], int] = {}
+        self._branch = 0  # the history's branch when last drawn
         self._version = -1
         self._marks: list[tuple[int, str]] = []  # (step, text): vertical lines on every subplot
         self._sent = [0]
@@ -388,7 +394,8 @@ class CurvesView(View):
             _count_sent(w, self._sent)
         self.updates = 0  #: how many updates went out
         self.last_update_bytes = 0  #: bytes the last update sent to the frontend
-        self._refits = 0  # redraws asked for since a page drew the figure without a width
+        self._refits = 0  # re-measures asked for since a page drew the figure without a width
+        self._remeasures = 0  # all of them (the value of the relayout that asks for one)
         on_layout_reported(self.figure, self._on_layout_reported)
         self.refresh()
 
@@ -450,6 +457,8 @@ class CurvesView(View):
             layout_changed = self._add_new_curves()
             if layout_changed and self._marks:
                 self.figure.layout.shapes = _mark_shapes(self._marks, len(self._metrics))
+            if self.metrics.branch != self._branch:  # a rewind: rare
+                self._draw_abandoned()
             self._draw_changed()  # within the budget left by the last readout (~ this one)
             self.readout.value = self._readout_html()
             if layout_changed or len(self.figure.data) != traces:  # new curves: rare, early
@@ -468,9 +477,13 @@ class CurvesView(View):
         with self._lock:
             figure = go.Figure(self.figure)
         if all_points:
-            for (name, metric), index in self._traces.items():
-                steps, values = self.metrics.series(name, metric)
-                figure.data[index].update(x=steps, y=values)
+            for key, index in self._traces.items():
+                steps, values, branch, live = self.metrics.lineage(*key)
+                figure.data[index].update(x=steps[live], y=values[live])
+                for (*faded, b), trace in self._abandoned.items():
+                    if tuple(faded) == key:
+                        x, y = _abandoned_points(steps, values, branch, live, b)
+                        figure.data[trace].update(x=x, y=y)
         figure.write_html(path, include_plotlyjs=True, full_html=True)
 
     def to_csv(self, path: str | PathLike[str]) -> None:
@@ -508,6 +521,35 @@ class CurvesView(View):
             self.figure.add_traces(_curve_traces(name, metric, colour, axes, in_legend))
         return grid_changed
 
+    def _draw_abandoned(self) -> None:
+        """After a rewind: each curve's values left off the live line, faded (one trace per
+        curve and abandoned branch, sent once); the live lines are drawn again."""
+        self._branch = self.metrics.branch
+        new: list[go.Scatter] = []
+        xs: list[Any] = []
+        ys: list[Any] = []
+        indexes: list[int] = []
+        for key, curve in self._curves.items():
+            curve.forked = True
+            steps, values, branch, live = self.metrics.lineage(*key)
+            for b in np.unique(branch[~live]).tolist():
+                x, y = _abandoned_points(steps, values, branch, live, b)
+                x, y = downsample(x, y, max(3, self.max_points))
+                index = self._abandoned.get((*key, b))
+                if index is None:
+                    self._abandoned[(*key, b)] = len(self.figure.data) + len(new)
+                    line = self.figure.data[curve.index]
+                    axes = {"xaxis": line.xaxis, "yaxis": line.yaxis}
+                    new.append(_abandoned_trace(*key, b, line.line.color, axes, x, y))
+                else:
+                    xs.append(x)
+                    ys.append(y)
+                    indexes.append(index)
+        if new:
+            self.figure.add_traces(new)
+        if indexes:
+            restyle(self.figure, {"x": xs, "y": ys}, indexes)
+
     def _draw_changed(self) -> None:
         """One restyle of every curve with new values (or fewer points to fit the budget)."""
         limit = self.points_per_curve
@@ -518,12 +560,15 @@ class CurvesView(View):
         for key, curve in self._curves.items():
             steps, values = self.metrics.series(*key, start=curve.read)
             refit = curve.sampler.limit != limit
-            if not steps.size and not refit:
+            if not steps.size and not refit and not curve.forked:
                 continue  # unchanged: send nothing for this curve
-            if refit and not curve.sampler.set_limit(limit):
-                curve.sampler, curve.read = Downsampler(limit), 0  # more points: read again
-                steps, values = self.metrics.series(*key)
-            curve.read += len(steps)
+            if curve.forked or (refit and not curve.sampler.set_limit(limit)):
+                # more points, or values off the live line: read the live line again
+                every, values, _, live = self.metrics.lineage(*key)
+                curve.sampler, curve.read, curve.forked = Downsampler(limit), len(every), False
+                steps, values = every[live], values[live]
+            else:
+                curve.read += len(steps)
             curve.sampler.add(steps, values)
             x, y = curve.sampler.points()
             curve.mode = "lines+markers" if len(x) <= self.markers_up_to else "lines"
@@ -582,16 +627,21 @@ class CurvesView(View):
         return f"<td><b>{value:.4g}</b><br><small>{best_txt}</small></td>"
 
     def _on_layout_reported(self, layout: Mapping[str, Any]) -> None:
-        """A page drew the figure before it had a width (plotly then takes 700 px): redraw it
-        (plotly measures its box at each draw) until it is in place, a few times at most
-        (a box that is hidden, or 700 px wide, reports 700 each time)."""
+        """A page drew the figure before it had a width (plotly then takes 700 px): make it
+        measure its box again, a few times at most (a box that is hidden, or 700 px wide,
+        reports 700 each time).
+
+        plotly.js measures the box of an autosized figure at its first draw and at every
+        relayout, never at a restyle: a relayout of a key nothing reads (``datarevision``,
+        used by ``Plotly.react`` only) makes it fill the width it has now."""
         if layout.get("width") != _UNSIZED_WIDTH:
             self._refits = 0
             return
         with self._lock:
             if self.figure.data and self._refits < _MAX_REFITS:
                 self._refits += 1
-                restyle(self.figure, {"visible": [True]}, [0])  # a redraw, nothing else
+                self._remeasures += 1
+                self.figure.plotly_relayout({"datarevision": self._remeasures})
 
     def _clear_status(self) -> None:
         if self.status.value:
@@ -669,6 +719,43 @@ def _mark_shapes(marks: Sequence[tuple[int, str]], subplots: int) -> list[dict[s
 def _axes(k: int) -> dict[str, str]:
     suffix = "" if k == 1 else str(k)
     return {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+
+
+def _abandoned_points(
+    steps: np.ndarray, values: np.ndarray, branch: np.ndarray, live: np.ndarray, b: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The values of branch ``b`` off the live line, from the last one on it (where the
+    rewind went back to) when there is one: what a faded line draws."""
+    own = np.flatnonzero(branch == b)
+    off = own[~live[own]]
+    before = own[own < off[0]][-1:] if off.size else own[:0]
+    keep = np.concatenate([before, off])
+    return steps[keep], values[keep]
+
+
+def _abandoned_trace(
+    name: str,
+    metric: str,
+    branch: int,
+    colour: str,
+    axes: Mapping[str, str],
+    x: np.ndarray,
+    y: np.ndarray,
+) -> go.Scatter:
+    """What a rewind abandoned of a curve: a thin dotted line of its colour, faded."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="lines",
+        name=f"{name} · branch {branch} (abandoned)",
+        legendgroup=name,
+        showlegend=False,
+        opacity=ABANDONED_OPACITY,
+        line={"color": colour, "width": 1.5, "dash": "dot"},
+        hovertemplate=f"{html.escape(name)} {html.escape(metric)}, abandoned branch {branch}:"
+        " %{y:.5g}<br>step %{x}<extra></extra>",
+        **axes,
+    )
 
 
 def _curve_traces(
