@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from common import install_recording_comm, interleave, median
+from common import install_recording_comm, interleave, median, ratios, spread
 
 import nbhooks as nh
 from nbhooks._tf import tf
@@ -357,11 +357,10 @@ def print_first_step(root: str, rounds: int) -> None:
         base = firsts["bare train()"]
         print(f"(f) {model}: train() -> end of the first step, {rounds} rounds; median (min-max)")
         for name, got in firsts.items():
-            ratio = [g / b for g, b in zip(got, base, strict=True)]
+            ms = [g * 1e3 for g in got]
             print(
-                f"    {name:16s} {median(got) * 1e3:6.0f} ms ({min(got) * 1e3:.0f}-"
-                f"{max(got) * 1e3:.0f})  ratio {median(ratio):4.2f}x ({min(ratio):.2f}-"
-                f"{max(ratio):.2f})   (target <= 1.15x)"
+                f"    {name:16s} {spread(ms, '.0f', ' ms')}  ratio "
+                f"{spread(ratios(got, base), '.2f')}   (target <= 1.15x)"
             )
 
 

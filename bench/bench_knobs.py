@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import median
+from common import median, ratios, rotated, spread
 
 import nbhooks as nh
 from nbhooks._tf import tf
@@ -153,7 +153,7 @@ def main() -> None:
     rates["constant"].clear()
     names = list(variants)
     for i in range(args.rounds):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in rotated(names, i):
             variants[name](i, name)
     base = rates["constant"]
     print(
@@ -161,11 +161,10 @@ def main() -> None:
         "ratio to constant: best / median / median (min-max) of each round's ratio"
     )
     for name, got in rates.items():
-        ratios = [g / b for g, b in zip(got, base, strict=True)]
         print(
             f"    {name:26s} {max(got):6.0f} / {median(got):6.0f}   "
             f"{max(got) / max(base):6.3f}x / {median(got) / median(base):6.3f}x / "
-            f"{median(ratios):6.3f}x ({min(ratios):.3f}-{max(ratios):.3f})"
+            f"{spread(ratios(got, base))}"
         )
     print("    target: knob (assign) >= 0.98x of constant")
     per_step = hook_cost()
@@ -210,7 +209,7 @@ def paired_blocks(blocks: int, block: int) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for i in range(blocks):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in rotated(names, i):
             seconds[name].append(runs[name]())
     return seconds
 
@@ -223,10 +222,9 @@ def print_blocks(blocks: int, block: int) -> None:
         "same turn: median (min-max), all blocks; median ms/step"
     )
     for name, got in seconds.items():
-        ratios = [b / g for b, g in zip(base, got, strict=True)]
         print(
-            f"    {name:22s} {median(ratios):.3f}x ({min(ratios):.3f}-{max(ratios):.3f}), "
-            f"{sum(base) / sum(got):.3f}x; {median(got) / block * 1e3:.3f} ms/step"
+            f"    {name:22s} {spread(ratios(base, got))}, {sum(base) / sum(got):.3f}x; "
+            f"{median(got) / block * 1e3:.3f} ms/step"
         )
     print("    target: knob + KnobHook >= 0.98x")
 

@@ -46,3 +46,19 @@ def interleave(variants: dict[str, Callable[[int], object]], rounds: int) -> dic
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def ratios(values: list[float], base: list[float]) -> list[float]:
+    """Each value over the base of the same round."""
+    return [v / b for v, b in zip(values, base, strict=True)]
+
+
+def spread(values: list[float], fmt: str = ".3f", unit: str = "x") -> str:
+    """``median (min-max)`` of ``values``."""
+    return f"{median(values):{fmt}}{unit} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def rotated(names: list[str], i: int) -> list[str]:
+    """``names`` starting at the ``i``-th (round ``i``'s order: each goes first in turn)."""
+    k = i % len(names)
+    return names[k:] + names[:k]
