@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from common import interleave, ratios, spread
 
 from nbhooks._tf import tf
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
@@ -152,7 +153,6 @@ def bench_dashboard(root: Path, steps: int, rounds: int) -> dict[str, list[float
     interleaved round by round (after one warm-up round each), so noise hits them alike.
     """
     from bench_eval import dense_input_fns
-    from common import interleave
 
     import nbhooks as nh
     from nbhooks.demo import make_demo_estimator
@@ -218,24 +218,21 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = bench_dashboard(Path(tmp), args.dash_steps, args.trials)
-        ratios = [a / b for a, b in zip(d["defaults"], d["off"], strict=True)]
         print(
             f"Dashboard, 3x128 on {ROWS} rows, shuffle({ROWS}), {args.dash_steps} steps, an "
-            f"evaluation every 200, {args.trials} interleaved rounds (s, median (min-max)):"
+            f"evaluation every 200, {args.trials} interleaved rounds, median (min-max):"
         )
         for name in ("defaults", "off"):
-            ts = d[name]
-            print(f"  {name:8s} {statistics.median(ts):6.2f} ({min(ts):.2f}-{max(ts):.2f})")
+            print(f"  {name:8s} {spread(d[name], '.2f', ' s')}")
         print(
-            f"  ratio defaults/off {statistics.median(ratios):.3f} ({min(ratios):.3f}-"
-            f"{max(ratios):.3f}); {d['saves per run'][0]:.0f} pipeline save(s) per run of "
+            f"  ratio defaults/off {spread(ratios(d['defaults'], d['off']))}; "
+            f"{d['saves per run'][0]:.0f} pipeline save(s) per run of "
             f"{d['bytes per save'][0] / 1e6:.1f} MB"
         )
         own = d["hook's own"]
-        share = [o / t for o, t in zip(own, d["defaults"], strict=True)]
         print(
-            f"  the pipeline hook's own time {statistics.median(own):.2f} s per run"
-            f" = {statistics.median(share):.1%} of the run ({min(share):.1%}-{max(share):.1%})"
+            f"  the pipeline hook's own time {spread(own, '.2f', ' s')} per run, a share of "
+            f"the run of {spread([100 * r for r in ratios(own, d['defaults'])], '.1f', ' %')}"
         )
         if args.only_dashboard:
             return
