@@ -578,9 +578,24 @@ def test_asynchronous_evaluation_equals_the_synchronous_one(tmp_path, train_fn, 
     assert (merged["value_x"] == merged["value_y"]).all()
 
 
+def test_asynchronous_waits_by_default_so_every_step_is_evaluated(estimator, train_fn) -> None:
+    slow = models.input_fn(n=512, repeat=False, seed=2, batch=1)
+    hook = nh.LiveEvaluatorHook(estimator, slow, every_n_iter=5, asynchronous=True)
+    estimator.train(train_fn, steps=30, hooks=[hook])
+    # Each evaluation (512 batches) outlasts 5 training steps: training waited, none skipped.
+    assert hook.skipped == 0
+    assert eval_steps(hook) == [0, 5, 10, 15, 20, 25, 30]
+    assert not eval_threads()
+    hook.close()
+    with pytest.raises(ValueError, match='when_busy must be "wait"'):
+        nh.LiveEvaluatorHook(estimator, slow, asynchronous=True, when_busy="queue")
+
+
 def test_asynchronous_skips_a_step_while_one_is_in_flight(estimator, train_fn) -> None:
     slow = models.input_fn(n=2048, repeat=False, seed=2, batch=1)
-    hook = nh.LiveEvaluatorHook(estimator, slow, every_n_iter=1, asynchronous=True)
+    hook = nh.LiveEvaluatorHook(
+        estimator, slow, every_n_iter=1, asynchronous=True, when_busy="skip"
+    )
     estimator.train(train_fn, steps=30, hooks=[hook])
     # A step every ms, an evaluation of 2048 batches: every step after 0 finds it in flight.
     assert hook.skipped == 30

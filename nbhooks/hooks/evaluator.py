@@ -74,12 +74,14 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     evaluates.
 
     ``asynchronous=True`` (the persistent session path only): each evaluation takes a snapshot
-    of the variables at its step (the one fetch the copy-in makes anyway) and evaluates it on
-    a thread of this hook while training goes on; the results are those of that step. At most
-    one evaluation is in flight: a step reached while one still runs is skipped (counted in
-    ``skipped``, logged). The final evaluation in ``end()`` waits for the one in flight and
-    runs synchronously; an evaluation an :class:`EarlyStopping` watches always runs
-    synchronously, so that it stops at that very step.
+    of the variables at its step (the one fetch the copy-in makes anyway) and evaluates it on a
+    thread of this hook while training goes on; the results are those of that step. At most one
+    evaluation is in flight. When the next evaluation step comes while one still runs,
+    ``when_busy="wait"`` (default) makes training wait for it there, so that every step is
+    evaluated; ``"skip"`` skips that step instead (counted in ``skipped``, logged). The final
+    evaluation in ``end()`` waits for the one in flight and runs synchronously; an evaluation an
+    :class:`EarlyStopping` watches always runs synchronously, so that it stops at that very
+    step.
 
     The evaluation graph and session are built by the first evaluation (at the start of the
     first session), on a thread of this hook beside the first training steps, from a snapshot
@@ -108,9 +110,15 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         events: EventBus | None = None,
         evaluate_from: str = "memory",
         asynchronous: bool = False,
+        when_busy: str = "wait",
     ) -> None:
         if not isinstance(asynchronous, bool):
             raise TypeError(f"asynchronous must be True or False, got {asynchronous!r}")
+        if when_busy not in ("wait", "skip"):
+            raise ValueError(
+                f'when_busy must be "wait" (training waits for the evaluation in flight) or '
+                f'"skip" (that step is not evaluated), got {when_busy!r}'
+            )
         _check_args(estimator, input_fn, name, every_n_iter, steps, store, evaluate_from)
         if steps is None:
             check_input_ends(estimator, input_fn, name or "eval")
@@ -127,6 +135,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self.events: EventBus = events if events is not None else EventBus()
         self.run: Any = None
         self.asynchronous = asynchronous
+        self.when_busy = when_busy
         self.evaluations = 0  #: evaluations run by this hook (skipped repeats not counted)
         self.eval_seconds = 0.0  #: time spent evaluating, in seconds
         self.skipped = 0  #: asynchronous: steps not evaluated, the one before still running
@@ -171,6 +180,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         events: EventBus | None = None,
         evaluate_from: str = "memory",
         asynchronous: bool = False,
+        when_busy: str = "wait",
     ) -> list[LiveEvaluatorHook]:
         """One hook per named input_fn (e.g. ``{"train": ..., "eval": ...}``), one shared
         store and event bus. A value ``(input_fn, n)`` evaluates ``n`` batches (instead of
@@ -184,7 +194,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         events = events if events is not None else EventBus()
         return [
             cls(estimator, fn, name, every_n_iter, n, store=store, events=events,
-                evaluate_from=evaluate_from, asynchronous=asynchronous)
+                evaluate_from=evaluate_from, asynchronous=asynchronous, when_busy=when_busy)
             for name, (fn, n) in specs.items()
         ]  # fmt: skip
 
@@ -336,7 +346,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
         self._start_first()
         self._raise_async_error()
-        if self.asynchronous and not self._sync_for and self._in_flight():
+        busy = self.asynchronous and not self._sync_for and self._in_flight()
+        if busy and self.when_busy == "skip":
             self._skip()
             return
         self._finish_in_flight(cancel=False)  # the one before, first: results in step order
