@@ -178,6 +178,20 @@ def test_private_attribute_is_there(objects: TFObjects, row: Any) -> None:
     assert ok, f"{where} is no longer {row.kind} in {versions}: got {type(value).__name__}"
 
 
+def test_the_front_end_reports_its_layout_under_a_key_that_is_watched() -> None:
+    """plotly's front end tells the kernel the layout it drew (``on_layout_reported``): 7.1
+    under a misspelt key, which the adapter adds as a synced trait; it watches both."""
+    bundle = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+    keys = set(re.findall(r'set\("(_js2py_\w*[lL]ayoutDelta)"', bundle.read_text()))
+    watched = {"_js2py_layoutDelta", wi.FRONT_END_LAYOUT_KEY}
+    assert keys and keys <= watched, f"plotly {plotly.__version__} reports its layout as {keys}"
+    figure = go.FigureWidget()
+    reports: list[Mapping[str, Any]] = []
+    wi.on_layout_reported(figure, reports.append)
+    figure.set_state({wi.FRONT_END_LAYOUT_KEY: {"layout_delta": {"width": 700}}})
+    assert reports == [{"width": 700}]
+
+
 def _private_names(module: ModuleType) -> set[str]:
     """The private names an adapter's source reaches: ``x._name``, ``getattr(x, "_name")``,
     and methods of its classes that stand in for TensorFlow's (``def _name``)."""

@@ -82,17 +82,30 @@ def restyle(figure: Any, values: Mapping[str, Sequence[Any]], indexes: Sequence[
     figure._send_restyle_msg(dict(values), trace_indexes=list(indexes))
 
 
+#: The key under which plotly 7.1's front end reports the layout it drew: a misspelling of
+#: the synced trait ``_js2py_layoutDelta``, so ipywidgets drops the report (no such trait)
+#: unless the figure has a synced trait of that name (:func:`on_layout_reported` adds one).
+FRONT_END_LAYOUT_KEY = "_js2py_widget_layoutDelta"
+
+
 def on_layout_reported(figure: Any, callback: Callable[[Mapping[str, Any]], None]) -> None:
     """Call ``callback(layout)`` with the layout a page drew ``figure`` with (its ``width``...),
     each time a page reports it: after its first draw and after every change it draws."""
     if not hasattr(figure, "_js2py_layoutDelta"):  # a plotly without it: nothing reported
         return
+    if not figure.has_trait(FRONT_END_LAYOUT_KEY):
+        from plotly.serializers import custom_serializers
+        from traitlets import Dict
+
+        trait = Dict(allow_none=True).tag(sync=True, **custom_serializers)
+        figure.add_traits(**{FRONT_END_LAYOUT_KEY: trait})
+        figure.keys = [*figure.keys, FRONT_END_LAYOUT_KEY]  # synced: updates are applied
 
     def reported(change: Any) -> None:
         if change["new"]:
             callback(change["new"].get("layout_delta") or {})
 
-    figure.observe(reported, names="_js2py_layoutDelta")
+    figure.observe(reported, names=["_js2py_layoutDelta", FRONT_END_LAYOUT_KEY])
 
 
 def resync_figure_state(figure: Any, layout: bool = True, data: bool = True) -> None:

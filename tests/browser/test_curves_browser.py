@@ -134,12 +134,15 @@ def test_curves_fill_the_width_follow_the_theme_and_survive_a_reload(
         expected = json.loads(printed[1])
         wait_points(page, expected, "every point")
 
-        # Projector: text readable from the back. (The figure stays 700 px wide in its ~850 px
-        # box: plotly 7.1's front end reports the layout it drew under a key the kernel drops,
-        # so the view never learns to make it measure its box again. Fix: _widget_internals.)
+        # Projector: the figure uses the width it has (~850 px; plotly.js draws a figure whose
+        # box has no width yet 700 px wide), text readable from the back.
         box = page.locator(".nbh-curves.widget-vbox").first
         free = box.evaluate("e => e.getBoundingClientRect().width")
-        seen = harness.poll(lambda: look(page), 30, "the figure's text and colours")
+        seen = harness.poll(
+            lambda: (s := look(page)) and s["svgWidth"] >= 0.95 * free and s,
+            30,
+            "a figure as wide as its box",
+        )
         assert free > 845, free
         assert seen["tickSize"] >= 14 and seen["legendSize"] >= 14, seen
         readout = page.locator(".nbh-curves-readout small").first
@@ -172,4 +175,5 @@ def test_curves_fill_the_width_follow_the_theme_and_survive_a_reload(
         page.reload()
         harness.wait_kernel_idle(page, timeout=90)
         wait_points(page, expected, "every point again")
+        harness.poll(lambda: look(page)["svgWidth"] >= 0.95 * free, 30, "the full width again")
     assert not page.console_errors, page.console_errors
