@@ -313,6 +313,7 @@ class Dashboard:
         curves = self._views.get("curves")
         if curves is not None:
             curves.mark(step, f"rewind → branch {branch}")
+            curves.refresh()  # the abandoned branch fades now, not at the next evaluation
 
     def _rewind_control(self) -> Any:
         """A list of the steps to rewind to and a Rewind button (main thread, idle runs)."""

@@ -101,6 +101,8 @@ def test_replaying_from_a_rewind_gives_the_same_weights(tmp_path, comm_log) -> N
     straight = {n: dash.estimator.get_variable_value(n) for n in NAMES}
     assert {100, 150, 200} <= set(dash.checkpoints_to_rewind)
     dash.rewind(100)
+    faded, live = faded_and_live(dash._views["curves"])  # drawn by rewind() itself
+    assert xs(live) == [0, 50, 100] and xs(faded.popitem()[1]) == [100, 150, 200]
     dash.train(steps=100)
     dash.wait(timeout=300)
     assert dash.run.global_step == 200
