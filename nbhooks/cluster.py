@@ -13,6 +13,7 @@ Run as ``python -m nbhooks.cluster <spec.pkl>`` it is one task of such a cluster
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,15 @@ class LocalCluster:
     evaluator must load a checkpoint before the chief deletes it, so keep them for longer than
     an evaluation takes to start. Every training task runs a
     :class:`~nbhooks.ClusterControlHook`, so :meth:`monitor` can stop, pause and resume it.
+
+    ``hooks``: more training hooks for every training task (chief and workers), each either a
+    ``tf.estimator.SessionRunHook`` object (sent to every task as a copy) or a hook factory,
+    called in each training task with that task's Estimator (``factory(estimator) ->
+    SessionRunHook``). A hook that needs its task's Estimator is passed as a factory:
+    ``hooks=[nh.PipelineCheckpointHook]`` gives each task its own input checkpoints
+    (``input_worker_1.ckpt-N``; ``Monitor.input_checkpoints`` lists them by task);
+    ``lambda estimator: nh.PipelineCheckpointHook(estimator, keep=3)`` passes
+    arguments.
     """
 
     def __init__(
@@ -92,7 +102,7 @@ class LocalCluster:
         save_checkpoints_steps: int | None = None,
         save_checkpoints_secs: int | None = 5,
         keep_checkpoint_max: int = 10,
-        hooks: tuple[Any, ...] = (),
+        hooks: Iterable[Any] = (),
     ) -> None:
         for name, fn in (("make_estimator", make_estimator), ("train_fn", train_fn)):
             if not callable(fn):
@@ -109,6 +119,7 @@ class LocalCluster:
         check_int("save_checkpoints_steps", save_checkpoints_steps, optional=True)
         check_int("save_checkpoints_secs", save_checkpoints_secs, optional=True)
         check_int("keep_checkpoint_max", keep_checkpoint_max)
+        hooks = _check_hooks(hooks)
         if save_checkpoints_steps is not None:
             save_checkpoints_secs = None  # one or the other (RunConfig refuses both)
         try:
@@ -130,7 +141,7 @@ class LocalCluster:
             save_checkpoints_steps,
             save_checkpoints_secs,
             keep_checkpoint_max,
-            tuple(hooks),
+            hooks,
         )
         try:
             payload = cloudpickle.dumps(spec)
@@ -432,6 +443,75 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+_HOOKS_HELP = (
+    "pass a list whose items are tf.estimator.SessionRunHook objects (every training task gets "
+    "a copy) or hook factories, called in each training task with its Estimator: "
+    "factory(estimator) -> SessionRunHook, e.g. hooks=[nh.PipelineCheckpointHook] or "
+    "hooks=[lambda estimator: nh.PipelineCheckpointHook(estimator, keep=3)]"
+)
+
+
+def _is_hook(item: Any) -> bool:
+    from nbhooks._tf import tf
+
+    return isinstance(item, tf().estimator.SessionRunHook)
+
+
+def _check_hooks(hooks: Any) -> tuple[Any, ...]:
+    """``hooks`` as a tuple of hooks and hook factories; a TypeError saying what to pass."""
+    if _is_hook(hooks) or callable(hooks) or isinstance(hooks, (str, bytes)):
+        raise TypeError(
+            f"hooks must be a list, got {type(hooks).__name__} {hooks!r}: {_HOOKS_HELP}"
+        )
+    try:
+        items = tuple(hooks)
+    except TypeError:
+        raise TypeError(
+            f"hooks must be a list, got {type(hooks).__name__}: {_HOOKS_HELP}"
+        ) from None
+    for i, item in enumerate(items):
+        if _is_hook(item):
+            continue
+        if not callable(item):
+            raise TypeError(
+                f"hooks[{i}] is {type(item).__name__} {item!r}, neither a hook nor a hook "
+                f"factory: {_HOOKS_HELP}"
+            )
+        try:
+            inspect.signature(item).bind(None)
+        except TypeError:
+            raise TypeError(
+                f"hooks[{i}] ({_name(item)}) cannot be called with one argument, the task's "
+                f"Estimator: {_HOOKS_HELP}"
+            ) from None
+        except ValueError:  # pragma: no cover - no signature to check (some builtins)
+            pass
+    return items
+
+
+def _name(factory: Any) -> str:
+    return getattr(factory, "__qualname__", None) or type(factory).__name__
+
+
+def _task_hooks(hooks: tuple[Any, ...], estimator: Any) -> list[Any]:
+    """The training hooks of this task: the hooks as given, the factories' hooks for this
+    task's ``estimator`` (made on training tasks only: ps and evaluator train nothing)."""
+    training = estimator.config.task_type in ("chief", "worker", "master")
+    made = []
+    for item in hooks:
+        if _is_hook(item):
+            made.append(item)
+        elif training:
+            hook = item(estimator)
+            if not _is_hook(hook):
+                raise TypeError(
+                    f"the hook factory {_name(item)} returned {type(hook).__name__}, not a "
+                    f"tf.estimator.SessionRunHook: a factory must return the hook it makes"
+                )
+            made.append(hook)
+    return made
+
+
 # -- one task process -----------------------------------------------------------------------
 def _watch_parent(parent: int) -> None:
     """End this process when its parent (the kernel) is gone: it would be adopted by init."""
@@ -462,7 +542,7 @@ def _run_task(spec_path: str) -> None:
     train_spec = t.estimator.TrainSpec(
         spec.train_fn,
         max_steps=spec.steps,
-        hooks=[ClusterControlHook(spec.model_dir), *spec.hooks],
+        hooks=[ClusterControlHook(spec.model_dir), *_task_hooks(spec.hooks, estimator)],
     )
     eval_spec = t.estimator.EvalSpec(
         spec.eval_fn or spec.train_fn,

@@ -1,10 +1,10 @@
 """What each task process of a LocalCluster runs to test per-task pipeline checkpoints.
 
 Imported by the task processes (cloudpickle sends these by reference): a model fed an
-unshuffled stream of ids, and :class:`EachTask`, which builds a
-:class:`~nbhooks.PipelineCheckpointHook` for the task it runs in (from that task's
-``TF_CONFIG``, as a script on a real cluster does) and prints what it saves, restores and reads
-as ``NBH-PIPELINE <json>`` lines in the task's log.
+unshuffled stream of ids, and :class:`EachTask`, a hook factory as LocalCluster's ``hooks``
+take them (``EachTask(estimator)``, made in each task with that task's Estimator, as
+``nh.PipelineCheckpointHook`` is): a :class:`~nbhooks.PipelineCheckpointHook` that prints what
+it saves, restores and reads as ``NBH-PIPELINE <json>`` lines in the task's log.
 """
 
 from __future__ import annotations
@@ -49,25 +49,22 @@ def reports(log: str) -> list[dict[str, Any]]:
 
 
 class EachTask(tf().estimator.SessionRunHook):
-    """A PipelineCheckpointHook for this process's task; reports its events and the ids read.
+    """The PipelineCheckpointHook of ``estimator``'s task; reports its events and the ids read.
 
     Each report: ``{"task", "what", ...}``; "event": a PipelineEvent (with ``last``, the ids of
     the batch read just before it); "first": the ids of the session's first batch.
     """
 
-    def __init__(self, model_dir: str, every: int) -> None:
-        self.model_dir, self.every = model_dir, every
+    def __init__(self, estimator: Any) -> None:
+        self.task = f"{estimator.config.task_type}:{estimator.config.task_id}"
+        self.hook = PipelineCheckpointHook(estimator)
+        self.hook.events.subscribe(self._on_event)
 
     def begin(self) -> None:
-        t = tf()
-        config = t.estimator.RunConfig(model_dir=self.model_dir, save_checkpoints_steps=self.every)
-        self.task = f"{config.task_type}:{config.task_id}"
-        self.hook = PipelineCheckpointHook(make_estimator(config))
         self.last: list[int] | None = None
         self.first: list[int] | None = None
-        self.hook.events.subscribe(self._on_event)
         self.hook.begin()
-        self.ids = t.compat.v1.get_collection(IDS)[0]
+        self.ids = tf().compat.v1.get_collection(IDS)[0]
 
     def _on_event(self, event: Any) -> None:
         self._report(

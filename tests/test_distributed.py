@@ -20,9 +20,10 @@ import psutil
 import pytest
 
 from nbhooks._tf import tf
-from nbhooks.cluster import LocalCluster
+from nbhooks.cluster import LocalCluster, _task_hooks
 from nbhooks.eventfiles import EventDirReader
 from nbhooks.hooks.cluster_control import ClusterControlHook
+from nbhooks.hooks.pipeline import PipelineCheckpointHook
 from nbhooks.jobfiles import JobFiles
 from nbhooks.monitor import Monitor
 from nbhooks.views.monitor import JobView
@@ -282,8 +283,9 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
 
 
 def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_log):
-    """Chief and worker each save their input position under their own names; the Monitor
-    lists them by task; a restart of the job resumes each task from its own position."""
+    """A hook factory gives chief and worker each its own PipelineCheckpointHook: each saves
+    its input position under its own names; the Monitor lists them by task; a restart of the
+    job resumes each task from its own position."""
     every, job_dir = 20, tmp_path / "job"
 
     def run_job(
@@ -298,7 +300,7 @@ def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_lo
             evaluator=False,
             model_dir=job_dir,
             save_checkpoints_steps=every,
-            hooks=(pipeline_tasks.EachTask(str(job_dir), every),),
+            hooks=[pipeline_tasks.EachTask],  # made in each task with its Estimator
         )
         try:
             cluster.start()
@@ -357,6 +359,51 @@ def test_local_cluster_checks_its_arguments_before_anything(tmp_path):
         Monitor(tmp_path / "nowhere")
 
 
+def test_local_cluster_takes_hooks_and_hook_factories(tmp_path, monkeypatch):
+    """Checked in the notebook process, before anything is made; factories are called in the
+    training tasks only, each with its task's Estimator."""
+    target = tmp_path / "x"
+    for hooks, error in [
+        (PipelineCheckpointHook, "hooks must be a list, got type"),
+        (ClusterControlHook(str(tmp_path)), "hooks must be a list, got ClusterControlHook"),
+        (["input"], "hooks\\[0\\] is str 'input', neither a hook nor a hook factory"),
+        ([ClusterControlHook(str(tmp_path)), lambda: None], "hooks\\[1\\] .* one argument"),
+    ]:
+        with pytest.raises(TypeError, match=error) as caught:
+            LocalCluster(
+                make_estimator,
+                models.input_fn(),
+                None,
+                10,
+                evaluator=False,
+                model_dir=target,
+                hooks=hooks,
+            )
+        assert "hooks=[nh.PipelineCheckpointHook]" in str(caught.value)
+    assert not target.exists()
+
+    ready = ClusterControlHook(str(tmp_path))
+    hooks = (ready, PipelineCheckpointHook, lambda estimator: "not a hook")
+    LocalCluster(
+        make_estimator, models.input_fn(), None, 10, evaluator=False, model_dir=target, hooks=hooks
+    ).stop()
+
+    def task_estimator(kind: str) -> object:
+        cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]}
+        monkeypatch.setenv(
+            "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": 0}})
+        )
+        config = tf().estimator.RunConfig(model_dir=str(tmp_path), save_checkpoints_steps=5)
+        return make_estimator(config)
+
+    with pytest.raises(TypeError, match=r"returned str, not a tf\.estimator\.SessionRunHook"):
+        _task_hooks(hooks, task_estimator("worker"))
+    first, made = _task_hooks(hooks[:2], task_estimator("worker"))
+    assert first is ready and isinstance(made, PipelineCheckpointHook)
+    assert made.store.task == "worker:0"
+    assert _task_hooks(hooks, task_estimator("ps")) == [ready]  # no factory runs there
+
+
 def test_the_monitor_widget_is_fed_by_its_publisher_only(tmp_path, comm_log):
     write_evals(tmp_path / "model", range(0, 300, 100))
     monitor = Monitor(tmp_path / "model", start=False)
@@ -411,7 +458,7 @@ PARENT = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
 import models
-from nbhooks.cluster import LocalCluster
+from nbhooks.cluster import LocalCluster, _task_hooks
 
 def make_estimator(config):
     from nbhooks._tf import tf
