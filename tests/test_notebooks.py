@@ -155,6 +155,8 @@ def test_distributed(tmp_path):
     tasks = text(nb.cells[8])
     assert "chief:0" in tasks and "evaluator:0" in tasks and "ended" in tasks
     assert "accuracy" in text(nb.cells[9])
+    inputs = text(nb.cells[12])  # the pipeline checkpoints of each training task
+    assert "chief:0" in inputs and "worker:0" in inputs
     assert text(nb.cells[-1]).startswith("stopped [('chief:0', 0)")
     assert find_models(widget_state(nb), css_class="nbh-monitor")
     assert not [
