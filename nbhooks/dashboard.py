@@ -34,11 +34,12 @@ class Dashboard:
     value ``(input_fn, n)`` evaluates ``n`` batches, e.g. ``{"train": (train_fn, 20)}``.
     ``evaluate_from``: ``"memory"``, ``"checkpoints"`` (``estimator.evaluate()`` on the
     checkpoint of each evaluated step) or ``"auto"``; the panel says which (``eval_status``).
-    ``asynchronous_eval`` (default True): evaluate a snapshot of each evaluated step on a
-    thread of its own while training goes on; training waits only when the next evaluation
-    step comes before the last evaluation ended, so every step is evaluated, with the same
-    numbers (see :class:`~nbhooks.LiveEvaluatorHook`'s ``asynchronous``). An evaluation that
-    ``early_stopping`` watches runs synchronously; False: all of them.
+    ``asynchronous_eval=True``: evaluate a snapshot of each evaluated step on a thread of its
+    own while training goes on; training waits only when the next evaluation step comes
+    before the last evaluation ended, so every step is evaluated, with the same numbers (see
+    :class:`~nbhooks.LiveEvaluatorHook`'s ``asynchronous``). An evaluation that
+    ``early_stopping`` watches runs synchronously. Off by default: on 2 busy cores it saves
+    ~10 % on a 3×128 model and nothing on a small one (``bench/README.md``).
     ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
     Save/Restore of the ``tf.data`` position: ``"auto"`` (the default) on where the input can
     be checkpointed, else off with the reason in the pipeline panel; ``True`` required (an
@@ -77,7 +78,7 @@ class Dashboard:
         pace: float | None = None,
         runs_dir: str | os.PathLike[str] = "runs",
         evaluate_from: str = "memory",
-        asynchronous_eval: bool = True,
+        asynchronous_eval: bool = False,
     ) -> None:
         # Every argument, for new_run(): the same dashboard again, on a fresh estimator.
         made_with = {name: value for name, value in locals().items() if name != "self"}
