@@ -343,6 +343,19 @@ def test_the_first_step_does_not_wait_for_the_evaluation_graph(model_dir, train_
     hook.close()
 
 
+def test_a_run_paused_at_its_first_step_still_shows_step_0(estimator, train_fn, eval_fn) -> None:
+    run_module = pytest.importorskip("nbhooks.run")
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=1000)
+    run = run_module.TrainingRun(estimator, train_fn, steps=50, hooks=[hook], report=None)
+    run.start()
+    run.pause()  # at the first step boundary, before the evaluator's after_run may have run
+    assert wait_for(lambda: run.state == "paused")
+    assert wait_for(lambda: hook.store.has("eval", 0))  # evaluated while the run is held
+    run.resume()
+    assert run.wait(timeout=60) == "finished"
+    assert eval_steps(hook) == [0, 50]
+
+
 def test_a_model_fn_failing_only_in_eval_mode_fails_training_clearly(
     model_dir, train_fn, eval_fn
 ) -> None:

@@ -234,6 +234,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             with self._lock:  # interrupt the evaluation in progress, not the final one
                 if self._evaluating:
                     self._interrupt.set()
+        elif event.state == "paused":  # held at the first step: show step 0 all the same
+            self._start_first()  # (the training thread, in the step's after_run)
         elif event.state == "failed":  # end() does not run then: close the evaluation session
             self._close_eval_session()
 
