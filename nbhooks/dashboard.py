@@ -326,6 +326,7 @@ class Dashboard:
         message = w.HTML()
         for widget, css in (
             (steps, "nbh-rewind-step"),
+            (refresh, "nbh-rewind-refresh"),
             (go, "nbh-rewind"),
             (message, "nbh-rewind-msg"),
         ):

@@ -1,5 +1,6 @@
-"""Experiments in JupyterLab (Chromium): a knob's slider changes the loss curve's slope, and a
-comparison's figure and table follow two runs training at once."""
+"""Experiments in JupyterLab (Chromium): a knob's slider changes the loss curve's slope, a
+comparison's figure and table follow two runs training at once, and the Rewind tab's button
+draws the new branch beside the faded old one."""
 
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ runs = {f"lr {lr}": nh.Dashboard(make_demo_estimator(tempfile.mkdtemp(), learnin
         for lr in (0.01, 0.3)}
 cmp = nh.Compare(runs, parallel=2)
 cmp
+"""
+
+REWIND_DASHBOARD = """\
+estimator = make_demo_estimator(tempfile.mkdtemp(), save_checkpoints_steps=50)
+dash = nh.Dashboard(estimator, train_fn, evals={"eval": eval_fn}, every_n_iter=50, steps=200)
+dash
 """
 
 CURVES = ".nbh-dashboard .js-plotly-plot"
@@ -187,4 +194,52 @@ def test_the_comparison_updates_live(tmp_path: Path, page: Any) -> None:
             stop.click()
         for state in page.locator(".nbh-compare-state").all():
             expect(state).to_contain_text("stopped", timeout=60_000)
+    assert not page.console_errors, page.console_errors
+
+
+def eval_loss_traces(page: Any) -> list[dict[str, Any]]:
+    """The drawn eval loss traces: x, opacity and line dash of each."""
+    return page.evaluate(
+        """selector => {
+            const gd = document.querySelector(selector);
+            return ((gd && gd.data) || [])
+                .filter(t => (t.hovertemplate || '').startsWith('eval loss'))
+                .map(t => ({x: Array.from(t.x || []), opacity: t.opacity ?? 1,
+                            dash: (t.line && t.line.dash) || 'solid'}));
+        }""",
+        CURVES,
+    )
+
+
+def test_the_rewind_button_draws_the_new_branch(tmp_path: Path, page: Any) -> None:
+    harness.write_notebook(tmp_path / "rewind.ipynb", SETUP, REWIND_DASHBOARD, "dash.train()")
+    with harness.jupyter_lab(tmp_path) as lab, snapped_on_failure(page, "rewind"):
+        harness.open_lab_notebook(page, lab, "rewind.ipynb")
+        harness.run_all(page)
+        harness.wait_for_class(page, "nbh-dashboard", timeout=180)
+        state = page.locator(".nbh-dashboard .nbh-state").first
+        expect(state).to_contain_text("finished", timeout=180_000)
+        page.locator(".nbh-tabs .lm-TabBar-tab", has_text="Rewind").first.click()
+        harness.click_widget_button(page, "nbh-rewind-refresh")
+        page.locator(".nbh-rewind-step select").first.select_option("100")
+        harness.click_widget_button(page, "nbh-rewind")
+        expect(page.locator(".nbh-rewind-msg").first).to_contain_text(
+            "the next training starts from step 100", timeout=30_000
+        )
+        scroll_to(page, CURVES)
+        faded = harness.poll(
+            lambda: [t for t in eval_loss_traces(page) if t["opacity"] < 1],
+            60,
+            "the abandoned branch drawn faded",
+        )
+        assert faded[0]["x"] == [100, 150, 200] and faded[0]["dash"] == "dot", faded
+        harness.click_widget_button(page, "nbh-start")  # the default 200 steps, from step 100
+        expect(state).to_contain_text("finished", timeout=180_000)
+        live = harness.poll(
+            lambda: [t for t in eval_loss_traces(page) if t["opacity"] == 1 and 300 in t["x"]],
+            60,
+            "the new branch drawn live up to step 300",
+        )
+        assert live[0]["x"][:3] == [0, 50, 100] and 150 in live[0]["x"], live
+        snap_live(page, ".nbh-dashboard", "lab-rewind")
     assert not page.console_errors, page.console_errors
