@@ -149,8 +149,13 @@ def test_the_knob_slider_changes_the_slope_of_the_loss(tmp_path: Path, page: Any
         snap_live(page, ".nbh-dashboard", "lab-knob-changed")
         before = [(s, v) for s, v in zip(steps, losses, strict=True) if s <= change][-5:]
         after = [(s, v) for s, v in zip(steps, losses, strict=True) if s > change][:5]
-        slow, fast = slope(*zip(*before, strict=True)), slope(*zip(*after, strict=True))
-        assert fast < 5 * slow < 0, (slow, fast)  # the loss falls at least 5x faster
+        # The loss falls at least 5x faster per step from the last evaluation before the
+        # change to the second after it than over the five before (after a 500x larger
+        # learning rate it drops at once, then flattens: a line fitted to the five after
+        # would hide that).
+        slow = slope(*zip(*before, strict=True))
+        fast = slope(*zip(before[-1], after[1], strict=True))
+        assert fast < 5 * slow < 0, (slow, fast, before, after)
         harness.click_widget_button(page, "nbh-stop")
         expect(page.locator(".nbh-dashboard .nbh-state").first).to_contain_text(
             "stopped", timeout=60_000
