@@ -1,7 +1,7 @@
 """TensorFlow's private internals, behind named functions: the only module that touches them.
 
 nbhooks builds on three TF hooks whose useful state is private: ``InMemoryEvaluatorHook``
-(its evaluation graph, variable feed and timer; the metrics ``Estimator._evaluate_run``
+(its evaluation graph, hooks and timer; the metrics ``Estimator._evaluate_run``
 returns), ``CheckpointInputPipelineHook`` (its inner ``CheckpointSaverHook``: saver, timer,
 listeners) and ``FinalOpsHook`` (the fetches it runs in ``end()``). Each function here says
 what it does for nbhooks; :data:`CONTRACT` lists every private attribute and module they use,
@@ -31,15 +31,9 @@ EVALUATION_MODULE = "tensorflow.python.training.evaluation"
 CONTRACT: tuple[Private, ...] = (
     # -- tf.estimator.experimental.InMemoryEvaluatorHook (set by begin/after_create_session)
     Private("InMemoryEvaluatorHook", "_graph", "graph", "eval_graph"),
-    Private("InMemoryEvaluatorHook", "_scaffold", "scaffold", "eval_scaffold"),
     Private("InMemoryEvaluatorHook", "_all_hooks", "list", "eval_hooks"),
-    Private("InMemoryEvaluatorHook", "_update_op", "fetchable", "eval_update_op"),
-    Private("InMemoryEvaluatorHook", "_eval_dict", "dict", "eval_metric_tensors"),
     Private("InMemoryEvaluatorHook", "_steps", "int or None", "eval_steps"),
     Private("InMemoryEvaluatorHook", "_eval_dir", "str", "eval_dir"),
-    Private("InMemoryEvaluatorHook", "_var_name_to_train_var", "dict", "copy_training_variables"),
-    Private("InMemoryEvaluatorHook", "_var_name_to_placeholder", "dict", "copy_training_variables"),
-    Private("InMemoryEvaluatorHook", "_var_feed_op", "operation", "copy_training_variables"),
     Private("InMemoryEvaluatorHook", "_timer", "timer", "mark_evaluated, reset_schedule"),
     Private(
         "InMemoryEvaluatorHook",
@@ -87,7 +81,6 @@ CONTRACT: tuple[Private, ...] = (
     Private("CheckpointSaverHook", "_saver", "saver or None", "forget_saver, checkpoint_keys"),
     Private("CheckpointSaverHook", "_get_saver", "method()", "saver_of"),
     Private("CheckpointSaverHook", "_global_step_tensor", "tensor", "global_step_tensor"),
-    Private("CheckpointSaverHook", "_save", "method(session, step)", "save_checkpoint"),
     Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
     Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
     Private("Saver", "_var_list", "saveables", "checkpoint_keys, saver_name_map"),
@@ -119,24 +112,9 @@ def eval_graph(hook: Any) -> Any:
     return hook._graph
 
 
-def eval_scaffold(hook: Any) -> Any:
-    """The evaluation graph's Scaffold (None before ``begin()`` built it)."""
-    return getattr(hook, "_scaffold", None)
-
-
 def eval_hooks(hook: Any) -> Sequence[Any]:
     """Every hook of the evaluation: the user's, the model's, the input's and the steps'."""
     return hook._all_hooks
-
-
-def eval_update_op(hook: Any) -> Any:
-    """The op that runs one evaluation batch (updates the metric variables)."""
-    return hook._update_op
-
-
-def eval_metric_tensors(hook: Any) -> Mapping[str, Any]:
-    """The metric value tensors by name, global step included."""
-    return hook._eval_dict
 
 
 def eval_steps(hook: Any) -> int | None:
@@ -147,16 +125,6 @@ def eval_steps(hook: Any) -> int | None:
 def eval_dir(hook: Any) -> str:
     """Where the evaluation summaries go (``model_dir/eval_<name>``)."""
     return hook._eval_dir
-
-
-def copy_training_variables(hook: Any, train_session: Any, eval_session: Any) -> None:
-    """Copy the training variables' values into the evaluation graph (as TF's hook does)."""
-    values = train_session.run(hook._var_name_to_train_var)
-    placeholders = hook._var_name_to_placeholder
-    eval_session.run(
-        hook._var_feed_op,
-        feed_dict={placeholders[name]: value for name, value in values.items()},
-    )
 
 
 def mark_evaluated(hook: Any) -> None:
@@ -279,11 +247,6 @@ def checkpoint_keys(saver_hook: Any) -> set[str]:
 def global_step_tensor(saver_hook: Any) -> Any:
     """The global step read tensor the hook fetches (set by ``begin()``)."""
     return saver_hook._global_step_tensor
-
-
-def save_checkpoint(saver_hook: Any, session: Any, step: int) -> bool:
-    """Save as the hook's own schedule does (listeners, state file); True if one asks to stop."""
-    return saver_hook._save(session, step)
 
 
 def rearm_saver_timer(saver_hook: Any, step: int) -> None:
