@@ -29,6 +29,7 @@ log = logging.getLogger("nbhooks")
 EVENTS_GLOB = "events.out.tfevents.*"
 _HEADER = 12  # uint64 length + uint32 masked crc of the length
 _FOOTER = 4  # uint32 masked crc of the data
+_HEAD = 96  # the first two records' starts: the second event's wall time differs per writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class EventFileReader:
         self.corrupt = False  #: True once a corrupt record was met: the file is read no more
         self.truncated = False  #: True while an incomplete record is skipped as truncated
         self.events_read = 0
+        self._head = b""  #: the file's first bytes, as first read
 
     def read(self) -> list[Any]:
         """The Events written since the last call; [] once the file is known to be corrupt."""
@@ -109,8 +111,8 @@ class EventFileReader:
             size = int(t.io.gfile.stat(self.path).length)
         except t.errors.OpError:
             return []  # gone (or not readable right now): nothing new
-        if size < self.size:  # replaced by a new file of the same name: read it afresh
-            self._loader, self.offset = None, 0
+        if size < self.size or self._rewritten():  # a new file of the same name: afresh
+            self._loader, self.offset, self._head = None, 0, b""
         if size != self.size:
             self.size, self._grew_at = size, self._clock()
             self.truncated = False
@@ -135,6 +137,28 @@ class EventFileReader:
             self._check_rest(size)
         return events
 
+    def _rewritten(self) -> bool:
+        """Whether the file was written anew under its name since the last read, though not
+        shorter (a writer restarted within the same second reuses the name): its first bytes
+        differ from those read before. The first event's wall time is whole seconds (as the
+        name); the second's, within the first 96 bytes, has the writer's fraction of them."""
+        head = self._read_at(0, _HEAD)
+        if not self._head:
+            self._head = head if len(head) == _HEAD else b""
+            return False
+        return head != self._head
+
+    def _read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes of the file from ``offset`` (b"" if it cannot be read now)."""
+        t = tf()
+        try:
+            with t.io.gfile.GFile(self.path, "rb") as f:
+                f.seek(offset)
+                data: bytes = f.read(n)
+                return data
+        except t.errors.OpError:
+            return b""
+
     def _check_rest(self, size: int) -> None:
         """Bytes remain that the loader did not return: incomplete, truncated or corrupt."""
         need = self._record_length(size)
@@ -156,13 +180,7 @@ class EventFileReader:
         header itself is not all there)."""
         if size - self.offset < _HEADER:
             return None
-        t = tf()
-        try:
-            with t.io.gfile.GFile(self.path, "rb") as f:
-                f.seek(self.offset)
-                header = f.read(_HEADER)
-        except t.errors.OpError:
-            return None
+        header = self._read_at(self.offset, _HEADER)
         if len(header) < _HEADER:
             return None
         (length,) = struct.unpack("<Q", header[:8])

@@ -105,6 +105,22 @@ def test_event_files_are_read_incrementally(tmp_path):
     assert reader.files[str(path)].offset == path.stat().st_size
 
 
+def test_a_file_written_anew_under_its_name_is_read_afresh(tmp_path):
+    """A job restarted within the same second reuses the event file's name: the new writer
+    truncates it and writes more than was there; the reader notices and reads it from 0."""
+    first = write_evals(tmp_path / "a", range(0, 200, 100))
+    again = write_evals(tmp_path / "b", range(300, 700, 100))
+    assert again.stat().st_size > first.stat().st_size
+    path = tmp_path / "eval" / "events.out.tfevents.1.same"
+    path.parent.mkdir()
+    path.write_bytes(first.read_bytes())
+    reader = EventDirReader(str(path.parent))
+    assert sorted({s.step for s in reader.scalars()}) == [0, 100]
+    path.write_bytes(again.read_bytes())  # same name, same inode, longer
+    assert sorted({s.step for s in reader.scalars()}) == [300, 400, 500, 600]
+    assert reader.scalars() == []
+
+
 def test_corrupt_and_truncated_event_files_are_skipped_with_a_warning(tmp_path, caplog):
     data = write_evals(tmp_path, range(0, 500, 100)).read_bytes()
     eval_dir = tmp_path / "model" / "eval"
