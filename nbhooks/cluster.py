@@ -537,10 +537,6 @@ def _run_task(spec_path: str) -> None:
         save_checkpoints_steps=spec.save_checkpoints_steps,
         save_checkpoints_secs=spec.save_checkpoints_secs,
         keep_checkpoint_max=spec.keep_checkpoint_max,
-        # TF delays worker i by (i + 1) * 5 s; on one machine the workers need no such
-        # stagger (they wait for the chief's session anyway), and a short job would end
-        # before the last worker joined.
-        experimental_max_worker_delay_secs=1,
     )
     estimator = spec.make_estimator(config)
     train_spec = t.estimator.TrainSpec(
