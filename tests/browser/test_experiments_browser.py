@@ -110,6 +110,16 @@ def snapped_on_failure(page: Any, name: str) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def ran_in_lab(tmp_path: Path, page: Any, name: str, *cells: str) -> Iterator[None]:
+    """A notebook of ``cells``, opened in JupyterLab and Run All; a live snapshot on failure."""
+    harness.write_notebook(tmp_path / f"{name}.ipynb", *cells)
+    with harness.jupyter_lab(tmp_path) as lab, snapped_on_failure(page, name):
+        harness.open_lab_notebook(page, lab, f"{name}.ipynb")
+        harness.run_all(page)
+        yield
+
+
 def slope(steps: list[float], values: list[float]) -> float:
     """Least-squares change of value per step."""
     n = len(steps)
@@ -119,12 +129,7 @@ def slope(steps: list[float], values: list[float]) -> float:
 
 
 def test_the_knob_slider_changes_the_slope_of_the_loss(tmp_path: Path, page: Any) -> None:
-    harness.write_notebook(
-        tmp_path / "knob.ipynb", SETUP, KNOB_DASHBOARD, "dash.train(steps=100_000)"
-    )
-    with harness.jupyter_lab(tmp_path) as lab, snapped_on_failure(page, "knob"):
-        harness.open_lab_notebook(page, lab, "knob.ipynb")
-        harness.run_all(page)
+    with ran_in_lab(tmp_path, page, "knob", SETUP, KNOB_DASHBOARD, "dash.train(steps=100_000)"):
         slider = harness.wait_for_class(page, "nbh-knob", timeout=180)
         scroll_to(page, CURVES)
         harness.poll(lambda: len(loss_curve(page)[0]) >= 5, 300, "5 points of the slow loss")
@@ -169,10 +174,7 @@ def shown_steps(page: Any) -> list[int]:
 
 
 def test_the_comparison_updates_live(tmp_path: Path, page: Any) -> None:
-    harness.write_notebook(tmp_path / "compare.ipynb", SETUP, COMPARE, "cmp.train(steps=100_000)")
-    with harness.jupyter_lab(tmp_path) as lab, snapped_on_failure(page, "compare"):
-        harness.open_lab_notebook(page, lab, "compare.ipynb")
-        harness.run_all(page)
+    with ran_in_lab(tmp_path, page, "compare", SETUP, COMPARE, "cmp.train(steps=100_000)"):
         harness.wait_for_class(page, "nbh-compare", timeout=180)
         scroll_to(page, COMPARE_PLOT)
         first = harness.wait_plot_points(page, 2, selector=COMPARE_PLOT, timeout=180)
@@ -217,10 +219,7 @@ def eval_loss_traces(page: Any) -> list[dict[str, Any]]:
 
 
 def test_the_rewind_button_draws_the_new_branch(tmp_path: Path, page: Any) -> None:
-    harness.write_notebook(tmp_path / "rewind.ipynb", SETUP, REWIND_DASHBOARD, "dash.train()")
-    with harness.jupyter_lab(tmp_path) as lab, snapped_on_failure(page, "rewind"):
-        harness.open_lab_notebook(page, lab, "rewind.ipynb")
-        harness.run_all(page)
+    with ran_in_lab(tmp_path, page, "rewind", SETUP, REWIND_DASHBOARD, "dash.train()"):
         harness.wait_for_class(page, "nbh-dashboard", timeout=180)
         state = page.locator(".nbh-dashboard .nbh-state").first
         expect(state).to_contain_text("finished", timeout=180_000)
