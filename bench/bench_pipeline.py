@@ -9,11 +9,7 @@ All numbers are measured side by side in ONE run (same process, same machine loa
    restores the same iterator state ``repeats`` times, interleaved. Median seconds and bytes.
 2. Estimator training ``steps`` steps with checkpoints every 100 steps: no pipeline hook,
    TF's hook, PipelineCheckpointHook (interleaved, order rotated, median of --trials).
-3. The Dashboard (headless) with its defaults (``pipeline_checkpoints="auto"``) vs the
-   Dashboard with ``pipeline_checkpoints=False``: the 3x128 dense model of bench_eval on
-   20 000 rows, shuffle(20 000), an evaluation every 200 steps, RunConfig's default checkpoint
-   schedule, ``--dash-steps`` steps; --trials rounds interleaved, the per-round ratio's
-   median and min-max (target: within 5 %).
+The Dashboard with its defaults against pipeline checkpoints off: ``bench_dashboard.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from common import interleave, ratios, spread
 
 from nbhooks._tf import tf
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
@@ -145,97 +140,13 @@ def bench_throughput(root: Path, steps: int, trials: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_dashboard(root: Path, steps: int, rounds: int) -> dict[str, list[float]]:
-    """Seconds per ``dash.train(steps)``: defaults vs ``pipeline_checkpoints=False``.
-
-    The 3x128 dense model on 20 000 shuffled rows (``shuffle(20 000)``) of bench_eval, an
-    evaluation every 200 steps, RunConfig's default checkpoint schedule; the two variants
-    interleaved round by round (after one warm-up round each), so noise hits them alike.
-    """
-    from bench_eval import dense_input_fns
-
-    import nbhooks as nh
-    from nbhooks.demo import make_demo_estimator
-
-    train_fn, eval_fn = dense_input_fns()
-    sizes: list[int] = []
-    own: list[float] = []  # seconds inside the pipeline hook's methods, per run
-
-    def variant(name: str, **options: object):
-        def run(i: int) -> None:
-            model_dir = root / f"dash-{name}-{i}"
-            est = make_demo_estimator(model_dir, hidden_units=(128, 128, 128))
-            dash = nh.Dashboard(est, train_fn, eval_fn, every_n_iter=200, steps=steps, **options)
-            spent = [0.0]
-            if options.get("pipeline_checkpoints", True):
-                clock_hook(dash.pipeline, spent)
-            try:
-                dash.train()
-                assert dash.wait() == "finished"
-                if options.get("pipeline_checkpoints", True):
-                    sizes.extend(dash.pipeline.checkpoints.size_bytes.tolist())
-                    own.append(spent[0])
-            finally:
-                dash.close()
-                shutil.rmtree(model_dir, ignore_errors=True)
-
-        return run
-
-    variants = {"defaults": variant("defaults"), "off": variant("off", pipeline_checkpoints=False)}
-    for fn in variants.values():
-        fn(-1)  # warm up graph building and TF's kernels
-    sizes.clear()
-    own.clear()
-    times = interleave(variants, rounds)
-    times["hook's own"] = own
-    times["saves per run"] = [len(sizes) / rounds]
-    times["bytes per save"] = [statistics.median(sizes) if sizes else 0.0]
-    return times
-
-
-def clock_hook(hook: object, spent: list[float]) -> None:
-    """Add the seconds spent in ``hook``'s SessionRunHook methods to ``spent[0]``."""
-    for name in ("begin", "after_create_session", "before_run", "after_run", "end"):
-        method = getattr(hook, name)
-
-        def timed(*args: object, method=method) -> object:
-            start = time.perf_counter()
-            try:
-                return method(*args)
-            finally:
-                spent[0] += time.perf_counter() - start
-
-        setattr(hook, name, timed)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--trials", type=int, default=9)
-    parser.add_argument("--dash-steps", type=int, default=2000)
-    parser.add_argument("--only-dashboard", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        d = bench_dashboard(Path(tmp), args.dash_steps, args.trials)
-        print(
-            f"Dashboard, 3x128 on {ROWS} rows, shuffle({ROWS}), {args.dash_steps} steps, an "
-            f"evaluation every 200, {args.trials} interleaved rounds, median (min-max):"
-        )
-        for name in ("defaults", "off"):
-            print(f"  {name:8s} {spread(d[name], '.2f', ' s')}")
-        print(
-            f"  ratio defaults/off {spread(ratios(d['defaults'], d['off']))}; "
-            f"{d['saves per run'][0]:.0f} pipeline save(s) per run of "
-            f"{d['bytes per save'][0] / 1e6:.1f} MB"
-        )
-        own = d["hook's own"]
-        print(
-            f"  the pipeline hook's own time {spread(own, '.2f', ' s')} per run, a share of "
-            f"the run of {spread([100 * r for r in ratios(own, d['defaults'])], '.1f', ' %')}"
-        )
-        if args.only_dashboard:
-            return
         s = bench_save_restore(Path(tmp), args.repeats)
         print(f"shuffle({BUFFER}) of {WIDTH}-float rows, median of {args.repeats}:")
         ms = {k: v * 1e3 for k, v in s.items()}

@@ -34,12 +34,13 @@ class Dashboard:
     value ``(input_fn, n)`` evaluates ``n`` batches, e.g. ``{"train": (train_fn, 20)}``.
     ``evaluate_from``: ``"memory"``, ``"checkpoints"`` (``estimator.evaluate()`` on the
     checkpoint of each evaluated step) or ``"auto"``; the panel says which (``eval_status``).
-    ``asynchronous_eval=True``: evaluate a snapshot of each evaluated step on a thread of its
-    own while training goes on; training waits only when the next evaluation step comes
-    before the last evaluation ended, so every step is evaluated, with the same numbers (see
-    :class:`~nbhooks.LiveEvaluatorHook`'s ``asynchronous``). An evaluation that
-    ``early_stopping`` watches runs synchronously. Off by default: on 2 busy cores it saves
-    ~10 % on a 3×128 model and nothing on a small one (``bench/README.md``).
+    ``asynchronous_eval`` (default True): evaluate a snapshot of each evaluated step on a
+    thread of its own while training goes on; training waits only when the next evaluation
+    step comes before the last evaluation ended, so every step is evaluated, with the same
+    numbers (see :class:`~nbhooks.LiveEvaluatorHook`'s ``asynchronous``). An evaluation that
+    ``early_stopping`` watches runs synchronously; ``False`` evaluates every one on the
+    training thread. The in-memory evaluations are built when the dashboard is shown, so
+    that Start trains at once.
     ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
     Save/Restore of the ``tf.data`` position: ``"auto"`` (the default) on where the input can
     be checkpointed, else off with the reason in the pipeline panel; ``True`` required (an
@@ -78,7 +79,7 @@ class Dashboard:
         pace: float | None = None,
         runs_dir: str | os.PathLike[str] = "runs",
         evaluate_from: str = "memory",
-        asynchronous_eval: bool = False,
+        asynchronous_eval: bool = True,
     ) -> None:
         # Every argument, for new_run(): the same dashboard again, on a fresh estimator.
         made_with = {name: value for name, value in locals().items() if name != "self"}
@@ -131,6 +132,8 @@ class Dashboard:
         self.export_dir = Path(export_dir) if export_dir is not None else Path(estimator.model_dir)
         self._widget: Any = None
         self._views: dict[str, Any] = {}
+        #: The evaluations built ahead when the dashboard was shown (None before).
+        self.eval_preparation: Any = None
 
     # -- building the hooks -----------------------------------------------------------------
     def _make_evaluators(
@@ -421,6 +424,7 @@ class Dashboard:
             sections.append(self._views["curves"].widget)
             sections.append(self._eval_status_section())
         specs = self.knob_specs
+        self._prepare_evaluations()
         if specs:
             from nbhooks.views.knobs import KnobsView
 
@@ -449,6 +453,17 @@ class Dashboard:
             tab.add_class("nbh-tabs")
             sections.append(tab)
         return self._show_sections(sections)
+
+    def _prepare_evaluations(self) -> None:
+        """Build the in-memory evaluations on a thread while the dashboard is looked at, so
+        that Start trains and evaluates at once (training waits for it if it comes first)."""
+        if not self.evaluators or self.run.running:
+            return
+        from nbhooks.hooks.evaluator import EvalPreparation
+
+        self.eval_preparation = self.run.own(
+            EvalPreparation(self.estimator, self._train_input_fn, self.evaluators)
+        )
 
     def _show_sections(self, sections: list[Any]) -> Any:
         """The dashboard box (made once; the run that is current owns it) with this run's

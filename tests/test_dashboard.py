@@ -108,6 +108,44 @@ def test_early_stopping_stops_through_the_run(estimator, train_fn, eval_fn, comm
     dash.close()
 
 
+def test_a_shown_dashboard_builds_its_evaluation_before_training(
+    tmp_path, train_fn, eval_fn, comm_log
+):
+    est = models.make_estimator(tmp_path / "model", save_checkpoints_steps=50)
+    dash = nh.Dashboard(est, train_fn, {"eval": eval_fn}, every_n_iter=50, steps=100)
+    assert dash.eval_preparation is None  # headless: nothing is built before train()
+    assert dash.widget is not None
+    preparation = dash.eval_preparation
+    assert preparation.wait(timeout=60) and preparation.prepared == ["eval"]
+    (hook,) = dash.evaluators
+    graph = hook.eval_graph
+    assert graph is not None and hook.how == "persistent session"
+    dash.train()
+    assert dash.wait(timeout=120) == "finished"
+    assert hook.eval_graph is graph  # training used the graph built ahead: no second build
+    history = dash.history.query("metric == 'loss'").set_index("step")["value"]
+    assert sorted(history.index) == [0, 50, 100]
+    for step in (50, 100):
+        expected = est.evaluate(eval_fn, checkpoint_path=f"{tmp_path}/model/model.ckpt-{step}")
+        assert history[step] == pytest.approx(float(expected["loss"]), rel=1e-6), step
+    dash.close()
+    assert "nbhooks-eval-prepare" not in live_threads()
+
+
+def test_a_model_that_fails_ahead_fails_in_training_as_it_would(tmp_path, eval_fn, comm_log):
+    def broken_train_fn():
+        raise RuntimeError("no training data here")
+
+    est = models.make_estimator(tmp_path / "model")
+    dash = nh.Dashboard(est, broken_train_fn, {"eval": eval_fn}, every_n_iter=50, steps=100)
+    assert dash.widget is not None
+    assert dash.eval_preparation.wait(timeout=60) and dash.eval_preparation.prepared == []
+    dash.train()
+    with pytest.raises(RuntimeError, match="no training data here"):
+        dash.wait(timeout=120)
+    dash.close()
+
+
 class TestBadInput:
     def test_not_an_estimator(self, train_fn):
         with pytest.raises(TypeError, match=r"tf\.estimator\.Estimator"):

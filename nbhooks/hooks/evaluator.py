@@ -164,6 +164,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._saver: Any = None  # checkpoints: the training graph's saver, if it has one
         self._evaluated_paths: set[str] = set()
         self._interrupt = threading.Event()
+        self._preparation: EvalPreparation | None = None  # building ahead of training
         self._evaluating = False
         self._interrupted = False
         self._lock = threading.Lock()
@@ -230,7 +231,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             own(_Closer(self))
 
     def on_run_state(self, event: RunStateEvent) -> None:
-        if event.state == "stopping":
+        if event.state == "running":  # (before the training thread builds its graph)
+            self._await_preparation()
+        elif event.state == "stopping":
             with self._lock:  # interrupt the evaluation in progress, not the final one
                 if self._evaluating:
                     self._interrupt.set()
@@ -241,6 +244,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     def close(self) -> None:
         """Cancel an evaluation in flight; close the evaluation session and forget its graph."""
+        self._await_preparation()
         self._close_eval_session()
         self._parts = self._signature = None
 
@@ -254,8 +258,40 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         """True when the next evaluation goes to a thread of its own."""
         return self.asynchronous and self.how == "persistent session" and not self._sync_for
 
+    def prepare(self, train_vars: Mapping[str, Any]) -> bool:
+        """Build the evaluation graph and session now, on this thread, for a model whose
+        training variables (by name) are ``train_vars`` (those of a scratch training graph,
+        see :class:`EvalPreparation`), so that the next ``train()`` evaluates at once. Only
+        in memory (``evaluate_from="memory"``) and while nothing is built; a failure is left
+        for training to raise (it builds again). Returns True when built."""
+        if self.evaluate_from != "memory" or self._parts is not None:
+            return False
+        try:
+            self._train_vars = dict(train_vars)
+            self._build(variables_signature(self._train_vars))
+            if self.how == "persistent session":
+                assert self._parts is not None
+                self._eval_session = EvalSession(self._parts, self._session_config())
+                self._eval_session.warm_up()
+        except Exception:
+            log.debug("nbhooks: evaluation %r not prepared", self.evaluation, exc_info=True)
+            self._close_eval_session()
+            self._parts = self._signature = self.how = None
+            return False
+        return True
+
+    def awaits(self, preparation: EvalPreparation) -> None:
+        """Training (and :meth:`close`) waits for ``preparation`` to end before it starts."""
+        self._preparation = preparation
+
+    def _await_preparation(self) -> None:
+        preparation, self._preparation = self._preparation, None
+        if preparation is not None:
+            preparation.wait()
+
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
+        self._await_preparation()
         self._finish_in_flight(cancel=True)  # left by a training session that crashed
         self._global_step = require_global_step("LiveEvaluatorHook")
         tfi.reset_schedule(self)
@@ -345,16 +381,18 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             step, values, signature = first
             self._start_snapshot(step, values, build=signature)
 
-    def _evaluate(self, train_session: Any) -> None:  # TF's hook calls it (tfi.CONTRACT)
+    def _evaluate(self, train_session: Any, synchronous: bool = False) -> None:
+        """One evaluation at this step (TF's hook calls it: tfi.CONTRACT); ``synchronous``
+        runs it on this thread whatever ``asynchronous`` says."""
         self._start_first()
         self._raise_async_error()
-        busy = self.asynchronous and not self._sync_for and self._in_flight()
+        busy = not synchronous and self.asynchronous and not self._sync_for and self._in_flight()
         if busy and self.when_busy == "skip":
             self._skip()
             return
         self._finish_in_flight(cancel=False)  # the one before, first: results in step order
         self._raise_async_error()
-        if self.runs_asynchronously:
+        if not synchronous and self.runs_asynchronously:
             self._evaluate_in_background(train_session)
             return
         step = int(train_session.run(self._global_step))
@@ -498,19 +536,11 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             self._finish_in_flight(cancel=False)  # its result is that of its step: keep it
             self._raise_async_error()
             if not self._interrupted:  # a stop cut an evaluation short: do not start another
-                self._evaluate_now(session)
+                self._evaluate(session, synchronous=True)  # the final one
         finally:
             self._finish_in_flight(cancel=True)
             if self.how != "persistent session":
                 self._close_eval_session()
-
-    def _evaluate_now(self, session: Any) -> None:
-        """The final evaluation: synchronous, whatever ``asynchronous`` says."""
-        asynchronous, self.asynchronous = self.asynchronous, False
-        try:
-            self._evaluate(session)
-        finally:
-            self.asynchronous = asynchronous
 
     def _run_evaluation(self, train_session: Any, step: int) -> Mapping[str, Any] | None:
         """One evaluation, the way ``how`` says; raises EvalInterrupted on a stop."""
@@ -525,8 +555,12 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         parts, eval_dir = self._parts, tfi.eval_dir(self)
         assert parts is not None
         if self.how == "persistent session":
+            config = self._session_config()
+            if self._eval_session is not None and not self._eval_session.made_with(config):
+                self._eval_session.close()  # prepared for another threading (EarlyStopping)
+                self._eval_session = None
             if self._eval_session is None:
-                self._eval_session = EvalSession(parts, self._session_config())
+                self._eval_session = EvalSession(parts, config)
             return self._eval_session.evaluate_feed(
                 parts.feed(values), self.steps, eval_dir, self._interrupt.is_set
             )
@@ -574,6 +608,55 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         if self._eval_session is not None:
             self._eval_session.close()
         self._eval_session = None
+
+
+class EvalPreparation:
+    """Builds the evaluation graphs and sessions of ``hooks`` on a thread of its own, before
+    training: a scratch training graph of ``train_input_fn`` (for the variables' names,
+    shapes and dtypes), then :meth:`LiveEvaluatorHook.prepare` for each hook in turn. A
+    :class:`~nbhooks.Dashboard` starts one when it is shown, so that Start trains and
+    evaluates at once. Each hook waits for it before training starts (and when closed);
+    a model whose training graph cannot be built here is left to training to report."""
+
+    def __init__(self, estimator: Any, train_input_fn: InputFn, hooks: Sequence[Any]) -> None:
+        self.hooks = [h for h in hooks if isinstance(h, LiveEvaluatorHook)]
+        self.prepared: list[str] = []  #: the evaluations built ahead, once done
+        self._done = threading.Event()
+        for hook in self.hooks:
+            hook.awaits(self)
+        self._thread = threading.Thread(
+            target=self._work,
+            args=(estimator, train_input_fn),
+            name="nbhooks-eval-prepare",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _work(self, estimator: Any, train_input_fn: InputFn) -> None:
+        try:
+            from nbhooks.variables import training_graph
+
+            graph = training_graph(estimator, train_input_fn)
+            variables = graph.get_collection(_tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
+            train_vars = {v.name: v for v in variables}
+            self.prepared = [h.evaluation for h in self.hooks if h.prepare(train_vars)]
+        except Exception:  # training builds the same graph and raises it there
+            log.debug("nbhooks: could not build the training graph ahead", exc_info=True)
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the preparation ended; True if it did (False: timed out)."""
+        if threading.current_thread() is self._thread:
+            return False
+        return self._done.wait(timeout)
+
+    def close(self) -> None:
+        self.wait()
 
 
 class _Closer:

@@ -1,0 +1,154 @@
+"""Issue 16 benchmark: what the Dashboard costs on top of bare training, side by side.
+
+    ../.venv/bin/python bench_dashboard.py [--steps 2000] [--every 200] [--rounds 7]
+
+Two models (the demo; the 3x128 dense model on 20 000 rows with ``shuffle(20 000)`` of
+bench_eval), ``steps`` steps, an evaluation every ``every``, RunConfig's default checkpoint
+schedule. Variants, interleaved round by round after a warm-up round each (the machine is
+noisy: each figure is a ratio to bare ``estimator.train`` in the same round):
+
+- bare ``estimator.train`` (no hook);
+- the Dashboard with its defaults, shown (its widget built, as in a notebook, and its
+  evaluations prepared before the clock starts: a person looks at it before Start);
+- the same, not shown (headless: the evaluation graph is built during the first steps);
+- shown, with ``asynchronous_eval=False`` (every evaluation on the training thread);
+- shown, with ``pipeline_checkpoints=False`` (the target of #16's third point: defaults
+  within 5 % of this).
+
+The clock runs from ``dash.train()`` to ``dash.wait()`` returning "finished". Targets (#16):
+defaults <= 1.10x bare on both models; defaults <= 1.05x pipeline off. Also printed: the
+seconds spent inside the pipeline hook's methods (the steadier figure for its cost) and the
+time to show the dashboard and to prepare its evaluations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench_eval import MODELS
+from common import install_recording_comm, interleave, ratios, spread
+
+import nbhooks as nh
+from nbhooks.demo import make_demo_estimator
+
+
+def clock_hook(hook: object, spent: list[float]) -> None:
+    """Add the seconds spent in ``hook``'s SessionRunHook methods to ``spent[0]``."""
+    for name in ("begin", "after_create_session", "before_run", "after_run", "end"):
+        method = getattr(hook, name)
+
+        def timed(*args: object, method=method) -> object:
+            start = time.perf_counter()
+            try:
+                return method(*args)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        setattr(hook, name, timed)
+
+
+def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict]:
+    (train_fn, eval_fn), params = MODELS[model]()
+    stats: dict[str, list[float]] = {}
+
+    def note(key: str, value: float) -> None:
+        stats.setdefault(key, []).append(value)
+
+    def bare(i: int) -> None:
+        model_dir = root / f"{model}-bare-{i}"
+        est = make_demo_estimator(model_dir, **params)
+        t0 = time.perf_counter()
+        est.train(train_fn, steps=steps)
+        note("bare train(): run", time.perf_counter() - t0)
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+    def dashboard(name: str, shown: bool = True, **options: object):
+        def run(i: int) -> None:
+            model_dir = root / f"{model}-{name}-{i}"
+            est = make_demo_estimator(model_dir, **params)
+            dash = nh.Dashboard(est, train_fn, eval_fn, every_n_iter=every, steps=steps, **options)
+            spent = [0.0]
+            pipeline = options.get("pipeline_checkpoints", True)
+            if pipeline:
+                clock_hook(dash.pipeline, spent)
+            try:
+                if shown:
+                    t0 = time.perf_counter()
+                    dash.widget  # noqa: B018 - shown: built as the notebook displays it
+                    note(f"{name}: show", time.perf_counter() - t0)
+                    dash.eval_preparation.wait()
+                    note(f"{name}: prepared", time.perf_counter() - t0)
+                t0 = time.perf_counter()  # the clock of this variant (see interleave)
+                dash.train()
+                assert dash.wait() == "finished"
+                note(f"{name}: run", time.perf_counter() - t0)
+                if pipeline:
+                    note(f"{name}: pipeline hook", spent[0])
+                assert dash.metrics.has("eval", steps), "the last evaluation is missing"
+            finally:
+                dash.close()
+                shutil.rmtree(model_dir, ignore_errors=True)
+
+        return run
+
+    return {
+        "bare train()": bare,
+        "defaults": dashboard("defaults"),
+        "defaults, not shown": dashboard("defaults, not shown", shown=False),
+        "synchronous eval": dashboard("synchronous eval", asynchronous_eval=False),
+        "pipeline off": dashboard("pipeline off", pipeline_checkpoints=False),
+    }, stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--every", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--model", choices=list(MODELS), action="append")
+    args = parser.parse_args()
+    install_recording_comm()
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.model or list(MODELS):
+            fns, stats = variants(Path(tmp), model, args.steps, args.every)
+            for fn in fns.values():
+                fn(-1)  # warm up graph building, TF's kernels and the widgets
+            stats.clear()
+            interleave(fns, args.rounds)  # each variant notes its own clock
+            print_model(model, args, fns, stats)
+
+
+def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) -> None:
+    """One model's table: each variant's run time over bare train()'s of the same round."""
+    bare = stats["bare train(): run"]
+    print(
+        f"{model}: {args.steps} steps, an evaluation every {args.every}, {args.rounds} rounds; "
+        "median (min-max) of the per-round ratios"
+    )
+    print(f"    {'bare train()':22s} {spread(bare, '.2f', ' s')}")
+    for name in fns:
+        if name == "bare train()":
+            continue
+        run = stats[f"{name}: run"]
+        line = f"    {name:22s} {spread(run, '.2f', ' s')}  / bare {spread(ratios(run, bare))}"
+        if name == "defaults":
+            off = stats["pipeline off: run"]
+            line += f"  / pipeline off {spread(ratios(run, off))}"
+        if f"{name}: pipeline hook" in stats:
+            own = stats[f"{name}: pipeline hook"]
+            line += f"  pipeline hook {spread(own, '.2f', ' s')}"
+        print(line)
+    show, prepared = stats["defaults: show"], stats["defaults: prepared"]
+    print(
+        f"    showing the dashboard {spread(show, '.2f', ' s')}, its evaluations prepared "
+        f"{spread(prepared, '.2f', ' s')} after it was asked for"
+    )
+    print("    targets: defaults <= 1.10x bare; defaults <= 1.05x pipeline off")
+
+
+if __name__ == "__main__":
+    main()
