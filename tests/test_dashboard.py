@@ -100,7 +100,9 @@ def test_early_stopping_stops_through_the_run(estimator, train_fn, eval_fn, comm
         steps=5000,
         early_stopping={"metric": "accuracy", "mode": "max", "patience": 2, "min_delta": 0.5},
     )
-    dash.train()
+    assert dash.widget is not None  # shown: its evaluation is built ahead, for asynchronous...
+    assert dash.eval_preparation.wait(timeout=60) and dash.eval_preparation.prepared == ["eval"]
+    dash.train()  # ...use, then evaluated synchronously (early stopping watches it)
     assert dash.wait(timeout=120) == "stopped"
     assert dash.run.reason.startswith("early stopping: accuracy (eval)")
     # best at step 0, then two evaluations without improvement: stops at step 20(+1)

@@ -49,6 +49,8 @@ class EvalGraph:
     sources: dict[str, Any]  #: evaluation variable name -> training variable restored into it
     placeholders: dict[str, Any]
     feed_op: Any
+    #: (initialize the variables, reset the metrics and the input): added by the first session
+    session_ops: tuple[Any, list[Any]] | None = None
 
     @classmethod
     def build(
@@ -195,15 +197,7 @@ class EvalSession:
         v1 = tf().compat.v1
         self.parts = parts
         self._config = _serialized(session_config)
-        iterators = tfi.dataset_iterators(parts.hooks)
-        with parts.graph.as_default():
-            local_init = parts.scaffold.local_init_op
-            self._reset = [
-                local_init if local_init is not None else v1.train.Scaffold.default_local_init_op(),
-                *(it.initializer for it in iterators),
-            ]
-            init = v1.global_variables_initializer()
-        parts.graph.finalize()  # nothing may be added per evaluation
+        init, self._reset = _session_ops(parts)
         self.session = v1.Session(graph=parts.graph, config=session_config)
         try:
             self.session.run(init)
@@ -272,6 +266,23 @@ class EvalSession:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _session_ops(parts: EvalGraph) -> tuple[Any, list[Any]]:
+    """The ops a session of ``parts`` runs: (initialize the variables, reset the metrics and
+    the input), added once; the graph is then finalized (nothing is added per evaluation,
+    nor for a session opened again)."""
+    if parts.session_ops is None:
+        v1 = tf().compat.v1
+        with parts.graph.as_default():
+            local_init = parts.scaffold.local_init_op
+            reset = [
+                local_init if local_init is not None else v1.train.Scaffold.default_local_init_op(),
+                *(it.initializer for it in tfi.dataset_iterators(parts.hooks)),
+            ]
+            parts.session_ops = (v1.global_variables_initializer(), reset)
+        parts.graph.finalize()
+    return parts.session_ops
 
 
 def _serialized(config: Any) -> bytes | None:
