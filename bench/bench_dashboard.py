@@ -1,6 +1,6 @@
 """Issue 16 benchmark: what the Dashboard costs on top of bare training, side by side.
 
-    ../.venv/bin/python bench_dashboard.py [--steps 2000] [--every 200] [--rounds 7]
+    ../.venv/bin/python bench_dashboard.py [--steps 2000] [--every 200] [--rounds 15]
 
 Two models (the demo; the 3x128 dense model on 20 000 rows with ``shuffle(20 000)`` of
 bench_eval), ``steps`` steps, an evaluation every ``every``, RunConfig's default checkpoint
@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--model", choices=list(MODELS), action="append")
     args = parser.parse_args()
     install_recording_comm()
