@@ -27,14 +27,13 @@ time to show the dashboard and to prepare its evaluations.
 from __future__ import annotations
 
 import argparse
-import gc
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from bench_eval import MODELS
-from common import install_recording_comm, interleave, ratios, spread
+from common import clocks, install_recording_comm, interleave, ratios, spread
 
 import nbhooks as nh
 from nbhooks.demo import make_demo_estimator
@@ -65,11 +64,8 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
     def bare(i: int) -> None:
         model_dir = root / f"{model}-bare-{i}"
         est = make_demo_estimator(model_dir, **params)
-        gc.collect()  # an earlier round's graphs are not collected inside this one's clock
-        t0, c0 = time.perf_counter(), time.process_time()
-        est.train(train_fn, steps=steps)
-        note("bare train(): run", time.perf_counter() - t0)
-        note("bare train(): cpu", time.process_time() - c0)
+        with clocks(note, "bare train()"):
+            est.train(train_fn, steps=steps)
         shutil.rmtree(model_dir, ignore_errors=True)
 
     def dashboard(name: str, shown: bool = True, **options: object):
@@ -88,12 +84,9 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
                     note(f"{name}: show", time.perf_counter() - t0)
                     dash.eval_preparation.wait()
                     note(f"{name}: prepared", time.perf_counter() - t0)
-                gc.collect()
-                t0, c0 = time.perf_counter(), time.process_time()  # this variant's clocks
-                dash.train()
-                assert dash.wait() == "finished"
-                note(f"{name}: run", time.perf_counter() - t0)
-                note(f"{name}: cpu", time.process_time() - c0)
+                with clocks(note, name):
+                    dash.train()
+                    assert dash.wait() == "finished"
                 if pipeline:
                     note(f"{name}: pipeline hook", spent[0])
                 assert dash.metrics.has("eval", steps), "the last evaluation is missing"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def install_recording_comm() -> list[int]:
@@ -33,6 +35,17 @@ def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+@contextmanager
+def clocks(note: Callable[[str, float], None], name: str) -> Iterator[None]:
+    """Note ``"<name>: run"`` (wall seconds) and ``"<name>: cpu"`` (the whole process's CPU
+    seconds) of the block; an earlier round's garbage is collected before, not inside, it."""
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    yield
+    note(f"{name}: run", time.perf_counter() - t0)
+    note(f"{name}: cpu", time.process_time() - c0)
 
 
 def interleave(variants: dict[str, Callable[[int], object]], rounds: int) -> dict[str, list[float]]:
