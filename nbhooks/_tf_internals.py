@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -82,6 +82,7 @@ CONTRACT: tuple[Private, ...] = (
     Private("CheckpointSaverHook", "_get_saver", "method()", "saver_of"),
     Private("CheckpointSaverHook", "_global_step_tensor", "tensor", "global_step_tensor"),
     Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
+    Private("CheckpointSaverHook", "_save", "method(session, step)", "gate_saves"),
     Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
     Private("Saver", "_var_list", "saveables", "checkpoint_keys, saver_name_map"),
     Private("Saver", "_save_relative_paths", "bool", "write_relative_paths"),
@@ -252,6 +253,17 @@ def global_step_tensor(saver_hook: Any) -> Any:
 def rearm_saver_timer(saver_hook: Any, step: int) -> None:
     """Count the next automatic save from ``step`` (as if the hook had just saved there)."""
     saver_hook._timer.update_last_triggered_step(step)
+
+
+def gate_saves(saver_hook: Any, allowed: Callable[[], bool]) -> None:
+    """Let the hook save (in ``after_run`` and ``end``) only while ``allowed()``; otherwise its
+    timer runs on as if it had saved, so saves turned back on land on the same steps."""
+    save = saver_hook._save
+
+    def gated(session: Any, step: int) -> bool:
+        return bool(save(session, step)) if allowed() else False
+
+    saver_hook._save = gated
 
 
 def save_every_steps(saver_hook: Any) -> int | None:

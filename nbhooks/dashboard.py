@@ -42,9 +42,11 @@ class Dashboard:
     training thread. The in-memory evaluations are built when the dashboard is shown, so
     that Start trains at once.
     ``final_ops``: what :class:`~nbhooks.FinalOpsTableHook` accepts. ``pipeline_checkpoints``:
-    Save/Restore of the ``tf.data`` position: ``"auto"`` (the default) on where the input can
-    be checkpointed, else off with the reason in the pipeline panel; ``True`` required (an
-    input that cannot be checkpointed is an error naming the cause); ``False`` off.
+    Save/Restore of the ``tf.data`` position, saved automatically at every model checkpoint:
+    ``"auto"`` (the default) on where the input can be checkpointed, else off with the reason
+    in the pipeline panel; when each save would write over 1 MB (a large shuffle buffer),
+    automatic saves wait until Save is pressed once, and the panel says so. ``True``: always
+    on (an input that cannot be checkpointed is an error naming the cause); ``False`` off.
     ``early_stopping``: an :class:`~nbhooks.EarlyStopping` or its keyword arguments, e.g.
     ``{"metric": "loss", "patience": 3}``. ``steps``: what :meth:`train` and the Start button
     train by default. Display it in a notebook; everything also works headless.
@@ -208,11 +210,15 @@ class Dashboard:
             )
         if enabled is False:
             return None
-        from nbhooks.hooks.pipeline import PipelineCheckpointHook
+        from nbhooks.hooks.pipeline import CHEAP_BYTES, PipelineCheckpointHook
 
-        unsupported = "off" if enabled == "auto" else "raise"
+        auto = enabled == "auto"
         return PipelineCheckpointHook(
-            self.estimator, external_state_policy=policy, keep=keep, unsupported=unsupported
+            self.estimator,
+            external_state_policy=policy,
+            keep=keep,
+            unsupported="off" if auto else "raise",
+            automatic_limit=CHEAP_BYTES if auto else None,
         )
 
     # -- the run ----------------------------------------------------------------------------

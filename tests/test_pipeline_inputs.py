@@ -14,7 +14,14 @@ import models
 import numpy as np
 import pytest
 import zoo
-from test_pipeline import Recorder, collect, ids_estimator, ids_input_fn, model_steps
+from test_pipeline import (
+    Recorder,
+    collect,
+    ids_estimator,
+    ids_input_fn,
+    model_steps,
+    reference,
+)
 
 import nbhooks as nh
 from nbhooks._tf import tf
@@ -289,3 +296,63 @@ def test_the_dashboard_default_trains_every_estimator_of_the_zoo(case, model_dir
             assert hook.checkpoints.empty
     finally:
         dash.close()
+
+
+# -- a price only when asked (the Dashboard's default) --------------------------------------------
+def test_automatic_saves_of_a_costly_buffer_wait_for_a_persons_first_save(model_dir):
+    """Each save estimated over ``automatic_limit``: none until a person saves (said once, with
+    the fix), then at every model checkpoint on the model's steps; the input is untouched."""
+    ref = reference(20)
+    est = ids_estimator(model_dir)  # model checkpoints every 5 steps
+    hook = PipelineCheckpointHook(est, automatic_limit=1000)  # the buffer: 7 x ~250 bytes
+    events = collect(hook)
+    handles: dict[str, Any] = {}
+    rec = Recorder({7: lambda: handles.setdefault("save", hook.save())})
+    est.train(ids_input_fn(), hooks=[rec, hook], steps=12)
+    assert rec.batches == ref[:12]
+    warnings = [e.message or "" for e in events if e.action == "warning"]
+    assert len(warnings) == 1 and "automatic input checkpoints paused" in warnings[0]
+    assert "Press Save" in warnings[0] and "pipeline_checkpoints=True" in warnings[0]
+    assert handles["save"].wait(0).step == 7
+    frame = hook.checkpoints
+    assert frame[frame.kind == "manual"].step.tolist() == [7]
+    assert frame[frame.kind == "auto"].step.tolist() == [10, 12]  # none at 5: paused then
+    assert {10, 12} <= set(model_steps(model_dir)) and hook.paused is None
+    saved = [e.message or "" for e in events if e.action == "saved" and e.step == 7]
+    assert saved[0].endswith("automatic saves on from now")
+    rec = Recorder()
+    est.train(ids_input_fn(), hooks=[rec, hook], steps=3)  # resumes where it stopped
+    assert rec.batches == ref[12:15] and hook.paused is None
+    assert [e.action for e in events].count("warning") == 1
+
+
+def test_the_dashboard_pays_no_costly_save_nobody_asked_for(model_dir):
+    """Dashboard default ("auto"): a 6000-row shuffle (~1.6 MB a save) is not saved and the
+    panel says why; pipeline_checkpoints=True saves it; an idle Save turns saves on."""
+    train_fn = models.input_fn(n=6000, shuffle=True)
+    dash = nh.Dashboard(models.make_estimator(model_dir, save_checkpoints_steps=5), train_fn)
+    try:
+        panel = dash.widget and dash._views["pipeline"]
+        dash.train(steps=6)
+        assert dash.wait(timeout=120) == "finished"
+        assert dash.pipeline.checkpoints.empty and 6 in model_steps(model_dir)
+        assert "⚠ automatic input checkpoints paused: each would write about 1.6 MB" in (
+            panel.status.value
+        )
+        with pytest.raises(PipelineCheckpointError, match="on from the next train"):
+            dash.pipeline.save().wait(10)
+        dash.train(steps=4)
+        assert dash.wait(timeout=120) == "finished"
+        assert dash.pipeline.checkpoints.step.tolist() == [10]
+    finally:
+        dash.close()
+    other = model_dir / "forced"
+    est = models.make_estimator(other, save_checkpoints_steps=5)
+    forced = nh.Dashboard(est, train_fn, pipeline_checkpoints=True)
+    try:
+        forced.train(steps=6)
+        assert forced.wait(timeout=120) == "finished"
+        assert forced.pipeline.checkpoints.step.tolist() == [5, 6]
+        assert forced.pipeline.paused is None
+    finally:
+        forced.close()

@@ -341,3 +341,26 @@ def test_pipeline_iterators_are_the_ones_tfs_pipeline_hook_saves() -> None:
     with t.Graph().as_default() as graph:
         t.constant(1.0)
         assert tfi.pipeline_iterators(graph) == []
+
+
+def test_gated_saves_keep_tfs_timer_so_saves_turned_on_land_on_its_steps(tmp_path) -> None:
+    """``gate_saves``: TF's CheckpointSaverHook saves through ``_save`` in after_create_session,
+    after_run and end; gated off, no file is written but the timer moves as if it saved."""
+    t = tf()
+    v1 = t.compat.v1
+    allowed = [False]
+    with t.Graph().as_default():
+        step = v1.train.get_or_create_global_step()
+        train_op = v1.assign_add(step, 1)
+        hook = t.estimator.CheckpointSaverHook(str(tmp_path), save_steps=2)
+        tfi.gate_saves(hook, lambda: allowed[0])
+        with v1.train.SingularMonitoredSession(hooks=[hook]) as session:
+            for _ in range(5):
+                session.run(train_op)
+            assert not list(tmp_path.glob("model.ckpt-*.index"))
+            assert hook._timer.last_triggered_step() == 4
+            allowed[0] = True
+            for _ in range(3):  # steps 6, 7, 8: saves at 6 and 8, on TF's schedule
+                session.run(train_op)
+    saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in tmp_path.glob("*.index"))
+    assert saved == [6, 8]

@@ -25,7 +25,11 @@ with these changes:
   kind (``keep`` automatic and ``keep`` manual), the state file written last and atomically,
   with paths relative to model_dir (a moved model_dir resumes), missing or corrupt files
   reported before the running session is touched, leftovers of killed saves removed at the
-  next start, one event when a save is larger than 10 MB.
+  next start, one event when a save is larger than 10 MB;
+* a price only when asked (``automatic_limit``, the Dashboard's default): when the shuffle
+  buffers saved with each position would weigh more than the limit (estimated from the graph
+  before the session, see :mod:`~nbhooks.hooks.input_buffers`), automatic saves wait until a
+  person saves once, and the hook says so once, with the fix.
 
 Manual saves (``input.manual.ckpt-N``) never move the state file: after a crash the model
 resumes from its latest checkpoint, and the pipeline must resume from the automatic input
@@ -54,6 +58,7 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, PipelineAction, PipelineEvent, RunAttached, RunStateEvent
 from nbhooks.hooks._bases import CheckpointSaverListener, SessionRunHook
+from nbhooks.hooks.input_buffers import shuffle_buffers
 from nbhooks.requests import PipelineRequest
 from nbhooks.stores.pipeline_files import (
     Checkpoint,
@@ -71,6 +76,9 @@ POLICIES = ("fail", "warn", "ignore")
 UNSUPPORTED = ("raise", "off")
 #: A save larger than this gets one warning event (a large shuffle buffer is saved with it).
 LARGE_BYTES = 10_000_000
+#: The Dashboard's ``automatic_limit``: automatic saves estimated larger than this (~30 ms of
+#: training each on a laptop core) wait until a person saves once.
+CHEAP_BYTES = 1_000_000
 _STATEFUL_HELP = (
     "the input pipeline uses a stateful op (for example tf.random.uniform inside map()), whose "
     "state a pipeline checkpoint cannot hold. Choose how PipelineCheckpointHook(estimator, "
@@ -90,7 +98,11 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     checkpointed does, ``"raise"`` (an error before the session starts) or ``"off"`` (this
     hook does nothing for that session and emits an ``"off"`` event saying why; the
     Dashboard's default). ``events`` receives :class:`PipelineEvent` s (the run's bus once
-    attached to a :class:`~nbhooks.run.TrainingRun`).
+    attached to a :class:`~nbhooks.run.TrainingRun`). ``automatic_limit``: bytes; when the
+    shuffle buffers saved with each position are estimated larger (from the graph, before the
+    session), automatic saves wait (:attr:`paused` says why, in one ``"warning"`` event) until
+    the first :meth:`save` while training runs turns them on for good. None (the default):
+    always on.
     """
 
     def __init__(
@@ -100,6 +112,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         keep: int = 5,
         *,
         unsupported: str = "raise",
+        automatic_limit: int | None = None,
     ) -> None:
         config = _check_estimator(estimator)
         if external_state_policy is not None and external_state_policy not in POLICIES:
@@ -109,6 +122,15 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             )
         if unsupported not in UNSUPPORTED:
             raise ValueError(f"unsupported must be 'raise' or 'off', got {unsupported!r}")
+        if automatic_limit is not None and (
+            isinstance(automatic_limit, bool)
+            or not isinstance(automatic_limit, numbers.Integral)
+            or automatic_limit < 0
+        ):
+            raise ValueError(
+                f"automatic_limit must be None (always save automatically) or a number of "
+                f"bytes >= 0, got {automatic_limit!r}"
+            )
         if unsupported == "raise" and config.train_distribute is not None:
             raise PipelineCheckpointError(_cannot(_DISTRIBUTED))
         self.store = PipelineStore(config.model_dir, keep, task=_task_of(config))
@@ -120,6 +142,12 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._saver_hook = tfi.saver_hook_of(self._tf_hook)
         tfi.skip_meta_graph(self._saver_hook)  # no .meta per input checkpoint
         tfi.add_save_listener(self._saver_hook, _AutoSaveListener(self._on_auto_save, self._emit))
+        tfi.gate_saves(self._saver_hook, lambda: self.paused is None)
+        self.automatic_limit = automatic_limit
+        #: Why automatic saves wait for a person's first save (None: they run).
+        self.paused: str | None = None
+        self._asked = False  # a person saved: automatic saves run from then on
+        self._said_paused = False
         self.events: EventBus = EventBus()
         self.unsupported = unsupported
         self.off: str | None = None  #: why this session runs without pipeline checkpoints
@@ -223,6 +251,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         target = self.store.state_path()
         if target is not None and self.store.latest() is None:
             raise self._missing(target)
+        self._pause_if_costly()
         if self.store.begin_writing():  # no other session of this process writes here
             self._clean_leftovers()
         # TF builds its saver only once, in the first graph: a hook reused for a second
@@ -295,6 +324,28 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             self._turn_off(reason)
             return None
 
+    def _pause_if_costly(self) -> None:
+        """Pause automatic saves when each would write more than ``automatic_limit``."""
+        self.paused = None
+        if self.automatic_limit is None or self._asked:
+            return
+        buffers = shuffle_buffers(tf().compat.v1.get_default_graph())
+        size = sum(b.bytes for b in buffers or ())
+        if size <= self.automatic_limit:  # (None: sizes unknown, saved and warned if large)
+            return
+        elements = sum(b.elements for b in buffers or ())
+        self.paused = (
+            f"automatic input checkpoints paused: each would write about {size / 1e6:.1f} MB "
+            f"(the {elements:,} elements of the shuffle buffer are saved with the position), "
+            f"a pause in training at every model checkpoint. Press Save while training runs "
+            f"to save the position and turn them on (to resume or rewind the input later), "
+            f"or pass pipeline_checkpoints=True; a smaller shuffle buffer makes them cheap"
+        )
+        self.status = self.paused
+        if not self._said_paused:
+            self._said_paused = True
+            self.events.emit(PipelineEvent("warning", None, None, self.paused))
+
     def _turn_off(self, reason: tuple[str, str]) -> None:
         self._off_reason = reason
         self.off = reason[0]
@@ -357,13 +408,15 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def _act_in_session(self, session: Any, request: PipelineRequest) -> Checkpoint:
         if request.action == "save":
             step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
+            note = "; automatic saves on from now" if self.paused else ""
             saved = (
                 None
                 if self.off
-                else self._saving(session, lambda: self._save_manual(session, step))
+                else self._saving(session, lambda: self._save_manual(session, step, note))
             )
             if saved is None:
                 raise PipelineCheckpointError(_cannot(self._off_reason or ("off", "")))
+            self._asked, self.paused = True, None
             return saved
         if request.action == "restore":
             checkpoint = request.target
@@ -381,6 +434,13 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def _act_on_files(self, request: PipelineRequest) -> Checkpoint:
         if request.action == "save":
             latest = self.store.latest()
+            if latest is None and self.paused:
+                self._asked, self.paused = True, None
+                raise PipelineCheckpointError(
+                    "no position to save while idle: the last training saved none (automatic "
+                    "input checkpoints were paused for this input's large shuffle buffer). "
+                    "They are on from the next train(), at every model checkpoint"
+                )
             if latest is None:
                 raise PipelineCheckpointError(
                     "nothing to save yet: the pipeline has no position before the first "
@@ -399,7 +459,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         message = f"next train() resumes the pipeline at the position of step {checkpoint.step}"
         return self._restored(checkpoint, message)
 
-    def _save_manual(self, session: Any, step: int) -> Checkpoint:
+    def _save_manual(self, session: Any, step: int, note: str = "") -> Checkpoint:
         prefix = self.store.path("manual", step)
         try:
             self._saver().save(
@@ -415,7 +475,8 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         checkpoint = self.store.find(prefix)
         self.store.mark_ended(checkpoint, ended=False)  # a stale marker of an earlier save
         self.store.rotate("manual")
-        self._emit("saved", checkpoint, f"saved position of step {step} ({checkpoint.name})")
+        message = f"saved position of step {step} ({checkpoint.name}){note}"
+        self._emit("saved", checkpoint, message)
         self._warn_if_large(checkpoint)
         return checkpoint
 
