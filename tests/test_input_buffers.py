@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nbhooks._tf import tf
-from nbhooks.hooks.input_buffers import ShuffleBuffer, shuffle_buffers
+from nbhooks.hooks.input_buffers import ShuffleBuffer, endless, shuffle_buffers
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
 
 
@@ -72,3 +72,18 @@ def test_the_estimate_is_within_10_percent_of_what_a_save_writes(model_dir, n, w
     est.train(lambda: input_fn().batch(8), hooks=[Estimate(), hook], steps=3)
     written = int(hook.checkpoints.size_bytes.iloc[-1])
     assert estimates[0] == pytest.approx(written, rel=0.10)
+
+
+def test_an_input_that_repeats_forever_is_told_from_one_that_ends():
+    t = tf()
+
+    def endless_of(make):
+        with t.Graph().as_default() as graph:
+            t.compat.v1.data.make_initializable_iterator(make())
+        return endless(graph)
+
+    assert endless_of(lambda: t.data.Dataset.range(9).shuffle(4).repeat().batch(2).prefetch(1))
+    assert endless_of(lambda: t.data.Dataset.range(9).repeat(-1).map(lambda i: i + 1))
+    assert not endless_of(lambda: t.data.Dataset.range(9).repeat(3).batch(2))
+    assert not endless_of(lambda: t.data.Dataset.range(9).repeat().take(5))
+    assert not endless_of(lambda: t.data.Dataset.range(9).batch(2))

@@ -1,4 +1,5 @@
-"""How many bytes an input-pipeline checkpoint writes, read from the training graph before it runs.
+"""What the training graph says of its ``tf.data`` input before it runs: what a checkpoint of
+its position weighs, and whether it ever ends.
 
 A ``tf.data`` position is small, except for the elements a ``shuffle()`` holds: they are saved
 with it (the usual reason an input checkpoint weighs megabytes and pauses training for tenths
@@ -6,6 +7,7 @@ of a second). :func:`shuffle_buffers` finds the shuffles upstream of the graph's
 sizes each from the graph alone (its ``buffer_size`` constant, its element types and shapes,
 and the input's row count where the graph fixes it), so a default can be chosen before any
 save is paid. Elements of unknown size (strings, unknown shapes) make the estimate unknown.
+:func:`endless` tells an input that repeats forever, whose end nobody needs to look for.
 """
 
 from __future__ import annotations
@@ -58,6 +60,32 @@ _AT_MOST_INPUT = frozenset(
 #: measured in an Estimator's input checkpoints: 248-250 bytes for a (features, label)
 #: element; ~15 bytes per component (keys name the iterator's path: shorter outside one).
 _PER_ELEMENT, _PER_COMPONENT = 218, 15
+
+
+#: Datasets that go on as long as their first input does.
+_ENDLESS_IF_INPUT = frozenset(
+    {
+        "MapDataset",
+        "ParallelMapDataset",
+        "ParallelMapDatasetV2",
+        "FilterDataset",
+        "PrefetchDataset",
+        "OptionsDataset",
+        "ModelDataset",
+        "MaxIntraOpParallelismDataset",
+        "PrivateThreadPoolDataset",
+        "BatchDataset",
+        "BatchDatasetV2",
+        "PaddedBatchDataset",
+        "PaddedBatchDatasetV2",
+        "SkipDataset",
+        "CacheDataset",
+        "CacheDatasetV2",
+        "ShuffleDataset",
+        "ShuffleDatasetV2",
+        "ShuffleDatasetV3",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -140,3 +168,24 @@ def _rows(dataset: Any) -> int | None:
                 return int(count) if rows is None else min(int(count), rows)
         return rows
     return None
+
+
+#: Repeating datasets and the input that holds their count.
+_REPEAT_COUNT = {"RepeatDataset": 1, "ShuffleAndRepeatDataset": 4, "ShuffleAndRepeatDatasetV2": 4}
+
+
+def endless(graph: Any) -> bool:
+    """True when every iterator of ``graph`` reads an input that repeats forever (``repeat()``
+    with no count, followed only by datasets that go on as long as their input)."""
+    datasets = [op.inputs[0].op for op in graph.get_operations() if op.type == "MakeIterator"]
+    return bool(datasets) and all(_repeats_forever(d) for d in datasets)
+
+
+def _repeats_forever(dataset: Any) -> bool:
+    while dataset.type in _ENDLESS_IF_INPUT:
+        dataset = dataset.inputs[0].op
+    count_input = _REPEAT_COUNT.get(dataset.type)
+    if count_input is None:
+        return False
+    count = tf().get_static_value(dataset.inputs[count_input])
+    return count is not None and int(count) < 0

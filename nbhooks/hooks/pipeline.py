@@ -58,7 +58,7 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, PipelineAction, PipelineEvent, RunAttached, RunStateEvent
 from nbhooks.hooks._bases import CheckpointSaverListener, SessionRunHook
-from nbhooks.hooks.input_buffers import shuffle_buffers
+from nbhooks.hooks.input_buffers import endless, shuffle_buffers
 from nbhooks.requests import PipelineRequest
 from nbhooks.stores.pipeline_files import (
     Checkpoint,
@@ -148,6 +148,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self.paused: str | None = None
         self._asked = False  # a person saved: automatic saves run from then on
         self._said_paused = False
+        self._endless = False  # this session's input repeats forever
         self.events: EventBus = EventBus()
         self.unsupported = unsupported
         self.off: str | None = None  #: why this session runs without pipeline checkpoints
@@ -252,6 +253,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         if target is not None and self.store.latest() is None:
             raise self._missing(target)
         self._pause_if_costly()
+        self._endless = endless(tf().compat.v1.get_default_graph())  # never marked as ended
         if self.store.begin_writing():  # no other session of this process writes here
             self._clean_leftovers()
         # TF builds its saver only once, in the first graph: a hook reused for a second
@@ -607,8 +609,10 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         """After the last save: if the input is exhausted, mark the checkpoint of that step.
 
         Reads one more batch (the position is saved already); skipped when a restore moved
-        the input after the last save, or with several iterators.
+        the input after the last save, with several iterators, or for an endless input.
         """
+        if self._endless:
+            return
         latest = self.store.latest()
         step = int(session.run(tfi.global_step_tensor(self._saver_hook)))
         if latest is None or latest.step != step or self._moved_since_save:
