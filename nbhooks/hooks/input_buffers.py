@@ -27,8 +27,9 @@ _SHUFFLES = frozenset(
         "ShuffleAndRepeatDatasetV2",
     }
 )
-#: Datasets that yield at most as many elements as their first input.
-_AT_MOST_INPUT = frozenset(
+#: Datasets that yield what their first input yields, changed element by element or in
+#: batches: at most as many elements as it, and endless when it is.
+_FOLLOW_INPUT = frozenset(
     {
         "MapDataset",
         "ParallelMapDataset",
@@ -46,46 +47,19 @@ _AT_MOST_INPUT = frozenset(
         "PaddedBatchDataset",
         "PaddedBatchDatasetV2",
         "SkipDataset",
-        "TakeDataset",
-        "IgnoreErrorsDataset",
-        "AssertCardinalityDataset",
         "ShuffleDataset",
         "ShuffleDatasetV2",
         "ShuffleDatasetV3",
     }
 )
+#: Datasets that yield at most as many elements as their first input.
+_AT_MOST_INPUT = _FOLLOW_INPUT | {"TakeDataset", "IgnoreErrorsDataset", "AssertCardinalityDataset"}
 
 
 #: What TF 2.15 writes per buffered element beside its values (its keys and tensor headers),
 #: measured in an Estimator's input checkpoints: 248-250 bytes for a (features, label)
 #: element; ~15 bytes per component (keys name the iterator's path: shorter outside one).
 _PER_ELEMENT, _PER_COMPONENT = 218, 15
-
-
-#: Datasets that go on as long as their first input does.
-_ENDLESS_IF_INPUT = frozenset(
-    {
-        "MapDataset",
-        "ParallelMapDataset",
-        "ParallelMapDatasetV2",
-        "FilterDataset",
-        "PrefetchDataset",
-        "OptionsDataset",
-        "ModelDataset",
-        "MaxIntraOpParallelismDataset",
-        "PrivateThreadPoolDataset",
-        "BatchDataset",
-        "BatchDatasetV2",
-        "PaddedBatchDataset",
-        "PaddedBatchDatasetV2",
-        "SkipDataset",
-        "CacheDataset",
-        "CacheDatasetV2",
-        "ShuffleDataset",
-        "ShuffleDatasetV2",
-        "ShuffleDatasetV3",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -182,7 +156,7 @@ def endless(graph: Any) -> bool:
 
 
 def _repeats_forever(dataset: Any) -> bool:
-    while dataset.type in _ENDLESS_IF_INPUT:
+    while dataset.type in _FOLLOW_INPUT:
         dataset = dataset.inputs[0].op
     count_input = _REPEAT_COUNT.get(dataset.type)
     if count_input is None:
