@@ -88,6 +88,23 @@ def test_two_named_evaluations_share_one_history(estimator, model_dir, train_fn,
         assert glob.glob(os.path.join(model_dir, f"eval_{name}", "events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_tensorboard_shows_the_evaluation_graph_for_the_evaluation_run(
+    estimator, model_dir, train_fn, eval_fn, asynchronous
+) -> None:
+    """As estimator.evaluate() does: the eval dir's graph is the evaluation's, not training's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=50, asynchronous=asynchronous)
+    estimator.train(train_fn, hooks=[hook], steps=50)
+    (events,) = glob.glob(os.path.join(model_dir, "eval", "events.out.tfevents.*"))
+    accumulator = EventAccumulator(events)
+    accumulator.Reload()
+    nodes = [node.name for node in accumulator.Graph().node]
+    assert any(name.startswith("accuracy/") for name in nodes)  # the model's eval metric
+    assert not [name for name in nodes if name.startswith(("gradients/", "GradientDescent"))]
+
+
 def test_history_continues_across_train_calls(estimator, train_fn, eval_fn) -> None:
     hook = nh.LiveEvaluatorHook(estimator, eval_fn, name="eval", every_n_iter=50)
     estimator.train(train_fn, hooks=[hook], steps=100)

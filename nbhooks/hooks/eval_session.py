@@ -261,7 +261,10 @@ class EvalSession:
             done += 1
         results = self._run_metrics()
         global_step = results[tf().compat.v1.GraphKeys.GLOBAL_STEP]
-        tfi.write_eval_summary(eval_dir, results, global_step)
+        # The evaluation graph is the default one here, as in estimator.evaluate(): a first
+        # summary writer of eval_dir writes it (not the larger training graph) to TensorBoard.
+        with self.parts.graph.as_default():
+            tfi.write_eval_summary(eval_dir, results, global_step)
         return results
 
     def close(self) -> None:
