@@ -331,7 +331,11 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self.paused = None
         if self.automatic_limit is None or self._asked:
             return
-        buffers = shuffle_buffers(tf().compat.v1.get_default_graph())
+        try:
+            buffers = shuffle_buffers(tf().compat.v1.get_default_graph())
+        except Exception:  # an estimate is never worth a failed training: save as asked
+            log.debug("nbhooks: could not size the input's shuffle buffers", exc_info=True)
+            buffers = None
         size = sum(b.bytes for b in buffers or ())
         if size <= self.automatic_limit:  # (None: sizes unknown, saved and warned if large)
             return
