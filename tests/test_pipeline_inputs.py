@@ -91,8 +91,8 @@ def test_the_default_turns_itself_off_on_inputs_it_cannot_hold_and_says_why(mode
     assert len(off) == 1 and cause in (off[0].message or "")
     assert hook.status.startswith("pipeline checkpoints off: ") and cause in hook.status
     assert hook.checkpoints.empty and not list(model_dir.glob("input*"))
-    panel = PipelineCheckpointPanel(hook)
-    assert cause in panel.status.value and "⚠" not in panel.status.value
+    panel = PipelineCheckpointPanel(hook)  # shown after the event: the status says it alike
+    assert cause in panel.status.value and "⚠ pipeline checkpoints off" in panel.status.value
     panel.on_events(events)
     assert "⚠ pipeline checkpoints off" in panel.status.value
     panel.close()
@@ -339,6 +339,9 @@ def test_the_dashboard_pays_no_costly_save_nobody_asked_for(model_dir):
         assert "⚠ automatic input checkpoints paused: each would write about 1.6 MB" in (
             panel.status.value
         )
+        late = PipelineCheckpointPanel(dash.pipeline)  # shown after the warning was sent
+        assert "⚠ automatic input checkpoints paused" in late.status.value
+        late.close()
         with pytest.raises(PipelineCheckpointError, match="on from the next train"):
             dash.pipeline.save().wait(10)
         dash.train(steps=4)

@@ -56,7 +56,9 @@ class PipelineCheckpointPanel(View):
         self.restore_button.on_click(lambda _: self._post(lambda: hook.restore(self.list.value)))
         self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
         self.list.observe(lambda _: self._sync_buttons(), names="value")
-        self._show(hook.status, "note")
+        # Shown after training started, it missed the hook's warning event: the status says it.
+        warned = hook.status in {hook.paused, hook.off and f"pipeline checkpoints off: {hook.off}"}
+        self._show(hook.status, "warning" if warned else "note")
 
     @property
     def buttons(self) -> tuple[w.Button, w.Button, w.Button]:

@@ -227,3 +227,52 @@ def test_training_failure_shows_red_in_the_browser(tmp_path: Path, page: Any) ->
         harness.click_widget_button(page, "nbh-traceback-toggle")
         expect(page.locator(f"{DASH} .nbh-traceback").first).to_contain_text("broken_input")
         harness.snap(page.locator(DASH).first, "lab-failure")
+
+
+def test_a_costly_input_checkpoint_waits_for_save_in_the_browser(tmp_path: Path, page: Any) -> None:
+    """A 6000-row shuffle (~3 MB a save): the panel says automatic input checkpoints wait, none
+    is written at the model checkpoints; Save saves one and turns them on."""
+    harness.write_notebook(
+        tmp_path / "big_shuffle.ipynb",
+        "import tempfile\n"
+        "import numpy as np\n"
+        "import nbhooks as nh\n"
+        "from nbhooks._tf import tf\n"
+        "from nbhooks.demo import make_demo_estimator\n"
+        "rows = np.random.default_rng(0).normal(size=(6000, 64)).astype('float32')\n"
+        "labels = np.arange(6000, dtype='int32') % 10\n"
+        "def train_fn():\n"
+        "    ds = tf().data.Dataset.from_tensor_slices(({'x': rows}, labels))\n"
+        "    return ds.shuffle(6000, seed=0).repeat().batch(32)\n"
+        "est = make_demo_estimator(tempfile.mkdtemp(), save_checkpoints_steps=100)\n"
+        "dash = nh.Dashboard(est, train_fn, steps=100_000, pace=200)\n"
+        "dash.train()\n"
+        "dash",
+    )
+    with harness.jupyter_lab(tmp_path) as lab:
+        harness.open_lab_notebook(page, lab, "big_shuffle.ipynb")
+        harness.run_all(page)
+        harness.wait_for_class(page, "nbh-dashboard", timeout=180)
+        open_tab(page, "Pipeline checkpoints")
+        expect(pipeline_status(page)).to_contain_text(
+            "⚠ automatic input checkpoints paused: each would write about 3.0 MB", timeout=120_000
+        )
+        wait_step_beyond(page, 250, timeout=120)  # model checkpoints at 100 and 200
+        entries = page.locator(f"{DASH} .nbh-pipeline-list option")
+        assert entries.count() == 0, entries.all_inner_texts()
+        harness.snap(page.locator(DASH).first, "lab-pipeline-paused")
+        harness.click_widget_button(page, "nbh-save")
+        expect(pipeline_status(page)).to_contain_text(
+            re.compile(r"saved position of step \d+ .*; automatic saves on from now"),
+            timeout=60_000,
+        )
+        harness.poll(
+            lambda: any(
+                t.replace("\xa0", " ").endswith("· auto") for t in entries.all_inner_texts()
+            ),
+            60,
+            "an automatic input checkpoint in the list",
+        )
+        harness.snap(page.locator(DASH).first, "lab-pipeline-saving")
+        harness.click_widget_button(page, "nbh-stop")
+        expect(page.locator(f"{DASH} .nbh-state").first).to_contain_text("stopped", timeout=60_000)
