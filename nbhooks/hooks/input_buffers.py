@@ -84,7 +84,7 @@ def shuffle_buffers(graph: Any) -> list[ShuffleBuffer] | None:
     elements hold strings or shapes the graph leaves open).
     """
     seen: set[str] = set()
-    todo = [op.inputs[0].op for op in graph.get_operations() if op.type == "MakeIterator"]
+    todo = iterator_datasets(graph)
     buffers = []
     while todo:
         op = todo.pop()
@@ -151,8 +151,13 @@ _REPEAT_COUNT = {"RepeatDataset": 1, "ShuffleAndRepeatDataset": 4, "ShuffleAndRe
 def endless(graph: Any) -> bool:
     """True when every iterator of ``graph`` reads an input that repeats forever (``repeat()``
     with no count, followed only by datasets that go on as long as their input)."""
-    datasets = [op.inputs[0].op for op in graph.get_operations() if op.type == "MakeIterator"]
+    datasets = iterator_datasets(graph)
     return bool(datasets) and all(_repeats_forever(d) for d in datasets)
+
+
+def iterator_datasets(graph: Any) -> list[Any]:
+    """The dataset ops ``graph``'s iterators are made from (the inputs of ``MakeIterator``)."""
+    return [op.inputs[0].op for op in graph.get_operations() if op.type == "MakeIterator"]
 
 
 def _repeats_forever(dataset: Any) -> bool:

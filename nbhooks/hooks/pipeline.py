@@ -58,7 +58,7 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.events import EventBus, PipelineAction, PipelineEvent, RunAttached, RunStateEvent
 from nbhooks.hooks._bases import CheckpointSaverListener, SessionRunHook
-from nbhooks.hooks.input_buffers import endless, shuffle_buffers
+from nbhooks.hooks.input_buffers import endless, iterator_datasets, shuffle_buffers
 from nbhooks.requests import PipelineRequest
 from nbhooks.stores.pipeline_files import (
     Checkpoint,
@@ -156,6 +156,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._session_on = False  # begin() set this session up: end() closes it
         self.restored_from: Checkpoint | None = None
         self.status = "no pipeline checkpoint restored yet"
+        self.status_warns = False  #: ``status`` is a warning (off, paused, not restored)
         self._distributed = config.train_distribute is not None
         self._warned_large = False
         self._moved_since_save = False  # a restore in session after the last automatic save
@@ -347,7 +348,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             f"to save the position and turn them on (to resume or rewind the input later), "
             f"or pass pipeline_checkpoints=True; a smaller shuffle buffer makes them cheap"
         )
-        self.status = self.paused
+        self.status, self.status_warns = self.paused, True
         if not self._said_paused:
             self._said_paused = True
             self.events.emit(PipelineEvent("warning", None, None, self.paused))
@@ -355,7 +356,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def _turn_off(self, reason: tuple[str, str]) -> None:
         self._off_reason = reason
         self.off = reason[0]
-        self.status = f"pipeline checkpoints off: {reason[0]}"
+        self.status, self.status_warns = f"pipeline checkpoints off: {reason[0]}", True
         self.events.emit(PipelineEvent("off", None, None, self.status))
 
     # -- serving ---------------------------------------------------------------------------
@@ -490,7 +491,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self, checkpoint: Checkpoint, message: str, action: PipelineAction = "restored"
     ) -> Checkpoint:
         self.restored_from = checkpoint
-        self.status = message
+        self.status, self.status_warns = message, action == "warning"
         self._emit(action, checkpoint, message)
         return checkpoint
 
@@ -581,7 +582,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
 
     def _afresh(self, message: str) -> None:
         self.restored_from = None
-        self.status = message
+        self.status, self.status_warns = message, True
         self._emit("warning", None, message)
 
     def _missing(self, target: str) -> PipelineCheckpointError:
@@ -817,7 +818,7 @@ def _unfinalized(graph: Any) -> Any:
 
 def _unserializable(graph: Any, policy: str) -> tuple[str, str] | None:
     t = tf()
-    datasets = [op.inputs[0] for op in graph.get_operations() if op.type == "MakeIterator"]
+    datasets = [op.outputs[0] for op in iterator_datasets(graph)]
     if not datasets:
         return None
     enum = {"warn": 0, "ignore": 1, "fail": 2}

@@ -57,8 +57,7 @@ class PipelineCheckpointPanel(View):
         self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
         self.list.observe(lambda _: self._sync_buttons(), names="value")
         # Shown after training started, it missed the hook's warning event: the status says it.
-        warned = hook.status in {hook.paused, hook.off and f"pipeline checkpoints off: {hook.off}"}
-        self._show(hook.status, "warning" if warned else "note")
+        self._show(hook.status, "warning" if hook.status_warns else "note")
 
     @property
     def buttons(self) -> tuple[w.Button, w.Button, w.Button]:
