@@ -9,6 +9,11 @@ All numbers are measured side by side in ONE run (same process, same machine loa
    restores the same iterator state ``repeats`` times, interleaved. Median seconds and bytes.
 2. Estimator training ``steps`` steps with checkpoints every 100 steps: no pipeline hook,
    TF's hook, PipelineCheckpointHook (interleaved, order rotated, median of --trials).
+3. ``--step-cost-only`` (also run by default): the price per training step between saves, on
+   the demo model with RunConfig's default schedule (a save every 600 s, so none in between):
+   the training thread's CPU (``time.thread_time``) and wall time per step of the step loop
+   (after 100 warm-up steps), with no pipeline hook, TF's hook and PipelineCheckpointHook,
+   order rotated; the median over rounds of each hook's microseconds per step above no hook.
 The Dashboard with its defaults against pipeline checkpoints off: ``bench_dashboard.py``.
 """
 
@@ -140,13 +145,79 @@ def bench_throughput(root: Path, steps: int, trials: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+class LoopClock(tf().estimator.SessionRunHook):
+    """Thread CPU and wall seconds of the step loop, from step ``warm`` to ``end()``."""
+
+    def __init__(self, warm: int = 100) -> None:
+        self.warm, self.runs, self.cpu, self.wall = warm, 0, 0.0, 0.0
+
+    def after_run(self, run_context, run_values) -> None:
+        self.runs += 1
+        if self.runs == self.warm:
+            self.cpu, self.wall = time.thread_time(), time.perf_counter()
+
+    def end(self, session) -> None:
+        self.cpu, self.wall = time.thread_time() - self.cpu, time.perf_counter() - self.wall
+
+
+def bench_step_cost(root: Path, steps: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Each hook's (CPU, wall) microseconds per step above no hook: medians of rounds."""
+    from bench_eval import MODELS
+    from common import rotated
+
+    from nbhooks.demo import make_demo_estimator
+
+    t = tf()
+    (train_fn, _), params = MODELS["demo"]()
+    hooks = {
+        "none": lambda est: [],
+        "tf": lambda est: [t.data.experimental.CheckpointInputPipelineHook(est)],
+        "nh": lambda est: [PipelineCheckpointHook(est)],
+    }
+    clocks: dict[str, list[tuple[float, float]]] = {k: [] for k in hooks}
+    for i in range(-1, rounds):  # round -1 warms up
+        for name in rotated(list(hooks), max(i, 0)):
+            model_dir = root / f"step-{name}-{i}"
+            est = make_demo_estimator(model_dir, **params)
+            clock = LoopClock()
+            est.train(train_fn, hooks=[*hooks[name](est), clock], steps=steps)
+            if i >= 0:
+                clocks[name].append((clock.cpu, clock.wall))
+            shutil.rmtree(model_dir, ignore_errors=True)
+    per_step = 1e6 / (steps - clock.warm)
+    base = clocks.pop("none")
+
+    def above(runs: list[tuple[float, float]], k: int) -> float:
+        return statistics.median((a[k] - b[k]) * per_step for a, b in zip(runs, base, strict=True))
+
+    return {name: (above(runs, 0), above(runs, 1)) for name, runs in clocks.items()}
+
+
+def print_step_cost(root: Path, steps: int, rounds: int) -> None:
+    cost = bench_step_cost(root, steps, rounds)
+    print(
+        f"price per training step between saves (demo model, a save every 600 s), {steps} steps,"
+        f" median of {rounds} rounds, microseconds above no pipeline hook (CPU / wall):"
+    )
+    print(
+        f"  TF hook {cost['tf'][0]:+6.1f} / {cost['tf'][1]:+6.1f}   "
+        f"nbhooks {cost['nh'][0]:+6.1f} / {cost['nh'][1]:+6.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--trials", type=int, default=9)
+    parser.add_argument("--step-steps", type=int, default=4000)
+    parser.add_argument("--step-rounds", type=int, default=14)
+    parser.add_argument("--step-cost-only", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.step_cost_only:
+            print_step_cost(Path(tmp), args.step_steps, args.step_rounds)
+            return
         s = bench_save_restore(Path(tmp), args.repeats)
         print(f"shuffle({BUFFER}) of {WIDTH}-float rows, median of {args.repeats}:")
         ms = {k: v * 1e3 for k, v in s.items()}
@@ -171,6 +242,7 @@ def main() -> None:
             f"  no pipeline hook {r['none']:7.0f}   TF hook {r['tf']:7.0f}   nbhooks {r['nh']:7.0f}"
         )
         print(f"  nbhooks / none {r['nh'] / r['none']:.2f}   nbhooks / TF {r['nh'] / r['tf']:.2f}")
+        print_step_cost(Path(tmp), args.step_steps, args.step_rounds)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -84,6 +85,8 @@ CONTRACT: tuple[Private, ...] = (
     Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
     Private("CheckpointSaverHook", "_save", "method(session, step)", "gate_saves"),
     Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
+    Private("SecondOrStepTimer", "_every_secs", "number or None", "save_not_due"),
+    Private("SecondOrStepTimer", "_last_triggered_time", "number or None", "save_not_due"),
     Private("Saver", "_var_list", "saveables", "checkpoint_keys, saver_name_map"),
     Private("Saver", "_save_relative_paths", "bool", "write_relative_paths"),
     Private("Session", "_closed", "bool", "session_closed"),
@@ -264,6 +267,14 @@ def gate_saves(saver_hook: Any, allowed: Callable[[], bool]) -> None:
         return bool(save(session, step)) if allowed() else False
 
     saver_hook._save = gated
+
+
+def save_not_due(saver_hook: Any) -> bool:
+    """True while the hook saves every N seconds and N seconds have not passed since its last
+    save: its ``after_run`` cannot save at this step, whatever the step is."""
+    timer = saver_hook._timer
+    every, last = timer._every_secs, timer._last_triggered_time
+    return every is not None and last is not None and time.time() < last + every
 
 
 def save_every_steps(saver_hook: Any) -> int | None:

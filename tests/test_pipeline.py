@@ -19,6 +19,7 @@ from typing import Any
 
 import models
 import pytest
+from waiting import wait_for
 
 from nbhooks._tf import tf
 from nbhooks.events import PipelineEvent
@@ -60,12 +61,14 @@ def _model_fn(features, labels, mode, params):
     return models.model_fn(features, labels, mode, params)
 
 
-def ids_estimator(model_dir: Path, every: int = 5) -> Any:
-    """The test model, fed ids; checkpoints (model and pipeline) every ``every`` steps."""
+def ids_estimator(model_dir: Path, every: int = 5, secs: float | None = None) -> Any:
+    """The test model, fed ids; checkpoints (model and pipeline) every ``every`` steps, or
+    every ``secs`` seconds when given."""
     t = tf()
     config = t.estimator.RunConfig(
         model_dir=str(model_dir),
-        save_checkpoints_steps=every,
+        save_checkpoints_steps=None if secs else every,
+        save_checkpoints_secs=secs,
         save_summary_steps=None,
         log_step_count_steps=None,
     )
@@ -171,6 +174,47 @@ def test_resume_lands_input_and_model_checkpoints_on_the_same_steps(model_dir, r
     est.train(ids_input_fn(), hooks=[rec, PipelineCheckpointHook(est)], steps=3)
     assert rec.steps == [13, 14, 15]
     assert rec.batches == ref[12:15]  # nothing skipped, nothing repeated
+
+
+class _DueDuringStep(tf().estimator.SessionRunHook):
+    """Lets a second pass in ``before_run`` of step ``step`` (after the hooks listed before
+    it): a schedule of one second falls due during that step, as it does inside a step."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.runs, self.started = step, 0, 0.0
+
+    def before_run(self, run_context: Any) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            self.started = time.time()
+        elif self.runs == self.step:
+            assert wait_for(lambda: time.time() > self.started + 1.05, 10)
+
+
+def test_a_seconds_schedule_adds_no_fetch_to_steps_and_saves_with_the_model(model_dir, ref):
+    """RunConfig's default schedule saves every N seconds: while no save is due the hook adds
+    no fetch to the training steps; a save that falls due during a step lands on that step,
+    with the model's, and training resumes there exactly."""
+    est = ids_estimator(model_dir, secs=1)
+    hook = PipelineCheckpointHook(est)
+    fetches: list[Any] = []
+    before_run = hook.before_run
+
+    def recording_before_run(run_context: Any) -> Any:
+        fetches.append(before_run(run_context))
+        return fetches[-1]
+
+    hook.before_run = recording_before_run  # type: ignore[method-assign]
+    rec = Recorder()
+    est.train(ids_input_fn(), hooks=[hook, _DueDuringStep(4), rec], steps=10)
+
+    assert len(fetches) == 10 and not any(fetches)
+    assert hook.checkpoints.step.tolist() == [4, 10]
+    assert model_steps(model_dir) == [0, 4, 10]
+    assert rec.batches == ref[:10]
+    rec = Recorder()
+    est.train(ids_input_fn(), hooks=[rec, PipelineCheckpointHook(est)], steps=3)
+    assert rec.batches == ref[10:13]
 
 
 # -- idle requests ----------------------------------------------------------------------------

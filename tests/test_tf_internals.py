@@ -74,6 +74,13 @@ def objects(tmp_path_factory: pytest.TempPathFactory) -> TFObjects:
     )
 
 
+def _triggered(**every: Any) -> Any:
+    """A ``SecondOrStepTimer`` after its first trigger (its time of last trigger set)."""
+    timer = tf().compat.v1.train.SecondOrStepTimer(**every)
+    timer.update_last_triggered_step(0)
+    return timer
+
+
 def _dataset_hook(o: TFObjects) -> Any:
     return next(h for h in tfi.eval_hooks(o.eval_hook) if tfi.is_dataset_hook(h))
 
@@ -88,7 +95,7 @@ OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     "_DatasetInitializerHook": _dataset_hook,
     "CheckpointInputPipelineHook": lambda o: o.pipeline_hook,
     "CheckpointSaverHook": lambda o: tfi.saver_hook_of(o.pipeline_hook),
-    "SecondOrStepTimer": lambda o: tf().compat.v1.train.SecondOrStepTimer(every_steps=3),
+    "SecondOrStepTimer": lambda o: _triggered(every_secs=60),
     "Saver": lambda o: tfi.saver_of(tfi.saver_hook_of(o.pipeline_hook)),
     "Session": lambda o: tf().compat.v1.Session(graph=tf().Graph()),
     "FinalOpsHook": lambda o: o.final_ops_hook,
@@ -129,6 +136,7 @@ def kinds() -> dict[str, Callable[[Any], bool]]:
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "str or None": lambda v: v is None or isinstance(v, str),
         "int or None": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "number or None": lambda v: v is None or isinstance(v, int | float),
         "dict or None": lambda v: v is None or isinstance(v, Mapping),
         "fetchable": lambda v: isinstance(v, t.Operation | t.Tensor | list | tuple | dict),
         "fetches or None": lambda v: v is None or isinstance(v, Mapping | list | str),

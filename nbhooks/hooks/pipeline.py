@@ -26,6 +26,9 @@ with these changes:
   with paths relative to model_dir (a moved model_dir resumes), missing or corrupt files
   reported before the running session is touched, leftovers of killed saves removed at the
   next start, one event when a save is larger than 10 MB;
+* no price per step on a schedule of seconds (RunConfig's default, every 600 s): TF's hook
+  fetches the global step with every training step; here it is read only once a save is due
+  (with the step, or just after the step during which it fell due: the same step);
 * a price only when asked (``automatic_limit``, the Dashboard's default): when the shuffle
   buffers saved with each position would weigh more than the limit (estimated from the graph
   before the session, see :mod:`~nbhooks.hooks.input_buffers`), automatic saves wait until a
@@ -162,6 +165,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._moved_since_save = False  # a restore in session after the last automatic save
         self._lock = threading.Lock()
         self._queue: list[PipelineRequest] = []
+        self._step_fetched = True  # this step's before_run fetched the global step
         self._open = False  # a training session uses this hook (begin .. end)
         self._thread: threading.Thread | None = None
         self._session: Any = None
@@ -284,16 +288,32 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             self._restore_at_start(run_context.session)
             tfi.finish_first_run(self._tf_hook)
             self._serve_queue(run_context.session)  # left over from a session that crashed
-        return self._saver_hook.before_run(run_context)
+        # Saves every N seconds (RunConfig's default): no fetch of the step with every training
+        # step while the next save is not due.
+        self._step_fetched = not tfi.save_not_due(self._saver_hook)
+        return self._saver_hook.before_run(run_context) if self._step_fetched else None
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
         if self.off:
             return
+        if not self._step_fetched:
+            if tfi.save_not_due(self._saver_hook):
+                self._serve_queue_if_any(run_context.session)
+                return
+            # Due during this step: read the step, as if it had been fetched with it (TF's
+            # hook reads it again before saving), so the save lands on this step.
+            step = run_context.session.run(tfi.global_step_tensor(self._saver_hook))
+            run_values = tf().estimator.SessionRunValues(
+                step, run_values.options, run_values.run_metadata
+            )
         self._saving(
             run_context.session, lambda: self._saver_hook.after_run(run_context, run_values)
         )
+        self._serve_queue_if_any(run_context.session)
+
+    def _serve_queue_if_any(self, session: Any) -> None:
         if self._queue:  # unlocked peek: cheap on the hot path, re-checked under the lock
-            self._serve_queue(run_context.session)
+            self._serve_queue(session)
 
     def end(self, session: Any) -> None:
         if not self._session_on:  # off since begin()
