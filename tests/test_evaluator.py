@@ -553,6 +553,21 @@ def test_one_persistent_eval_session_and_a_graph_that_does_not_grow(
     assert hook._eval_session is None and hook.eval_graph is None
 
 
+def test_resetting_that_reads_a_copied_variable_is_found() -> None:
+    """The persistent session copies the values in and resets the metrics and the input in one
+    run only when the reset reads none of the copied variables (their order is not fixed)."""
+    from nbhooks.hooks.eval_session import depends_on
+
+    v1 = tf().compat.v1
+    with tf().Graph().as_default():
+        weight = v1.get_variable("w", initializer=1.0, use_resource=True)
+        total = v1.get_local_variable("total", initializer=0.0, use_resource=True)
+        offset = v1.get_local_variable("offset", initializer=weight.read_value(), use_resource=True)
+        copied = {weight.op.name}
+        assert not depends_on([v1.variables_initializer([total])], copied)
+        assert depends_on([v1.variables_initializer([total, offset])], copied)
+
+
 def test_a_changed_model_gets_a_new_eval_graph(model_dir, train_fn, eval_fn) -> None:
     extra = {"variable": False}
 

@@ -49,8 +49,9 @@ class EvalGraph:
     sources: dict[str, Any]  #: evaluation variable name -> training variable restored into it
     placeholders: dict[str, Any]
     feed_op: Any
-    #: (initialize the variables, reset the metrics and the input): added by the first session
-    session_ops: tuple[Any, list[Any]] | None = None
+    #: (initialize the variables, reset the metrics and the input, the same after copying the
+    #: values in with ``feed_op``): added by the first session
+    session_ops: tuple[Any, list[Any], Any | None] | None = None
 
     @classmethod
     def build(
@@ -197,13 +198,17 @@ class EvalSession:
         v1 = tf().compat.v1
         self.parts = parts
         self._config = _serialized(session_config)
-        init, self._reset = _session_ops(parts)
+        init, self._reset, copy_and_reset = _session_ops(parts)
+        self._copied = list(parts.placeholders.values())  # the values' order for the callable
         self.session = v1.Session(graph=parts.graph, config=session_config)
         try:
             self.session.run(init)
             # Callables: a fraction of session.run()'s Python cost per batch.
             make = self.session.make_callable
             self._run_reset = make(self._reset)
+            self._run_copy_and_reset = (
+                None if copy_and_reset is None else make(copy_and_reset, feed_list=self._copied)
+            )
             self._run_update = make(parts.update_op)
             self._run_metrics = make(parts.metrics)
         except BaseException:
@@ -247,8 +252,11 @@ class EvalSession:
         """Evaluate the values of ``feed`` (:meth:`EvalGraph.feed`: a snapshot taken at one
         training step, on any thread); returns the metrics dict. ``interrupted`` is asked
         between batches: True raises :class:`EvalInterrupted`."""
-        self.session.run(self.parts.feed_op, feed_dict=dict(feed))
-        self._run_reset()
+        if self._run_copy_and_reset is not None:
+            self._run_copy_and_reset(*(feed[p] for p in self._copied))
+        else:
+            self.session.run(self.parts.feed_op, feed_dict=dict(feed))
+            self._run_reset()
         done, update = 0, self._run_update
         out_of_range = tf().errors.OutOfRangeError
         while steps is None or done < steps:
@@ -271,10 +279,10 @@ class EvalSession:
         self.session.close()
 
 
-def _session_ops(parts: EvalGraph) -> tuple[Any, list[Any]]:
+def _session_ops(parts: EvalGraph) -> tuple[Any, list[Any], Any | None]:
     """The ops a session of ``parts`` runs: (initialize the variables, reset the metrics and
-    the input), added once; the graph is then finalized (nothing is added per evaluation,
-    nor for a session opened again)."""
+    the input, copy the values in then reset: one run per evaluation), added once; the graph
+    is then finalized (nothing is added per evaluation, nor for a session opened again)."""
     if parts.session_ops is None:
         v1 = tf().compat.v1
         with parts.graph.as_default():
@@ -283,9 +291,30 @@ def _session_ops(parts: EvalGraph) -> tuple[Any, list[Any]]:
                 local_init if local_init is not None else v1.train.Scaffold.default_local_init_op(),
                 *(it.initializer for it in tfi.dataset_iterators(parts.hooks)),
             ]
-            parts.session_ops = (v1.global_variables_initializer(), reset)
+            # One run copies the values in and resets, unless resetting reads a copied
+            # variable (a local variable initialized from one): its order would be unknown.
+            copied = {name.split(":")[0] for name in parts.sources}
+            independent = not depends_on(reset, copied)
+            copy_and_reset = tf().group(parts.feed_op, *reset) if independent else None
+            parts.session_ops = (v1.global_variables_initializer(), reset, copy_and_reset)
         parts.graph.finalize()
     return parts.session_ops
+
+
+def depends_on(ops: Sequence[Any], names: set[str]) -> bool:
+    """True when running ``ops`` runs (through data or control inputs) an op named in
+    ``names``."""
+    seen: set[str] = set()
+    todo = list(ops)
+    while todo:
+        op = todo.pop()
+        if op.name in names:
+            return True
+        if op.name not in seen:
+            seen.add(op.name)
+            todo.extend(tensor.op for tensor in op.inputs)
+            todo.extend(op.control_inputs)
+    return False
 
 
 def _serialized(config: Any) -> bytes | None:
