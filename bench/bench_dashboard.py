@@ -9,7 +9,8 @@ noisy: each figure is a ratio to bare ``estimator.train`` in the same round):
 
 - bare ``estimator.train`` (no hook);
 - the Dashboard with its defaults, shown (its widget built, as in a notebook, and its
-  evaluations prepared before the clock starts: a person looks at it before Start);
+  evaluations prepared and their subplots drawn before the clock starts: a person looks at
+  it before Start);
 - the same, not shown (headless: the evaluation graph is built during the first steps);
 - shown, with ``asynchronous_eval=False`` (every evaluation on the training thread);
 - shown, with ``pipeline_checkpoints=False`` (the target of #16's third point: defaults
@@ -83,6 +84,7 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
                     dash.widget  # noqa: B018 - shown: built as the notebook displays it
                     note(f"{name}: show", time.perf_counter() - t0)
                     dash.eval_preparation.wait()
+                    dash.run.panel().publisher.wait_idle()  # its subplots drawn
                     note(f"{name}: prepared", time.perf_counter() - t0)
                 with clocks(note, name):
                     dash.train()

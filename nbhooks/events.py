@@ -53,6 +53,15 @@ class EvalEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EvalPreparedEvent:
+    """An evaluation built before training: the metrics its results will give, in order."""
+
+    name: str
+    metrics: tuple[str, ...]
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class FinalOpsEvent:
     """A session ended: the rows of final-op values it fetched (or a failure note)."""
 

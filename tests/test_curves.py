@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbhooks.events import EvalEvent, EventBus, RunStateEvent
+from nbhooks.events import EvalEvent, EvalPreparedEvent, EventBus, RunStateEvent
 from nbhooks.publish import Publisher
 from nbhooks.stores.metrics import MetricHistory
 from nbhooks.views._widget_internals import watch_sent_messages
@@ -245,6 +245,27 @@ def test_publisher_feeds_the_view_from_the_bus(history) -> None:
     assert drawn(view)[("eval", "loss")][-1] == 190
     assert view.updates <= 1 + publisher.batches  # batched: not one update per event
     publisher.close()
+
+
+def test_a_prepared_evaluation_draws_its_subplots_before_its_first_values() -> None:
+    history = MetricHistory()
+    view = CurvesView(history)
+    sent: list[dict] = []
+    watch_sent_messages(view.figure, lambda msg, buffers: sent.append(msg))
+    view.on_events([EvalPreparedEvent("eval", ("accuracy", "loss"))])
+    assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss"]
+    assert not view.figure.data and "no evaluation yet" in view.readout.value
+    assert any("_widget_layout" in m["state"] for m in sent)  # open pages show them at once
+    layout = view.figure.layout.to_plotly_json()
+    sent.clear()
+    history.record("eval", 0, {"accuracy": 0.1, "loss": 2.3})
+    view.refresh()
+    assert view.figure.layout.to_plotly_json() == layout  # the first values only add curves
+    assert not any(k.startswith("_py2js_relayout") for m in sent for k in m["state"])
+    assert drawn(view) == {("eval", "accuracy"): [0], ("eval", "loss"): [0]}
+    view.on_events([EvalPreparedEvent("eval", ("auc",))])  # values came first: they decide
+    assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss"]
+    view.close()
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import threading
 
 import models
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from waiting import wait_for
 
 import nbhooks as nh
@@ -122,6 +124,16 @@ def test_a_shown_dashboard_builds_its_evaluation_before_training(
     (hook,) = dash.evaluators
     graph = hook.eval_graph
     assert graph is not None and hook.how == "persistent session"
+    # Before Start: the subplots of its metrics drawn, its summary writer open on its graph.
+    curves = dash._views["curves"]
+    assert wait_for(
+        lambda: [a.text for a in curves.figure.layout.annotations] == ["accuracy", "loss"], 30
+    )
+    assert not curves.figure.data
+    (events,) = glob.glob(f"{tmp_path}/model/eval_eval/events.out.tfevents.*")
+    accumulator = EventAccumulator(events)
+    accumulator.Reload()
+    assert any(node.name.startswith("accuracy/") for node in accumulator.Graph().node)
     dash.train()
     assert dash.wait(timeout=120) == "finished"
     assert hook.eval_graph is graph  # training used the graph built ahead: no second build

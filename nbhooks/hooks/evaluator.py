@@ -32,7 +32,14 @@ import pandas as pd
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
-from nbhooks.events import EvalEvent, EventBus, RunAttached, RunStateEvent, StopRequestEvent
+from nbhooks.events import (
+    EvalEvent,
+    EvalPreparedEvent,
+    EventBus,
+    RunAttached,
+    RunStateEvent,
+    StopRequestEvent,
+)
 from nbhooks.hooks._bases import InMemoryEvaluatorHook, SessionRunHook
 from nbhooks.hooks._graph import require_global_step
 from nbhooks.hooks.eval_session import (
@@ -273,11 +280,16 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
                 assert self._parts is not None
                 self._eval_session = EvalSession(self._parts, self._session_config())
                 self._eval_session.warm_up()
+            assert self._parts is not None
+            with self._parts.graph.as_default():  # a writer's first event is this graph
+                _tf.compat.v1.summary.FileWriterCache.get(tfi.eval_dir(self)).flush()
         except Exception:
             log.debug("nbhooks: evaluation %r not prepared", self.evaluation, exc_info=True)
             self._close_eval_session()
             self._parts = self._signature = self.how = None
             return False
+        names = scalar_metric_names(self._parts.metrics)
+        self.events.emit(EvalPreparedEvent(self.evaluation, names))
         return True
 
     def awaits(self, preparation: EvalPreparation) -> None:
@@ -690,6 +702,18 @@ def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
         if array.ndim == 0 and array.dtype.kind in "biuf":
             metrics[str(key)] = float(array)
     return metrics
+
+
+def scalar_metric_names(metrics: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names :func:`scalar_metrics` will keep of results of the tensors ``metrics``
+    (numeric scalars, global_step dropped), in order."""
+    return tuple(
+        str(key)
+        for key, tensor in metrics.items()
+        if key != _GLOBAL_STEP
+        and tensor.shape.rank == 0
+        and (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype.is_bool)
+    )
 
 
 def split_eval_spec(name: str, spec: Any, steps: int | None) -> tuple[InputFn, int | None]:

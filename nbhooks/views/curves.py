@@ -44,7 +44,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from nbhooks.checks import check_int
-from nbhooks.events import EvalEvent, RunStateEvent, StopRequestEvent
+from nbhooks.events import EvalEvent, EvalPreparedEvent, RunStateEvent, StopRequestEvent
 from nbhooks.stores.metrics import MetricHistory, Mode, check_mode, guess_mode
 from nbhooks.views._widget_internals import (
     on_layout_reported,
@@ -425,6 +425,9 @@ class CurvesView(View):
                 settled = event.state not in ("running", "idle", "stopping")
             elif isinstance(event, StopRequestEvent):
                 self._show_status("stopping", event.reason)
+        expected = [m for e in events if isinstance(e, EvalPreparedEvent) for m in e.metrics]
+        if expected:
+            self.expect(expected)
         if any(isinstance(e, EvalEvent) for e in events):
             self.refresh()
         if settled:
@@ -441,6 +444,17 @@ class CurvesView(View):
         with self._lock:
             resync_figure_state(self.figure)
 
+    def expect(self, metrics: Sequence[str]) -> None:
+        """Draw the subplots of ``metrics`` before any value (an evaluation prepared before
+        training says which metrics it gives): the first values then only add their curves."""
+        with self._lock:
+            if self.metrics.metrics:  # values came first: refresh() draws what they need
+                return
+            metrics = list(dict.fromkeys([*self._metrics, *metrics]))
+            if metrics != self._metrics:
+                self._draw_grid(metrics)
+                self._sync_state(True)
+
     def refresh(self) -> bool:
         """Draw what the history holds now; False when nothing changed since the last time.
 
@@ -455,8 +469,6 @@ class CurvesView(View):
             # No hold_sync() here: plotly sends each change by setting a trait, then None.
             traces = len(self.figure.data)
             layout_changed = self._add_new_curves()
-            if layout_changed and self._marks:
-                self.figure.layout.shapes = _mark_shapes(self._marks, len(self._metrics))
             if self.metrics.branch != self._branch:  # a rewind: rare
                 self._draw_abandoned()
             self._draw_changed()  # within the budget left by the last readout (~ this one)
@@ -499,13 +511,7 @@ class CurvesView(View):
         metrics, names = self.metrics.metrics, self.metrics.names
         grid_changed = metrics != self._metrics
         if grid_changed:
-            self._metrics = metrics
-            grid = _grid_layout(metrics, self.columns)
-            # plotly sends a new axis and its attributes in one relayout ("xaxis2" with
-            # "xaxis2.anchor"), which plotly.js rejects: create new axes empty first.
-            have = set(self.figure.layout.to_plotly_json())
-            self.figure.update_layout({k: {} for k in grid if _AXIS.fullmatch(k) and k not in have})
-            self.figure.update_layout(grid)
+            self._draw_grid(metrics)
         new = [
             (name, metric)
             for name in names
@@ -520,6 +526,18 @@ class CurvesView(View):
             axes = _axes(metrics.index(metric) + 1)
             self.figure.add_traces(_curve_traces(name, metric, colour, axes, in_legend))
         return grid_changed
+
+    def _draw_grid(self, metrics: list[str]) -> None:
+        """One subplot per metric (and the marks on each)."""
+        self._metrics = metrics
+        grid = _grid_layout(metrics, self.columns)
+        # plotly sends a new axis and its attributes in one relayout ("xaxis2" with
+        # "xaxis2.anchor"), which plotly.js rejects: create new axes empty first.
+        have = set(self.figure.layout.to_plotly_json())
+        self.figure.update_layout({k: {} for k in grid if _AXIS.fullmatch(k) and k not in have})
+        self.figure.update_layout(grid)
+        if self._marks:
+            self.figure.layout.shapes = _mark_shapes(self._marks, len(metrics))
 
     def _draw_abandoned(self) -> None:
         """After a rewind: each curve's values left off the live line, faded (one trace per
