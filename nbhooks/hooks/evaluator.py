@@ -692,6 +692,10 @@ class _InterruptHook(SessionRunHook):
             run_context.request_stop()
 
 
+#: numpy dtype kinds of the metrics kept: bool, int, unsigned, float.
+_NUMERIC_KINDS = "biuf"
+
+
 def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     """The numeric scalar entries of an evaluation result, as floats (global_step dropped)."""
     metrics: dict[str, float] = {}
@@ -699,7 +703,7 @@ def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
         if key == _GLOBAL_STEP:
             continue
         array = np.asarray(value)
-        if array.ndim == 0 and array.dtype.kind in "biuf":
+        if array.ndim == 0 and array.dtype.kind in _NUMERIC_KINDS:
             metrics[str(key)] = float(array)
     return metrics
 
@@ -712,7 +716,7 @@ def scalar_metric_names(metrics: Mapping[str, Any]) -> tuple[str, ...]:
         for key, tensor in metrics.items()
         if key != _GLOBAL_STEP
         and tensor.shape.rank == 0
-        and (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype.is_bool)
+        and np.dtype(tensor.dtype.as_numpy_dtype).kind in _NUMERIC_KINDS
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +126,23 @@ def steer(page: Any, name: str) -> None:
     assert max(grown) >= 3
 
 
-def test_quickstart_in_jupyterlab(tmp_path: Path, page: Any) -> None:
-    quickstart_copy(tmp_path, autostart=False)
-    with harness.jupyter_lab(tmp_path) as lab:
-        harness.open_lab_notebook(page, lab, "quickstart.ipynb")
+@contextmanager
+def run_in_lab(page: Any, notebook: Path) -> Iterator[None]:
+    """JupyterLab serving ``notebook``'s folder, the notebook open in ``page``, Run All."""
+    with harness.jupyter_lab(notebook.parent) as lab:
+        harness.open_lab_notebook(page, lab, notebook.name)
         harness.run_all(page)
+        yield
+
+
+#: The first lines of the notebooks written here: a demo estimator in a fresh folder.
+DEMO_IMPORTS = (
+    "import tempfile\nimport nbhooks as nh\nfrom nbhooks.demo import make_demo_estimator\n"
+)
+
+
+def test_quickstart_in_jupyterlab(tmp_path: Path, page: Any) -> None:
+    with run_in_lab(page, quickstart_copy(tmp_path, autostart=False)):
         harness.wait_cells_done(page, timeout=180)
         harness.wait_for_class(page, "nbh-dashboard", timeout=60)
         harness.snap(page.locator(DASH).first, "lab-0-idle")
@@ -205,21 +219,16 @@ def test_quickstart_in_notebook7(tmp_path: Path, page: Any) -> None:
 
 
 def test_training_failure_shows_red_in_the_browser(tmp_path: Path, page: Any) -> None:
-    harness.write_notebook(
+    notebook = harness.write_notebook(
         tmp_path / "failing.ipynb",
-        "import tempfile\n"
-        "import nbhooks as nh\n"
-        "from nbhooks.demo import make_demo_estimator\n"
-        "def broken_input():\n"
+        DEMO_IMPORTS + "def broken_input():\n"
         "    raise ValueError('the <b>input</b> is broken')\n"
         "dash = nh.Dashboard(make_demo_estimator(tempfile.mkdtemp()), broken_input,\n"
         "                    pipeline_checkpoints=False)\n"
         "dash.train(steps=10)\n"
         "dash",
     )
-    with harness.jupyter_lab(tmp_path) as lab:
-        harness.open_lab_notebook(page, lab, "failing.ipynb")
-        harness.run_all(page)
+    with run_in_lab(page, notebook):
         error = harness.wait_for_class(page, "nbh-error", timeout=120)
         expect(error).to_contain_text("Training failed: ValueError: the <b>input</b> is broken")
         expect(page.locator(f"{DASH} .progress-bar").first).to_have_class(re.compile("danger"))
@@ -232,13 +241,10 @@ def test_training_failure_shows_red_in_the_browser(tmp_path: Path, page: Any) ->
 def test_a_costly_input_checkpoint_waits_for_save_in_the_browser(tmp_path: Path, page: Any) -> None:
     """A 6000-row shuffle (~3 MB a save): the panel says automatic input checkpoints wait, none
     is written at the model checkpoints; Save saves one and turns them on."""
-    harness.write_notebook(
+    notebook = harness.write_notebook(
         tmp_path / "big_shuffle.ipynb",
-        "import tempfile\n"
-        "import numpy as np\n"
-        "import nbhooks as nh\n"
+        DEMO_IMPORTS + "import numpy as np\n"
         "from nbhooks._tf import tf\n"
-        "from nbhooks.demo import make_demo_estimator\n"
         "rows = np.random.default_rng(0).normal(size=(6000, 64)).astype('float32')\n"
         "labels = np.arange(6000, dtype='int32') % 10\n"
         "def train_fn():\n"
@@ -249,9 +255,7 @@ def test_a_costly_input_checkpoint_waits_for_save_in_the_browser(tmp_path: Path,
         "dash.train()\n"
         "dash",
     )
-    with harness.jupyter_lab(tmp_path) as lab:
-        harness.open_lab_notebook(page, lab, "big_shuffle.ipynb")
-        harness.run_all(page)
+    with run_in_lab(page, notebook):
         harness.wait_for_class(page, "nbh-dashboard", timeout=180)
         open_tab(page, "Pipeline checkpoints")
         expect(pipeline_status(page)).to_contain_text(
