@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from nbhooks._tf import tf
@@ -16,3 +17,23 @@ def require_global_step(who: str) -> Any:
             "tf.compat.v1.train.get_global_step() to optimizer.minimize(global_step=...)"
         )
     return global_step
+
+
+def upstream_ops(
+    ops: Iterable[Any],
+    follow: Callable[[Any], bool] = lambda tensor: True,
+    control: bool = True,
+) -> Iterator[Any]:
+    """``ops`` and every op running them runs, each once, depth first: through the data inputs
+    ``follow`` accepts (a tensor) and, with ``control``, the control inputs."""
+    seen: set[str] = set()
+    todo = list(ops)
+    while todo:
+        op = todo.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        yield op
+        todo.extend(t.op for t in op.inputs if follow(t))
+        if control:
+            todo.extend(op.control_inputs)

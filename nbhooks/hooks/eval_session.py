@@ -27,6 +27,7 @@ from typing import Any
 
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
+from nbhooks.hooks._graph import upstream_ops
 
 
 class InMemoryUnsupported(ValueError):
@@ -304,17 +305,7 @@ def _session_ops(parts: EvalGraph) -> tuple[Any, list[Any], Any | None]:
 def depends_on(ops: Sequence[Any], names: set[str]) -> bool:
     """True when running ``ops`` runs (through data or control inputs) an op named in
     ``names``."""
-    seen: set[str] = set()
-    todo = list(ops)
-    while todo:
-        op = todo.pop()
-        if op.name in names:
-            return True
-        if op.name not in seen:
-            seen.add(op.name)
-            todo.extend(tensor.op for tensor in op.inputs)
-            todo.extend(op.control_inputs)
-    return False
+    return any(op.name in names for op in upstream_ops(ops))
 
 
 def _serialized(config: Any) -> bytes | None:

@@ -276,11 +276,10 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         try:
             self._train_vars = dict(train_vars)
             self._build(variables_signature(self._train_vars))
+            assert self._parts is not None
             if self.how == "persistent session":
-                assert self._parts is not None
                 self._eval_session = EvalSession(self._parts, self._session_config())
                 self._eval_session.warm_up()
-            assert self._parts is not None
             with self._parts.graph.as_default():  # a writer's first event is this graph
                 _tf.compat.v1.summary.FileWriterCache.get(tfi.eval_dir(self)).flush()
         except Exception:

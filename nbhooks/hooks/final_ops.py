@@ -24,6 +24,7 @@ from nbhooks._tf import tf
 from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, FinalOpsEvent, RunAttached, RunStateEvent
 from nbhooks.hooks._bases import FinalOpsHook
+from nbhooks.hooks._graph import upstream_ops
 from nbhooks.stores.final_values import FinalValuesTable
 
 _tf = tf()
@@ -180,18 +181,8 @@ def _is_input_op(op: Any) -> bool:
 
 def input_source(tensor: Any, fed: frozenset[str] = frozenset()) -> Any | None:
     """The input-pipeline op (IteratorGetNext, a queue dequeue...) ``tensor`` depends on."""
-    seen: set[str] = set()
-    stack = [tensor.op]
-    while stack:
-        op = stack.pop()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        if _is_input_op(op):
-            return op
-        stack.extend(t.op for t in op.inputs if t.name not in fed)
-        stack.extend(op.control_inputs)
-    return None
+    ops = upstream_ops([tensor.op], follow=lambda t: t.name not in fed)
+    return next((op for op in ops if _is_input_op(op)), None)
 
 
 def _refuse_input_dependency(key: str, tensor: Any, fed: frozenset[str]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbhooks._tf import tf
+from nbhooks.hooks._graph import upstream_ops
 
 _SHUFFLES = frozenset(
     {
@@ -83,15 +84,12 @@ def shuffle_buffers(graph: Any) -> list[ShuffleBuffer] | None:
     None when one cannot be sized from the graph (its buffer_size is computed, or its
     elements hold strings or shapes the graph leaves open).
     """
-    seen: set[str] = set()
-    todo = iterator_datasets(graph)
+    variant = tf().variant
     buffers = []
-    while todo:
-        op = todo.pop()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        todo.extend(t.op for t in op.inputs if t.dtype == tf().variant)
+    datasets = upstream_ops(
+        iterator_datasets(graph), follow=lambda t: t.dtype == variant, control=False
+    )
+    for op in datasets:
         if op.type in _SHUFFLES:
             buffer = _buffer(op)
             if buffer is None:
