@@ -190,7 +190,7 @@ class RawEvalHook(tf().estimator.SessionRunHook):
 
     def __init__(self, estimator, eval_fn, every: int) -> None:
         self.estimator, self.eval_fn, self.every = estimator, eval_fn, every
-        self.seconds, self.evaluations, self.count = 0.0, 0, 0
+        self.seconds, self.cpu, self.evaluations, self.count = 0.0, 0.0, 0, 0
 
     def begin(self) -> None:
         from nbhooks._tf_internals import session_config
@@ -203,7 +203,7 @@ class RawEvalHook(tf().estimator.SessionRunHook):
         self.session = EvalSession(parts, session_config(self.estimator))
 
     def _evaluate(self, session) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         s, parts = self.session, self.session.parts
         s.session.run(parts.feed_op, feed_dict=parts.values(session))
         s.session.run(s._reset)
@@ -213,9 +213,11 @@ class RawEvalHook(tf().estimator.SessionRunHook):
             except tf().errors.OutOfRangeError:
                 break
         s.session.run(parts.metrics)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         self.first = seconds if self.evaluations == 0 else self.first
+        self.first_cpu = cpu if self.evaluations == 0 else self.first_cpu
         self.seconds += seconds
+        self.cpu += cpu  # the process's: the evaluation's, while training waits for it
         self.evaluations += 1
 
     def after_create_session(self, session, coord) -> None:
