@@ -18,8 +18,8 @@ noisy: each figure is a ratio to bare ``estimator.train`` in the same round):
 - the floor of evaluating beside training: bare ``estimator.train`` while, when its session
   starts and every ``every`` steps, a thread spends the raw evaluation's CPU seconds
   (``bench_eval.RawEvalHook``'s, measured alone in the warm-up round) in numpy, without the
-  GIL. Nothing evaluating in the same process beside training can cost less; what the
-  Dashboard costs above it is its own.
+  GIL: a lower bound for evaluating beside training in one process (the evaluation's CPU
+  and nothing else); what the Dashboard costs above it is its own.
 
 The clock runs from ``dash.train()`` to ``dash.wait()`` returning "finished"; the CPU seconds
 of the whole process over the same span are printed beside it (steadier than wall time here:
