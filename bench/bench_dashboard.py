@@ -40,11 +40,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_eval import MODELS, RawEvalHook
+from bench_eval import MODELS, EveryN, RawEvalHook, after_first
 from common import clocks, install_recording_comm, interleave, median, ratios, spread
 
 import nbhooks as nh
-from nbhooks._tf import tf
 from nbhooks.demo import make_demo_estimator
 
 
@@ -63,15 +62,15 @@ def clock_hook(hook: object, spent: list[float]) -> None:
         setattr(hook, name, timed)
 
 
-class CpuBeside(tf().estimator.SessionRunHook):
+class CpuBeside(EveryN):
     """When the session starts and every ``every`` steps, a thread of its own spends
     ``seconds`` of CPU in numpy ufuncs (which release the GIL): an evaluation beside training
     at its cheapest. One at a time, as an evaluator (a burst still running skips the next);
     the last one is waited for at the end, as the Dashboard waits for its last evaluation."""
 
     def __init__(self, every: int, seconds: float) -> None:
-        self.every, self.seconds = every, seconds
-        self.count, self.bursts = 0, 0
+        super().__init__(every)
+        self.seconds, self.bursts = seconds, 0
         self.thread: threading.Thread | None = None
         self.buffer = np.ones(100_000)
 
@@ -80,20 +79,12 @@ class CpuBeside(tf().estimator.SessionRunHook):
         while time.thread_time() - start < self.seconds:
             np.sqrt(self.buffer, out=self.buffer)
 
-    def _start(self) -> None:
+    def fire(self, session) -> None:
         if self.thread is not None and self.thread.is_alive():
             return
         self.bursts += 1
         self.thread = threading.Thread(target=self._burn, daemon=True)
         self.thread.start()
-
-    def after_create_session(self, session, coord) -> None:
-        self._start()
-
-    def after_run(self, run_context, run_values) -> None:
-        self.count += 1
-        if self.count % self.every == 0:
-            self._start()
 
     def end(self, session) -> None:
         if self.thread is not None:
@@ -151,7 +142,7 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
         if not raw:  # the warm-up round: the raw evaluation's CPU, training waiting for it
             hook = RawEvalHook(est, eval_fn, every)
             est.train(train_fn, steps=steps, hooks=[hook])
-            raw["cpu"] = (hook.cpu - hook.first_cpu) / (hook.evaluations - 1)
+            raw["cpu"] = after_first(hook.cpu, hook.first_cpu, hook.evaluations)
         else:
             beside = CpuBeside(every, raw["cpu"])
             with clocks(note, "floor"):

@@ -183,14 +183,40 @@ class FirstStep(tf().estimator.SessionRunHook):
             self.seconds = time.perf_counter() - self.t0
 
 
-class RawEvalHook(tf().estimator.SessionRunHook):
+def after_first(total: float, first: float, count: int) -> float:
+    """The mean of ``count`` timings summing to ``total`` once the ``first`` is left out."""
+    return (total - first) / max(count - 1, 1)
+
+
+class EveryN(tf().estimator.SessionRunHook):
+    """Calls ``fire(session)`` when the session starts and every ``every`` steps after, as an
+    evaluator with ``every_n_iter=every`` evaluates."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.count = every, 0
+
+    def fire(self, session) -> None:
+        raise NotImplementedError
+
+    def after_create_session(self, session, coord) -> None:
+        self.fire(session)
+
+    def after_run(self, run_context, run_values) -> None:
+        self.count += 1
+        if self.count % self.every == 0:
+            self.fire(run_context.session)
+
+
+class RawEvalHook(EveryN):
     """The lower bound: every ``every`` steps (and at the start), a bare session on a prebuilt
     evaluation graph copies the variables in, resets and runs the update op to the input's
     end and fetches the metrics; nothing recorded, no summaries, no events."""
 
     def __init__(self, estimator, eval_fn, every: int) -> None:
-        self.estimator, self.eval_fn, self.every = estimator, eval_fn, every
-        self.seconds, self.cpu, self.evaluations, self.count = 0.0, 0.0, 0, 0
+        super().__init__(every)
+        self.estimator, self.eval_fn = estimator, eval_fn
+        self.seconds, self.cpu, self.evaluations = 0.0, 0.0, 0
+        self.first, self.first_cpu = 0.0, 0.0
 
     def begin(self) -> None:
         from nbhooks._tf_internals import session_config
@@ -202,7 +228,7 @@ class RawEvalHook(tf().estimator.SessionRunHook):
         parts = EvalGraph.build(self.estimator, fn, [], train_vars)
         self.session = EvalSession(parts, session_config(self.estimator))
 
-    def _evaluate(self, session) -> None:
+    def fire(self, session) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         s, parts = self.session, self.session.parts
         s.session.run(parts.feed_op, feed_dict=parts.values(session))
@@ -214,19 +240,11 @@ class RawEvalHook(tf().estimator.SessionRunHook):
                 break
         s.session.run(parts.metrics)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        self.first = seconds if self.evaluations == 0 else self.first
-        self.first_cpu = cpu if self.evaluations == 0 else self.first_cpu
+        if self.evaluations == 0:
+            self.first, self.first_cpu = seconds, cpu
         self.seconds += seconds
         self.cpu += cpu  # the process's: the evaluation's, while training waits for it
         self.evaluations += 1
-
-    def after_create_session(self, session, coord) -> None:
-        self._evaluate(session)
-
-    def after_run(self, run_context, run_values) -> None:
-        self.count += 1
-        if self.count % self.every == 0:
-            self._evaluate(run_context.session)
 
     def end(self, session) -> None:
         self.session.close()
@@ -258,13 +276,13 @@ def live_variants(root: str, model: str, steps: int, every: int) -> tuple[dict, 
             est.train(train_fn, steps=steps, hooks=[first, *([hook] if hook else [])])
             note(name, "first", first.seconds)
             if isinstance(hook, nh.LiveEvaluatorHook):
-                later = hook.eval_seconds - (hook.first_eval_seconds or 0.0)
-                note(name, "ms/eval", later / max(hook.evaluations - 1, 1) * 1e3)
+                first = hook.first_eval_seconds or 0.0
+                note(name, "ms/eval", after_first(hook.eval_seconds, first, hook.evaluations) * 1e3)
                 note(name, "skipped", hook.skipped)
                 hook.close()
             elif isinstance(hook, RawEvalHook):
-                later = hook.seconds - hook.first
-                note(name, "ms/eval", later / max(hook.evaluations - 1, 1) * 1e3)
+                per = after_first(hook.seconds, hook.first, hook.evaluations)
+                note(name, "ms/eval", per * 1e3)
 
         return run
 
