@@ -29,7 +29,7 @@ from nbhooks.eventfiles import EVENTS_GLOB, EventDirReader, Scalar
 from nbhooks.events import EvalEvent, EventBus, StepEvent
 from nbhooks.jobfiles import ControlRequest, Heartbeat, JobFiles
 from nbhooks.stores.metrics import MetricHistory
-from nbhooks.stores.pipeline_files import parse_any
+from nbhooks.stores.pipeline_files import parse_any, whole_index
 
 log = logging.getLogger("nbhooks")
 
@@ -355,8 +355,8 @@ class Monitor:
         self._ckpt_state_mtime = mtime
 
     def _read_inputs(self) -> None:
-        """List every task's input checkpoints; a complete one (its ``.index`` is written
-        last) never changes, so only new ones are measured."""
+        """List every task's input checkpoints; a complete one (its ``.index`` written to the
+        end, last) never changes, so only new ones are measured."""
         t = tf()
         try:
             indexes = t.io.gfile.glob(f"{self.model_dir}/input*.ckpt-*.index")
@@ -370,6 +370,8 @@ class Monitor:
                 continue
             known = self._inputs.get(path)
             if known is None:
+                if not _whole_index(index):
+                    continue  # being written (or cut short by a killed save)
                 task, kind, step = parsed
                 size, saved = _files_size(path)
                 if size is None:
@@ -507,6 +509,14 @@ class Monitor:
 def _changed(a: JobEvent, b: JobEvent) -> bool:
     fields = ("global_step", "steps_per_sec", "tasks", "checkpoints", "inputs", "request")
     return any(getattr(a, f) != getattr(b, f) for f in (*fields, "warnings"))
+
+
+def _whole_index(index: str) -> bool:
+    t = tf()
+    try:
+        return whole_index(index, t.io.gfile.GFile)
+    except t.errors.OpError:
+        return False
 
 
 def _files_size(prefix: str) -> tuple[int | None, float | None]:

@@ -116,6 +116,28 @@ def test_kill_9_during_saves_loses_nothing_and_resumes_exactly(model_dir, ref):
     assert PipelineStore(model_dir).leftovers() == []  # killed saves' files: cleaned
 
 
+def test_an_index_cut_short_by_a_kill_is_never_listed_and_is_cleaned(model_dir, ref):
+    """TensorFlow writes a checkpoint's ``.index`` last but in place: a save killed meanwhile
+    leaves it cut short. Such a checkpoint is not listed (nor offered, nor restored); the next
+    start removes its files and resumes exactly."""
+    est = trained(model_dir)
+    for src in model_dir.glob("input.ckpt-6.*"):  # a manual save of step 7, killed mid-index
+        dst = model_dir / src.name.replace("input.ckpt-6", "input.manual.ckpt-7")
+        content = src.read_bytes()
+        dst.write_bytes(content[: len(content) // 2] if src.suffix == ".index" else content)
+    hook = PipelineCheckpointHook(est)
+    assert [c.step for c in PipelineStore(model_dir).list()] == [2, 4, 6]
+    assert hook.checkpoints.step.tolist() == [2, 4, 6]
+    assert [p.name for p in PipelineStore(model_dir).leftovers()] == [
+        "input.manual.ckpt-7.data-00000-of-00001",
+        "input.manual.ckpt-7.index",
+    ]
+    rec = Recorder()
+    est.train(ids_input_fn(**PARAMS), hooks=[rec, hook], steps=2)
+    assert rec.batches == ref[6:8]
+    assert not list(model_dir.glob("input.manual.ckpt-7.*"))
+
+
 # -- a full disk -------------------------------------------------------------------------------
 @pytest.fixture
 def small_disk(tmpfs):

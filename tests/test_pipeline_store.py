@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from nbhooks.stores.pipeline_files import (
+    INDEX_END,
     STATE_FILE,
     PipelineCheckpointError,
     PipelineStore,
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.fast
 def fake_checkpoint(model_dir: Path, name: str, size: int = 10) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / f"{name}.data-00000-of-00001").write_bytes(b"x" * size)
-    (model_dir / f"{name}.index").write_bytes(b"i")
+    (model_dir / f"{name}.index").write_bytes(b"i" + INDEX_END)  # a whole one (its end)
 
 
 def write_state(model_dir: Path, *paths: str) -> None:

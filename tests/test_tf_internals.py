@@ -29,6 +29,7 @@ import pytest
 
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
+from nbhooks.stores.pipeline_files import whole_index
 from nbhooks.views import _widget_internals as wi
 
 
@@ -349,6 +350,25 @@ def test_pipeline_iterators_are_the_ones_tfs_pipeline_hook_saves() -> None:
     with t.Graph().as_default() as graph:
         t.constant(1.0)
         assert tfi.pipeline_iterators(graph) == []
+
+
+def test_a_whole_index_is_told_from_one_a_killed_save_cut_short(tmp_path) -> None:
+    """``whole_index`` reads the end of the LevelDB-format table TensorFlow writes as a
+    checkpoint's ``.index`` (in place, last): a saved one is whole, every cut of it is not."""
+    t = tf()
+    with t.Graph().as_default():
+        t.compat.v1.Variable([1.0, 2.0], name="v")
+        with t.compat.v1.Session() as session:
+            session.run(t.compat.v1.global_variables_initializer())
+            prefix = t.compat.v1.train.Saver().save(session, str(tmp_path / "input.ckpt-1"))
+    index = Path(prefix + ".index")
+    content = index.read_bytes()
+    assert whole_index(index) and whole_index(str(index), t.io.gfile.GFile)
+    cut = tmp_path / "cut.index"
+    for size in range(len(content)):
+        cut.write_bytes(content[:size])
+        assert not whole_index(cut), size
+    assert not whole_index(tmp_path / "missing.index") and not whole_index(tmp_path)
 
 
 def test_gated_saves_keep_tfs_timer_so_saves_turned_on_land_on_its_steps(tmp_path) -> None:

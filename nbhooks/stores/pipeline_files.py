@@ -2,7 +2,10 @@
 
 A checkpoint is a TensorFlow V2 checkpoint prefix inside ``model_dir``: ``input.ckpt-N``
 (automatic, written at RunConfig's interval) or ``input.manual.ckpt-N`` (asked for by a
-person). Its ``.index`` file is written last, so a prefix whose index exists is complete.
+person). Its ``.index`` file is written last, but in place (TensorFlow's ``MergeBundles``), so
+a save killed while writing it leaves an index cut short: a prefix is complete once its index
+is whole (:func:`whole_index`), and a cut one is a leftover like the data files of a save
+killed earlier.
 The ``checkpoint_input`` state file names the checkpoint the next ``train()`` restores, by a
 path relative to ``model_dir`` (as TensorFlow's own ``checkpoint`` file does), so a moved or
 copied ``model_dir`` resumes exactly; absolute paths written by older versions are read by
@@ -25,10 +28,10 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from nbhooks.checks import check_int
 
@@ -44,6 +47,26 @@ _ANY_NAME = re.compile(
     r"\.ckpt-(?P<step>\d+)$"
 )
 _STATE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.MULTILINE)
+#: The last bytes of a whole ``.index``: TensorFlow writes it as a LevelDB-format table, whose
+#: footer, written last, ends with this magic number (``kTableMagicNumber`` of
+#: tensorflow/core/lib/io/format.h, little-endian).
+INDEX_END = (0xDB4775248B80FB57).to_bytes(8, "little")
+
+
+def whole_index(path: str | os.PathLike[str], opener: Callable[..., Any] = open) -> bool:
+    """True when the ``.index`` file at ``path`` was written to its end (False when missing,
+    a folder, or cut short). ``opener`` opens it for binary reading (``open``, or
+    ``tf.io.gfile.GFile`` for other filesystems); its own errors propagate."""
+    try:
+        with opener(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size < len(INDEX_END):
+                return False
+            f.seek(size - len(INDEX_END))
+            return bytes(f.read(len(INDEX_END))) == INDEX_END
+    except OSError:
+        return False
 
 
 class PipelineCheckpointError(RuntimeError):
@@ -173,7 +196,7 @@ class PipelineStore:
     def _describe(self, index: Path) -> Checkpoint | None:
         prefix = index.with_suffix("")
         parsed = self.names.parse(prefix.name)
-        if parsed is None or not index.is_file():
+        if parsed is None or not whole_index(index):
             return None
         try:
             size = sum(f.stat().st_size for f in self._files(prefix))
@@ -394,7 +417,8 @@ class PipelineStore:
 
         Shard folders (``input.ckpt-N_temp``), temporary files of copies and of state-file
         writes (unless the process that writes them is alive), and the data files or markers
-        of a prefix that has no ``.index`` (a save killed before it completed).
+        of a prefix whose ``.index`` is missing or cut short, and that index (a save killed
+        before it completed).
         """
         if not self.dir.is_dir():
             return []
@@ -407,13 +431,19 @@ class PipelineStore:
                 pid = match.group("pid")
                 if pid is None or not _alive(int(pid)):
                     found.append(entry)
-            elif name.startswith("input") and ".ckpt-" in name and not name.endswith(".index"):
-                prefix, _, rest = name.partition(".data-")
-                prefix = prefix if rest else name.removesuffix(ENDED)
-                orphan = (rest or name.endswith(ENDED)) and self.names.parse(prefix) is not None
-                if orphan and not (self.dir / f"{prefix}.index").exists():
-                    found.append(entry)
+            elif self._of_an_unfinished_save(entry):
+                found.append(entry)
         return sorted(found)
+
+    def _of_an_unfinished_save(self, entry: Path) -> bool:
+        """True for a file of one of this task's prefixes whose index is missing or cut short."""
+        prefix = _prefix_of(entry.name)
+        return (
+            prefix is not None
+            and self.names.parse(prefix) is not None
+            and entry.is_file()
+            and not whole_index(self.dir / f"{prefix}.index")
+        )
 
     def clean_leftovers(self) -> builtins.list[Path]:
         """Remove :meth:`leftovers`; call only when no save is in progress (see
@@ -442,6 +472,17 @@ class PipelineStore:
     def _kind_of(self, path: str) -> Kind | None:
         parsed = self.names.parse(os.path.basename(path))
         return None if parsed is None else parsed[0]
+
+
+def _prefix_of(name: str) -> str | None:
+    """The checkpoint prefix of a file it is made of (data, index, ended marker), else None."""
+    prefix, _, rest = name.partition(".data-")
+    if rest:
+        return prefix
+    for suffix in (".index", ENDED):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return None
 
 
 def _alive(pid: int) -> bool:
