@@ -276,8 +276,9 @@ def live_variants(root: str, model: str, steps: int, every: int) -> tuple[dict, 
             est.train(train_fn, steps=steps, hooks=[first, *([hook] if hook else [])])
             note(name, "first", first.seconds)
             if isinstance(hook, nh.LiveEvaluatorHook):
-                first = hook.first_eval_seconds or 0.0
-                note(name, "ms/eval", after_first(hook.eval_seconds, first, hook.evaluations) * 1e3)
+                first_eval = hook.first_eval_seconds or 0.0
+                per = after_first(hook.eval_seconds, first_eval, hook.evaluations)
+                note(name, "ms/eval", per * 1e3)
                 note(name, "skipped", hook.skipped)
                 hook.close()
             elif isinstance(hook, RawEvalHook):
