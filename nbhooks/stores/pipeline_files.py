@@ -23,6 +23,7 @@ names: ``input_<type>_<index>.ckpt-N`` (``input_worker_1.ckpt-120``) with its ow
 from __future__ import annotations
 
 import builtins
+import functools
 import numbers
 import os
 import re
@@ -423,6 +424,7 @@ class PipelineStore:
         if not self.dir.is_dir():
             return []
         found: builtins.list[Path] = []
+        unfinished = functools.cache(self._unfinished)  # one index read per prefix
         for entry in self.dir.iterdir():
             name = entry.name
             if self.names.temp_dir.match(name) and entry.is_dir():
@@ -431,18 +433,14 @@ class PipelineStore:
                 pid = match.group("pid")
                 if pid is None or not _alive(int(pid)):
                     found.append(entry)
-            elif self._of_an_unfinished_save(entry):
+            elif (prefix := _prefix_of(name)) and entry.is_file() and unfinished(prefix):
                 found.append(entry)
         return sorted(found)
 
-    def _of_an_unfinished_save(self, entry: Path) -> bool:
-        """True for a file of one of this task's prefixes whose index is missing or cut short."""
-        prefix = _prefix_of(entry.name)
-        return (
-            prefix is not None
-            and self.names.parse(prefix) is not None
-            and entry.is_file()
-            and not whole_index(self.dir / f"{prefix}.index")
+    def _unfinished(self, prefix: str) -> bool:
+        """True for one of this task's prefixes whose index is missing or cut short."""
+        return self.names.parse(prefix) is not None and not whole_index(
+            self.dir / f"{prefix}.index"
         )
 
     def clean_leftovers(self) -> builtins.list[Path]:
