@@ -24,7 +24,10 @@ noisy: each figure is a ratio to bare ``estimator.train`` in the same round):
 The clock runs from ``dash.train()`` to ``dash.wait()`` returning "finished"; the CPU seconds
 of the whole process over the same span are printed beside it (steadier than wall time here:
 the same 2000 bare steps take 0.7-1.0 s from one round to the next on this 2-core machine;
-what evaluation on its own thread saves shows in wall time, not in CPU). Targets (#16):
+what evaluation on its own thread saves shows in wall time, not in CPU). Each run is also split
+where its first and last training steps end (a last hook's ``after_run``): setup (``train()`` to
+the end of the first step), steps, and tail (the last step to ``wait()`` returning); each
+variant's phases are printed as milliseconds above bare's in the same round. Targets (#16):
 defaults <= 1.10x bare on both models; defaults <= 1.05x pipeline off. Also printed: the
 seconds spent inside the pipeline hook's methods (the steadier figure for its cost) and the
 time to show the dashboard and to prepare its evaluations.
@@ -44,7 +47,10 @@ from bench_eval import MODELS, EveryN, RawEvalHook, after_first
 from common import clocks, install_recording_comm, interleave, median, ratios, spread
 
 import nbhooks as nh
+from nbhooks._tf import tf
 from nbhooks.demo import make_demo_estimator
+
+PHASES = ("setup", "steps", "tail")
 
 
 def clock_hook(hook: object, spent: list[float]) -> None:
@@ -60,6 +66,26 @@ def clock_hook(hook: object, spent: list[float]) -> None:
                 spent[0] += time.perf_counter() - start
 
         setattr(hook, name, timed)
+
+
+class Phases(tf().estimator.SessionRunHook):
+    """When the first and the last training steps end, as seen by a hook after all others."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last = 0.0
+
+    def after_run(self, run_context, run_values) -> None:
+        self.last = time.perf_counter()
+        if self.first is None:
+            self.first = self.last
+
+    def note(self, note, name: str, start: float) -> None:
+        """Note ``name``'s setup, steps and tail of a run started at ``start``, ending now."""
+        assert self.first is not None, "no training step ran"
+        ends = (self.first, self.last, time.perf_counter())
+        for phase, begin, end in zip(PHASES, (start, *ends[:2]), ends, strict=True):
+            note(f"{name}: {phase}", end - begin)
 
 
 class CpuBeside(EveryN):
@@ -101,15 +127,21 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
     def bare(i: int) -> None:
         model_dir = root / f"{model}-bare-{i}"
         est = make_demo_estimator(model_dir, **params)
+        phases = Phases()
         with clocks(note, "bare train()"):
-            est.train(train_fn, steps=steps)
+            start = time.perf_counter()
+            est.train(train_fn, steps=steps, hooks=[phases])
+            phases.note(note, "bare train()", start)
         shutil.rmtree(model_dir, ignore_errors=True)
 
     def dashboard(name: str, shown: bool = True, **options: object):
         def run(i: int) -> None:
             model_dir = root / f"{model}-{name}-{i}"
             est = make_demo_estimator(model_dir, **params)
-            dash = nh.Dashboard(est, train_fn, eval_fn, every_n_iter=every, steps=steps, **options)
+            phases = Phases()
+            dash = nh.Dashboard(
+                est, train_fn, eval_fn, every_n_iter=every, steps=steps, hooks=[phases], **options
+            )
             spent = [0.0]
             pipeline = options.get("pipeline_checkpoints", True)
             if pipeline:
@@ -123,8 +155,10 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
                     dash.run.panel().publisher.wait_idle()  # its subplots drawn
                     note(f"{name}: prepared", time.perf_counter() - t0)
                 with clocks(note, name):
+                    start = time.perf_counter()
                     dash.train()
                     assert dash.wait() == "finished"
+                    phases.note(note, name, start)
                 if pipeline:
                     note(f"{name}: pipeline hook", spent[0])
                 assert dash.metrics.has("eval", steps), "the last evaluation is missing"
@@ -144,9 +178,11 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
             est.train(train_fn, steps=steps, hooks=[hook])
             raw["cpu"] = after_first(hook.cpu, hook.first_cpu, hook.evaluations)
         else:
-            beside = CpuBeside(every, raw["cpu"])
+            beside, phases = CpuBeside(every, raw["cpu"]), Phases()
             with clocks(note, "floor"):
-                est.train(train_fn, steps=steps, hooks=[beside])
+                start = time.perf_counter()
+                est.train(train_fn, steps=steps, hooks=[beside, phases])
+                phases.note(note, "floor", start)
             note("floor: bursts", beside.bursts)
             note("floor: raw evaluation CPU", raw["cpu"])
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -215,6 +251,10 @@ def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) ->
             own = stats[f"{name}: pipeline hook"]
             line += f"  pipeline hook {spread(own, '.2f', ' s')}"
         print(line)
+        above = [
+            f"{phase} {spread(ms_above(stats, name, phase), '+.0f', ' ms')}" for phase in PHASES
+        ]
+        print(f"    {'':22s} above bare: {', '.join(above)}")
     if "defaults: show" in stats:
         show, prepared = stats["defaults: show"], stats["defaults: prepared"]
         print(
@@ -225,6 +265,12 @@ def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) ->
         "    targets: defaults <= 1.10x bare; defaults <= 1.05x pipeline off "
         "(floor: bare with the raw evaluation's CPU spent beside it, without the GIL)"
     )
+
+
+def ms_above(stats: dict, name: str, phase: str) -> list[float]:
+    """``name``'s ``phase`` in each round, in milliseconds above bare train()'s."""
+    base = stats[f"bare train(): {phase}"]
+    return [(v - b) * 1e3 for v, b in zip(stats[f"{name}: {phase}"], base, strict=True)]
 
 
 if __name__ == "__main__":
