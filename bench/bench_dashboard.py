@@ -40,6 +40,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +82,17 @@ class Phases(tf().estimator.SessionRunHook):
         if self.first is None:
             self.first = self.last
 
-    def note(self, note, name: str, start: float) -> None:
-        """Note ``name``'s setup, steps and tail of a run started at ``start``, ending now."""
-        assert self.first is not None, "no training step ran"
-        ends = (self.first, self.last, time.perf_counter())
-        for phase, begin, end in zip(PHASES, (start, *ends[:2]), ends, strict=True):
-            note(f"{name}: {phase}", end - begin)
+    @contextmanager
+    def clocked(self, note, name: str) -> Iterator[None]:
+        """``clocks(note, name)`` around the block (a run this hook sees), and note its setup,
+        steps and tail as ``"<name>: <phase>"``."""
+        with clocks(note, name):
+            start = time.perf_counter()
+            yield
+            assert self.first is not None, "no training step ran"
+            ends = (self.first, self.last, time.perf_counter())
+            for phase, begin, end in zip(PHASES, (start, *ends[:2]), ends, strict=True):
+                note(f"{name}: {phase}", end - begin)
 
 
 class CpuBeside(EveryN):
@@ -128,10 +135,8 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
         model_dir = root / f"{model}-bare-{i}"
         est = make_demo_estimator(model_dir, **params)
         phases = Phases()
-        with clocks(note, "bare train()"):
-            start = time.perf_counter()
+        with phases.clocked(note, "bare train()"):
             est.train(train_fn, steps=steps, hooks=[phases])
-            phases.note(note, "bare train()", start)
         shutil.rmtree(model_dir, ignore_errors=True)
 
     def dashboard(name: str, shown: bool = True, **options: object):
@@ -154,11 +159,9 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
                     dash.eval_preparation.wait()
                     dash.run.panel().publisher.wait_idle()  # its subplots drawn
                     note(f"{name}: prepared", time.perf_counter() - t0)
-                with clocks(note, name):
-                    start = time.perf_counter()
+                with phases.clocked(note, name):
                     dash.train()
                     assert dash.wait() == "finished"
-                    phases.note(note, name, start)
                 if pipeline:
                     note(f"{name}: pipeline hook", spent[0])
                 assert dash.metrics.has("eval", steps), "the last evaluation is missing"
@@ -179,10 +182,8 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
             raw["cpu"] = after_first(hook.cpu, hook.first_cpu, hook.evaluations)
         else:
             beside, phases = CpuBeside(every, raw["cpu"]), Phases()
-            with clocks(note, "floor"):
-                start = time.perf_counter()
+            with phases.clocked(note, "floor"):
                 est.train(train_fn, steps=steps, hooks=[beside, phases])
-                phases.note(note, "floor", start)
             note("floor: bursts", beside.bursts)
             note("floor: raw evaluation CPU", raw["cpu"])
         shutil.rmtree(model_dir, ignore_errors=True)
