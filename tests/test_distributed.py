@@ -18,6 +18,7 @@ import models
 import pipeline_tasks
 import psutil
 import pytest
+from waiting import until
 
 from nbhooks._tf import tf
 from nbhooks.cluster import LocalCluster, _task_hooks
@@ -31,15 +32,6 @@ from nbhooks.views.monitor import JobView
 pytestmark = pytest.mark.slow
 #: Enough steps for both workers to join: Estimator starts worker i (i + 1) * 5 s late.
 STEPS = 2000
-
-
-def until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(autouse=True)

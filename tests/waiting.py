@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 
 def wait_for(
     predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.01
@@ -17,3 +19,10 @@ def wait_for(
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 0.1 s until it is true; fail the test, naming ``what``, after
+    ``timeout`` seconds."""
+    if not wait_for(predicate, timeout, interval=0.1):
+        pytest.fail(f"not within {timeout} s: {what}")
