@@ -24,11 +24,12 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from waiting import poll
 
 from nbhooks.demo.servers import (
     ServerSpec,
@@ -296,18 +297,6 @@ def live_descendants(pid: int | None = None) -> dict[int, list[str]]:
 IGNORED_CONSOLE_ERRORS = re.compile(
     r"font-?awesome|cdn\.jsdelivr|unpkg\.com|ERR_NAME_NOT_RESOLVED", re.I
 )
-
-
-def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)  # a polling interval, not a wait for an event
 
 
 def collect_console_errors(page: Any) -> list[str]:

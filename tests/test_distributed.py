@@ -18,7 +18,6 @@ import models
 import pipeline_tasks
 import psutil
 import pytest
-from waiting import until
 
 from nbhooks._tf import tf
 from nbhooks.cluster import LocalCluster, _task_hooks
@@ -126,7 +125,9 @@ def test_corrupt_and_truncated_event_files_are_skipped_with_a_warning(tmp_path, 
         monitor = Monitor(tmp_path / "model", start=False, truncated_after=2)
         assert len(monitor.warnings) == 1 and "corrupt" in monitor.warnings[0]
         # the record may still be being written: not skipped before truncated_after
-        until(lambda: monitor.poll() and len(monitor.warnings) == 2, 10, "the truncated file")
+        harness.poll(
+            lambda: monitor.poll() and len(monitor.warnings) == 2, 10, "the truncated file"
+        )
     assert "truncated" in monitor.warnings[1]
     assert sum("nbhooks: event file" in r.getMessage() for r in caplog.records) == 2
     # every complete record before the bad ones was read
@@ -183,17 +184,17 @@ def test_pause_resume_and_stop_from_a_monitor(tmp_path):
             beats = files.read_heartbeats()
             return (beats[0].step or 0) if beats else 0
 
-        until(lambda: beat_step() > 50, 60, "the heartbeat to report training")
+        harness.poll(lambda: beat_step() > 50, 60, "the heartbeat to report training")
         step = beat_step()
-        until(lambda: beat_step() > step, 10, "the heartbeat to follow the global step")
+        harness.poll(lambda: beat_step() > step, 10, "the heartbeat to follow the global step")
         monitor.pause()
-        until(lambda: monitor.tasks.state.tolist() == ["paused"], 10, "the pause")
+        harness.poll(lambda: monitor.tasks.state.tolist() == ["paused"], 10, "the pause")
         held = monitor.tasks.step.iloc[0]
         polls = monitor.polls
-        until(lambda: monitor.polls >= polls + 5, 10, "five polls while paused")
+        harness.poll(lambda: monitor.polls >= polls + 5, 10, "five polls while paused")
         assert monitor.tasks.step.iloc[0] == held
         monitor.resume()
-        until(lambda: monitor.tasks.step.iloc[0] > held, 10, "the resume")
+        harness.poll(lambda: monitor.tasks.step.iloc[0] > held, 10, "the resume")
         monitor.stop()
         thread.join(60)
         assert not thread.is_alive()
@@ -228,7 +229,7 @@ def test_a_cluster_runs_to_the_end_and_the_monitor_sees_every_evaluation(tmp_pat
             seen.add(monitor.global_step)
             return cluster.state != "running"
 
-        until(ended, 150, "the job to end")
+        harness.poll(ended, 150, "the job to end")
         assert len(seen) > 3  # progress was seen live, not only at the end
         assert cluster.wait(0) == "finished"
         monitor.poll()
@@ -269,18 +270,20 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
             tasks = monitor.tasks.set_index("task")
             return tasks.loc[task] if task in tasks.index else None
 
-        until(
+        harness.poll(
             lambda: (r := row("worker:0")) is not None and r.state == "running",
             120,
             "worker 0 to train",
         )
-        until(lambda: len(monitor.history) >= 4, 120, "two evaluations")
+        harness.poll(lambda: len(monitor.history) >= 4, 120, "two evaluations")
         os.kill(cluster.pids["worker:0"], signal.SIGKILL)
-        until(lambda: row("worker:0").state == "silent", 20, "the killed worker to go silent")
+        harness.poll(
+            lambda: row("worker:0").state == "silent", 20, "the killed worker to go silent"
+        )
         # A poll in flight moves the step before it counts itself: wait for the step and for
         # a poll begun after this read.
         step, polls = monitor.global_step, monitor.polls
-        until(
+        harness.poll(
             lambda: monitor.global_step > step + 100 and monitor.polls > polls + 1,
             30,
             "the job to go on, the monitor polling it",
@@ -321,7 +324,9 @@ def test_each_worker_saves_and_restores_its_own_input_position(tmp_path, comm_lo
         try:
             cluster.start()
             monitor = cluster.monitor(interval=0.2)
-            until(lambda: until_seen(cluster, monitor) or cluster.state != "running", 90, what)
+            harness.poll(
+                lambda: until_seen(cluster, monitor) or cluster.state != "running", 90, what
+            )
             monitor.stop()
             assert cluster.wait(60) == "stopped", cluster.logs("worker:0")
             monitor.poll()
@@ -501,7 +506,7 @@ def test_the_processes_end_when_their_parent_dies(tmp_path):
     try:
         pids = json.loads(parent.stdout.readline())
         assert len(pids) == 4
-        until(lambda: all(psutil.pid_exists(p) for p in pids), 5, "the tasks to start")
+        harness.poll(lambda: all(psutil.pid_exists(p) for p in pids), 5, "the tasks to start")
     finally:
         parent.kill()
         parent.wait(30)
@@ -514,7 +519,7 @@ def test_the_processes_end_when_their_parent_dies(tmp_path):
             return True
 
     try:
-        until(lambda: all(gone(p) for p in pids), 30, "the orphaned tasks to end")
+        harness.poll(lambda: all(gone(p) for p in pids), 30, "the orphaned tasks to end")
     finally:
         for pid in pids:
             if not gone(pid):

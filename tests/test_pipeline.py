@@ -401,9 +401,7 @@ def test_a_killed_training_leaves_a_restorable_checkpoint(model_dir, ref):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-        deadline = time.monotonic() + 60
-        while len(model_steps(model_dir)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling files written by another process, with a deadline
+        wait_for(lambda: len(model_steps(model_dir)) >= 3, 60)  # files of another process
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-import pytest
+
+def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)  # a polling interval, not a wait for an event
 
 
 def wait_for(
     predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.01
 ) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` passes; returns whether it became true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
-def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 0.1 s until it is true; fail the test, naming ``what``, after
-    ``timeout`` seconds."""
-    if not wait_for(predicate, timeout, interval=0.1):
-        pytest.fail(f"not within {timeout} s: {what}")
+    try:
+        poll(predicate, timeout, "the predicate", interval)
+    except TimeoutError:
+        return False
+    return True
