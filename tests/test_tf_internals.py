@@ -93,6 +93,7 @@ OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     tfi.ESTIMATOR_MODULE: lambda o: importlib.import_module(tfi.ESTIMATOR_MODULE),
     tfi.ESTIMATOR_UTIL_MODULE: lambda o: importlib.import_module(tfi.ESTIMATOR_UTIL_MODULE),
     tfi.EVALUATION_MODULE: lambda o: importlib.import_module(tfi.EVALUATION_MODULE),
+    tfi.TRAINING_UTIL_MODULE: lambda o: importlib.import_module(tfi.TRAINING_UTIL_MODULE),
     "_DatasetInitializerHook": _dataset_hook,
     "CheckpointInputPipelineHook": lambda o: o.pipeline_hook,
     "CheckpointSaverHook": lambda o: tfi.saver_hook_of(o.pipeline_hook),
@@ -350,6 +351,28 @@ def test_pipeline_iterators_are_the_ones_tfs_pipeline_hook_saves() -> None:
     with t.Graph().as_default() as graph:
         t.constant(1.0)
         assert tfi.pipeline_iterators(graph) == []
+
+
+def test_the_global_step_read_is_the_tensor_tfs_own_hooks_fetch(tmp_path) -> None:
+    """``global_step_read`` (what nbhooks' hooks fetch) is the very tensor TF's step and saver
+    hooks fetch, so the session runs it with their executor; None without a global step."""
+    t = tf()
+    with t.Graph().as_default():
+        assert tfi.global_step_read() is None
+        t.compat.v1.train.get_or_create_global_step()
+        read = tfi.global_step_read()
+        stop = t.compat.v1.train.StopAtStepHook(last_step=3)
+        saver = t.compat.v1.train.CheckpointSaverHook(str(tmp_path), save_steps=1)
+        t.Variable(1.0)
+        for hook in (stop, saver):
+            hook.begin()
+        assert tfi.global_step_tensor(stop) is read
+        assert tfi.global_step_tensor(saver) is read
+        assert tfi.global_step_read() is read  # made once
+        with t.compat.v1.Session() as session:
+            session.run(t.compat.v1.global_variables_initializer())
+            assert session.run(read) == 0
+    tfi.release_summary_writers(str(tmp_path))  # the saver hook's writer and its thread
 
 
 def test_a_whole_index_is_told_from_one_a_killed_save_cut_short(tmp_path) -> None:

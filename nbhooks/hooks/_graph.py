@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from nbhooks._tf import tf
+from nbhooks import _tf_internals as tfi
 
 
 def require_global_step(who: str) -> Any:
-    """The default graph's global step tensor; a clear error when the model_fn made none."""
-    global_step = tf().compat.v1.train.get_global_step()
+    """The default graph's global step, as the tensor to fetch to read it (the one TF's own
+    hooks fetch: see :func:`~nbhooks._tf_internals.global_step_read`); a clear error when the
+    model_fn made none."""
+    global_step = tfi.global_step_read()
     if global_step is None:
         raise ValueError(
             f"{who} needs a global step: the model_fn must pass "
