@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +89,31 @@ def eval_fn():
 
 
 class CommLog(list):
-    """Messages sent to the frontend by widgets: (msg_type, data, buffers) tuples."""
+    """Messages sent to the frontend by widgets: (msg_type, data, buffers) tuples; ``sent``
+    has each one's comm id, whether the main thread sent it, and a copy of its data then."""
+
+    def __init__(self, *messages: Any) -> None:
+        super().__init__(*messages)
+        self.sent: list[tuple[str, bool, dict]] = []
+
+    def recorded(self) -> dict[str, dict]:
+        """Each comm's state as a recorder that keeps only the main thread's messages holds it
+        (nbclient keeps those of the running cell): its open, then its main-thread updates."""
+        states: dict[str, dict] = {}
+        for (msg_type, _, buffers), (comm_id, on_main, data) in zip(self, self.sent, strict=True):
+            if not on_main or "state" not in data:
+                continue
+            if msg_type == "comm_msg" and data.get("method") != "update":
+                continue
+            state = data["state"]
+            for path, buffer in zip(data.get("buffer_paths", ()), buffers or (), strict=True):
+                *parents, last = path
+                node = state
+                for key in parents:
+                    node = node[key]
+                node[last] = buffer
+            states.setdefault(comm_id, {}).update(state)
+        return states
 
     def updates(self) -> list[dict]:
         return [d for t, d, _ in self if t == "comm_msg" and d.get("method") == "update"]
@@ -117,6 +143,8 @@ def comm_log(monkeypatch) -> CommLog:
 
         def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
             log.append((msg_type, data or {}, buffers))
+            on_main = threading.current_thread() is threading.main_thread()
+            log.sent.append((self.comm_id, on_main, copy.deepcopy(data or {})))
 
     monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
     return log

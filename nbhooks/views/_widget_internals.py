@@ -71,7 +71,10 @@ def restyle(figure: Any, values: Mapping[str, Sequence[Any]], indexes: Sequence[
 
     What ``figure.plotly_restyle`` does, without its validation of every key path of every
     trace (two thirds of an update's time with 20 curves): the values must be valid already.
+    The state written in place is marked for the next resync (no update message carries it).
     """
+    from nbhooks.views.base import mark_unrecorded
+
     data, state = figure._data, figure._widget_data
     del state[len(data) :]  # the state's traces are the figure's (added ones: copied once)
     state.extend(deepcopy(data[len(state) :]))
@@ -79,6 +82,7 @@ def restyle(figure: Any, values: Mapping[str, Sequence[Any]], indexes: Sequence[
         for index, value in zip(indexes, per_trace, strict=True):
             data[index][key] = value
             state[index][key] = value
+    mark_unrecorded(figure)
     figure._send_restyle_msg(dict(values), trace_indexes=list(indexes))
 
 

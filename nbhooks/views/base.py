@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -60,12 +62,76 @@ CODE_KEYS = frozenset({"_esm", "_css"})
 
 
 def resync_widget_tree(widget: Any) -> None:
-    """Send the state of ``widget`` and everything it holds, all but its code.
+    """Send again the state of each widget of ``widget``'s tree that a recorder may lack, all
+    but its code, and watch the tree from now on.
 
     Updates sent from the publisher thread reach live pages, but a recorder that keeps only
     the messages of the cell now running (nbclient's saved widget state) misses them; calling
-    this from the main thread after a run makes the recorded state current.
+    this from the main thread after a run makes the recorded state current. A widget watched
+    since it was made or last sent here (:func:`watch_widget_tree`) is sent only when it sent
+    a message from another thread or had its state changed in place since
+    (:func:`mark_unrecorded`); any other widget always.
     """
+    on_main = threading.current_thread() is threading.main_thread()
     for each in walk_widgets(widget):
-        if each.comm is not None:
+        if each.comm is None:
+            continue
+        key = id(each)
+        stale = key not in _WATCHED or key in _UNRECORDED
+        _UNRECORDED.discard(key)  # a mark made from now on is for a change this send may lack
+        if stale:
             each.send_state(key=[k for k in each.keys if k not in CODE_KEYS])
+        if on_main:
+            _watch(each)
+
+
+def watch_widget_tree(widget: Any) -> None:
+    """Call on the main thread right after ``widget``'s tree was made (its state sent in the
+    cell now running): :func:`resync_widget_tree` then sends only what changed out of a
+    recorder's sight. A no-op on other threads."""
+    if threading.current_thread() is threading.main_thread():
+        for each in walk_widgets(widget):
+            if each.comm is not None:
+                _watch(each)
+
+
+def mark_unrecorded(widget: Any) -> None:
+    """``widget``'s synced state changed without an update message (written in place):
+    :func:`resync_widget_tree` sends it again."""
+    _UNRECORDED.add(id(widget))
+
+
+#: Widgets whose every message is seen (see watch_widget_tree), by id (a FigureWidget is not
+#: hashable), and the ids of those that sent a message a recorder of the running cell may have
+#: missed since they were last sent in full. A widget's entries go when it is collected. Each
+#: change is one dict or set operation, atomic under the GIL: no lock (a weakref callback may
+#: run in the middle of any code, a lock held there included).
+_WATCHED: dict[int, weakref.ref[Any]] = {}
+_UNRECORDED: set[int] = set()
+
+
+def _forget(key: int) -> None:
+    _WATCHED.pop(key, None)
+    _UNRECORDED.discard(key)
+
+
+def _watch(widget: Any) -> None:
+    from nbhooks.views._widget_internals import watch_sent_messages
+
+    key = id(widget)
+    # (a weak reference: no cycle through the widget's own send; the entries go with it)
+    ref = weakref.ref(widget, lambda _: _forget(key))
+    if _WATCHED.setdefault(key, ref) is not ref:
+        return  # watched already
+
+    def sent(msg: Any, buffers: Sequence[Any] | None) -> None:
+        # Only state updates from the main thread reach the recorder's state; a custom message
+        # (or one from another thread) does not.
+        if threading.current_thread() is not threading.main_thread() or (
+            isinstance(msg, dict) and msg.get("method") != "update"
+        ):
+            current = ref()
+            if current is not None:
+                mark_unrecorded(current)
+
+    watch_sent_messages(widget, sent)

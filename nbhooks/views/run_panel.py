@@ -7,7 +7,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
-from nbhooks.views.base import View, close_widget_tree, resync_widget_tree
+from nbhooks.views.base import View, close_widget_tree, resync_widget_tree, watch_widget_tree
 from nbhooks.views.controls import ControlsView
 from nbhooks.views.progress import ProgressView
 
@@ -19,11 +19,11 @@ class RunPanel:
     def __init__(self, run: Any, views: tuple[View, ...] = (), interval: float = 0.1) -> None:
         self.controls = ControlsView(run)
         self.progress = ProgressView(run)
-        self.publisher = Publisher(
-            run.events, [self.controls, self.progress, *views], interval=interval
-        )
-        self.widget = w.VBox([v.widget for v in self.views if v.widget is not None])
+        fed = [self.controls, self.progress, *views]
+        self.widget = w.VBox([v.widget for v in fed if v.widget is not None])
         self.widget.add_class("nbh-run-panel")
+        watch_widget_tree(self.widget)  # before the publisher can touch it
+        self.publisher = Publisher(run.events, fed, interval=interval)
 
     @property
     def views(self) -> list[View]:
@@ -32,12 +32,15 @@ class RunPanel:
 
     def add(self, view: View, show: bool = True) -> None:
         """Feed ``view`` too; ``show`` also appends its widget to the panel's own box."""
+        if view.widget is not None:
+            watch_widget_tree(view.widget)  # before the publisher can touch it
         self.publisher.add(view)
         if show and view.widget is not None:
             self.widget.children = (*self.widget.children, view.widget)
 
     def resync(self) -> None:
-        """Deliver pending events, then send every widget's full state (main thread)."""
+        """Deliver pending events, then send the state of every widget a recorder of the
+        running cell may lack (main thread; see :func:`~nbhooks.views.base.resync_widget_tree`)."""
         self.publisher.flush()
         for view in self.views:
             if view.widget is not None:
