@@ -149,7 +149,8 @@ class CompareFace:
         self.widget.add_class("nbh-compare")
 
     def resync(self) -> None:
-        """Deliver pending events, then send every widget's full state (main thread)."""
+        """Deliver pending events, then send the state of every widget a recorder of the
+        running cell may lack (main thread; see :func:`~nbhooks.views.base.resync_widget_tree`)."""
         self.publisher.flush()
         resync_widget_tree(self.widget)
 
