@@ -72,7 +72,7 @@ def resync_widget_tree(widget: Any) -> None:
     a message from another thread or had its state changed in place since
     (:func:`mark_unrecorded`); any other widget always.
     """
-    on_main = threading.current_thread() is threading.main_thread()
+    on_main = on_main_thread()
     for each in walk_widgets(widget):
         if each.comm is None:
             continue
@@ -89,10 +89,15 @@ def watch_widget_tree(widget: Any) -> None:
     """Call on the main thread right after ``widget``'s tree was made (its state sent in the
     cell now running): :func:`resync_widget_tree` then sends only what changed out of a
     recorder's sight. A no-op on other threads."""
-    if threading.current_thread() is threading.main_thread():
+    if on_main_thread():
         for each in walk_widgets(widget):
             if each.comm is not None:
                 _watch(each)
+
+
+def on_main_thread() -> bool:
+    """True on the kernel's main thread, whose messages a recorder of the running cell keeps."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def mark_unrecorded(widget: Any) -> None:
@@ -116,20 +121,19 @@ def _forget(key: int) -> None:
 
 
 def _watch(widget: Any) -> None:
+    """Watch ``widget`` (once; called on the main thread only)."""
     from nbhooks.views._widget_internals import watch_sent_messages
 
     key = id(widget)
+    if key in _WATCHED:
+        return
     # (a weak reference: no cycle through the widget's own send; the entries go with it)
-    ref = weakref.ref(widget, lambda _: _forget(key))
-    if _WATCHED.setdefault(key, ref) is not ref:
-        return  # watched already
+    ref = _WATCHED[key] = weakref.ref(widget, lambda _: _forget(key))
 
     def sent(msg: Any, buffers: Sequence[Any] | None) -> None:
         # Only state updates from the main thread reach the recorder's state; a custom message
         # (or one from another thread) does not.
-        if threading.current_thread() is not threading.main_thread() or (
-            isinstance(msg, dict) and msg.get("method") != "update"
-        ):
+        if not on_main_thread() or (isinstance(msg, dict) and msg.get("method") != "update"):
             current = ref()
             if current is not None:
                 mark_unrecorded(current)

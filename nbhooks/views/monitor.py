@@ -4,7 +4,6 @@ checkpoints and the live curves, fed from the monitor's events by a throttled Pu
 from __future__ import annotations
 
 import html
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
-from nbhooks.views.base import View, close_widget_tree, resync_widget_tree
+from nbhooks.views.base import View, close_widget_tree, on_main_thread, resync_widget_tree
 from nbhooks.views.curves import CurvesView
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate
 
@@ -151,7 +150,7 @@ class MonitorPanel:
         self.publisher.close()
         if widgets:
             close_widget_tree(self.widget)
-        elif threading.current_thread() is threading.main_thread():
+        elif on_main_thread():
             resync_widget_tree(self.widget)  # recorders of the cell now running see the end
 
 
