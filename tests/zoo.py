@@ -97,14 +97,19 @@ def categorical(n: int = 240) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def dataset_fn(
-    features: dict[str, np.ndarray], y: np.ndarray, *, train: bool, batch: int = BATCH
+    features: dict[str, np.ndarray],
+    y: np.ndarray | dict[str, np.ndarray],
+    *,
+    train: bool,
+    batch: int = BATCH,
 ) -> InputFn:
-    """A ``tf.data`` input_fn: shuffled and repeated for training, one ordered pass else."""
+    """A ``tf.data`` input_fn: shuffled and repeated for training, one ordered pass else;
+    ``y`` a dict of labels for a multi-head model."""
 
     def fn() -> Any:
         ds = tf().data.Dataset.from_tensor_slices((features, y))
         if train:
-            ds = ds.shuffle(len(y), seed=0).repeat()
+            ds = ds.shuffle(len(next(iter(features.values()))), seed=0).repeat()
         return ds.batch(batch)
 
     return fn
@@ -172,6 +177,29 @@ def dnn_regressor(model_dir: Path) -> Made:
         hidden_units=[8], feature_columns=[numeric("x", 10)], config=run_config(model_dir)
     )
     return (est, *xy_fns(x, y))
+
+
+def multi_head(model_dir: Path) -> Made:
+    """Two heads (a class and a number) on one network: a dict of labels, metrics per head."""
+    est_ = tf().estimator
+    x, y = iris()
+    head = est_.MultiHead([est_.MultiClassHead(3, name="kind"), est_.RegressionHead(name="petal")])
+    labels = {"kind": y, "petal": x[:, 3:]}
+    est = est_.DNNEstimator(head, [8], [numeric("x", 4)], config=run_config(model_dir))
+    return est, dataset_fn({"x": x}, labels, train=True), dataset_fn({"x": x}, labels, train=False)
+
+
+def with_added_metric(model_dir: Path) -> Made:
+    """``tf.estimator.add_metrics``: a canned estimator wrapped with a metric of the user's."""
+    x, y = iris()
+    est = tf().estimator.BaselineClassifier(n_classes=3, config=run_config(model_dir))
+
+    def metric_fn(labels: Any, predictions: Any) -> dict[str, Any]:
+        truth = tf().cast(tf().reshape(labels, [-1]), "int64")
+        wrong = tf().cast(tf().not_equal(truth, predictions["class_ids"][:, 0]), "float32")
+        return {"error rate": tf().compat.v1.metrics.mean(wrong)}
+
+    return (tf().estimator.add_metrics(est, metric_fn), *xy_fns(x, y))
 
 
 def mirrored_dnn(model_dir: Path) -> Made:
@@ -345,6 +373,10 @@ CASES: list[Case] = [
     Case("dnn-linear", "DNNLinearCombinedClassifier", "tf.data", "persistent session",
          dnn_linear_combined),
     Case("regressor", "DNNRegressor", "tf.data", "persistent session", dnn_regressor),
+    Case("multi-head", "DNNEstimator, MultiHead (a class and a number)", "tf.data",
+         "persistent session", multi_head),
+    Case("add-metrics", "BaselineClassifier + tf.estimator.add_metrics", "tf.data",
+         "persistent session", with_added_metric),
     Case("keras-checkpoint", "Keras model_to_estimator (checkpoint_format='checkpoint')",
          "tf.data", "persistent session", functools.partial(keras, checkpoint_format=None)),
     Case("keras-saver", "Keras model_to_estimator (checkpoint_format='saver')", "tf.data",
