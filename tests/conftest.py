@@ -136,6 +136,8 @@ def comm_log(monkeypatch) -> CommLog:
     import comm
     from comm.base_comm import BaseComm
 
+    from nbhooks.views.base import on_main_thread
+
     log = CommLog()
 
     class RecordingComm(BaseComm):
@@ -143,8 +145,7 @@ def comm_log(monkeypatch) -> CommLog:
 
         def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
             log.append((msg_type, data or {}, buffers))
-            on_main = threading.current_thread() is threading.main_thread()
-            log.sent.append((self.comm_id, on_main, copy.deepcopy(data or {})))
+            log.sent.append((self.comm_id, on_main_thread(), copy.deepcopy(data or {})))
 
     monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
     return log

@@ -73,7 +73,7 @@ def restyle(figure: Any, values: Mapping[str, Sequence[Any]], indexes: Sequence[
     trace (two thirds of an update's time with 20 curves): the values must be valid already.
     The state written in place is marked for the next resync (no update message carries it).
     """
-    from nbhooks.views.base import mark_unrecorded
+    from nbhooks.views.base import mark_unrecorded  # base imports this module
 
     data, state = figure._data, figure._widget_data
     del state[len(data) :]  # the state's traces are the figure's (added ones: copied once)

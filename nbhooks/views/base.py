@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from nbhooks.views._widget_internals import watch_sent_messages
+
 
 class View(ABC):
     """A small output plugin.
@@ -122,8 +124,6 @@ def _forget(key: int) -> None:
 
 def _watch(widget: Any) -> None:
     """Watch ``widget`` (once; called on the main thread only)."""
-    from nbhooks.views._widget_internals import watch_sent_messages
-
     key = id(widget)
     if key in _WATCHED:
         return
