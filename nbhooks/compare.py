@@ -67,6 +67,9 @@ class Compare:
         self.budget_bytes = check_int("budget_bytes", budget_bytes, minimum=1000)
         #: Every run's evaluations under ``"<run> · <evaluation>"`` (what the curves draw).
         self.metrics = MetricHistory()
+        for name, dash in self.dashboards.items():  # runs in parallel finish in any order
+            for evaluation in dash.metrics.order:
+                self.metrics.declare(f"{name}{SEPARATOR}{evaluation}")
         #: Every event of every run, for the Compare's views (their publisher listens here).
         self.events = EventBus()
         self._cond = threading.Condition()

@@ -53,6 +53,7 @@ class Concurrency:
 def test_one_after_another_in_order_with_a_tidy_history(tmp_path) -> None:
     runs = {f"lr {r}": make_dash(tmp_path, r) for r in RATES}
     cmp = nh.Compare(runs, parallel=1)
+    assert cmp.metrics.order == ["lr 0.05 · eval", "lr 0.5 · eval"]  # places kept from the start
     seen = Concurrency(cmp)
     try:
         cmp.train(steps=150)

@@ -12,7 +12,14 @@ from nbhooks.events import EvalEvent, EvalPreparedEvent, EventBus, RunStateEvent
 from nbhooks.publish import Publisher
 from nbhooks.stores.metrics import MetricHistory
 from nbhooks.views._widget_internals import watch_sent_messages
-from nbhooks.views.curves import CSS_CLASS, CurvesView, Downsampler, downsample, lttb
+from nbhooks.views.curves import (
+    CSS_CLASS,
+    CurvesView,
+    Downsampler,
+    colour_of,
+    downsample,
+    lttb,
+)
 
 
 @settings(deadline=None)  # a loaded 2-core machine
@@ -106,6 +113,26 @@ def test_created_late_it_draws_the_whole_history(history) -> None:
     assert all(len(c) == 1 for c in colours.values()) and len(set.union(*colours.values())) == 2
     assert drawn(view)[("eval", "loss")] == list(range(0, 100, 10))
     assert CSS_CLASS in view.widget._dom_classes and CSS_CLASS in fig._dom_classes
+    view.close()
+
+
+def test_colours_legend_and_readout_follow_the_declared_order_not_the_finish() -> None:
+    """Evaluations beside training finish in any order: "train", declared first, keeps the
+    first colour, legend entry and readout row although "eval" was recorded first."""
+    history = MetricHistory()
+    for name in ("train", "eval"):
+        history.declare(name)
+    fill(history, names=("eval",), upto=1)
+    view = CurvesView(history)
+    fill(history, names=("train", "eval"), upto=3, start=1)
+    fill(history, names=("train",), upto=1)
+    view.refresh()
+    by_name: dict[str, set] = {}
+    for t in lines(view.figure):
+        by_name.setdefault(t.legendgroup, set()).add((t.line.color, t.legendrank))
+    assert by_name == {"train": {(colour_of(0), 1000)}, "eval": {(colour_of(1), 1001)}}
+    rows = view.readout.value.split("<tr>")[2:]
+    assert "train" in rows[0] and colour_of(0) in rows[0] and "eval" in rows[1]
     view.close()
 
 

@@ -48,6 +48,33 @@ def test_train_fills_history_final_ops_and_checkpoints(dash):
     assert progress.bar.value == 200 and progress.bar.bar_style == "success"
 
 
+def test_evaluations_keep_their_declared_order_whichever_finishes_first(
+    estimator, train_fn, comm_log
+) -> None:
+    """Beside training each evaluation runs on a thread of its own: "slow" (declared first,
+    64 batches) mostly ends after "quick" (1 batch), and keeps the first place and colour."""
+    slow, quick = models.input_fn(n=2048, repeat=False, seed=1), models.input_fn(n=32, seed=2)
+    dash = nh.Dashboard(
+        estimator,
+        train_fn,
+        evals={"slow": slow, "quick": (quick, 1)},
+        every_n_iter=50,
+        steps=100,
+        pipeline_checkpoints=False,
+    )
+    try:
+        dash.widget  # noqa: B018 - shown
+        dash.train()
+        assert dash.wait(timeout=120) == "finished"
+        assert dash.metrics.names == ["slow", "quick"]
+        curves = dash._views["curves"]
+        legend = sorted((t.legendrank, t.legendgroup) for t in curves.figure.data if t.showlegend)
+        assert [name for _, name in legend] == ["slow", "quick"]
+        assert curves.readout.value.index("slow") < curves.readout.value.index("quick")
+    finally:
+        dash.close()
+
+
 def _plain(value):
     """``value`` with tuples as lists and buffers as bytes (as they look once sent)."""
     if isinstance(value, dict):

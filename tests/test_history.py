@@ -30,6 +30,22 @@ def test_record_stores_one_row_per_value_in_order() -> None:
     assert h.metrics == ["loss", "accuracy"]
 
 
+def test_declared_evaluations_keep_their_place_whatever_finishes_first() -> None:
+    h = MetricHistory()
+    h.declare("train")
+    h.declare("eval")
+    h.declare("train")  # again: keeps its place
+    assert h.order == ["train", "eval"] and h.names == [] and len(h) == 0
+    h.record("eval", 0, {"loss": 0.5})  # finished first (evaluations beside training)
+    assert h.names == ["eval"] and h.order == ["train", "eval"]
+    h.record("extra", 0, {"loss": 0.4})  # never declared: after the declared ones
+    h.record("train", 0, {"loss": 0.6})
+    assert h.names == ["train", "eval", "extra"] == h.order
+    assert list(h.latest()) and set(h.latest()) == set(h.names)
+    with pytest.raises(ValueError, match="non-empty string"):
+        h.declare("")
+
+
 def test_same_step_is_recorded_once_per_name() -> None:
     h = MetricHistory()
     assert h.record("eval", 5, {"loss": 1.0})

@@ -139,6 +139,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self.evaluation: str = name or "eval"
         self.evaluate_from = evaluate_from
         self.store: MetricHistory = store if store is not None else MetricHistory()
+        self.store.declare(self.evaluation)  # its place among the store's evaluations
         self.events: EventBus = events if events is not None else EventBus()
         self.run: Any = None
         self.asynchronous = asynchronous

@@ -31,6 +31,11 @@ def check_mode(mode: str) -> Mode:
     return mode  # type: ignore[return-value]
 
 
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an evaluation name must be a non-empty string, got {name!r}")
+
+
 def guess_mode(metric: str) -> Mode:
     """ "min" for losses and errors, "max" for everything else (accuracy, auc, precision...)."""
     name = metric.lower()
@@ -106,6 +111,7 @@ class MetricHistory:
         self._steps: dict[str, set[int]] = {}
         self._latest: dict[str, Evaluation] = {}
         self._metrics: dict[str, None] = {}  # insertion-ordered set
+        self._declared: dict[str, None] = {}  # insertion-ordered set (see declare)
         self._rows = 0
         self.version = 0  #: bumped by every successful record (cheap change detection)
         self._forks: list[tuple[int, int]] = []  # (first row of a branch, step it starts from)
@@ -118,8 +124,7 @@ class MetricHistory:
         wall_time: float | None = None,
     ) -> bool:
         """Store one evaluation; False (and nothing stored) if ``(name, step)`` is known."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"an evaluation name must be a non-empty string, got {name!r}")
+        _check_name(name)
         values = {str(k): float(v) for k, v in metrics.items()}
         wall_time = time.time() if wall_time is None else float(wall_time)
         step = int(step)
@@ -157,11 +162,29 @@ class MetricHistory:
         with self._lock:
             return int(step) in self._steps.get(name, ())
 
+    def declare(self, name: str) -> None:
+        """Give evaluation ``name`` its place in :attr:`order` now, before it is recorded:
+        evaluations that run side by side keep the order they were declared in (their
+        colours, legends and tables), not the order in which they happened to finish."""
+        _check_name(name)
+        with self._lock:
+            self._declared.setdefault(name, None)
+
+    @property
+    def order(self) -> list[str]:
+        """Every declared evaluation name, then every other recorded one as first recorded:
+        an evaluation's place here never changes."""
+        with self._lock:
+            return self._order()
+
+    def _order(self) -> list[str]:
+        return [*self._declared, *(n for n in self._steps if n not in self._declared)]
+
     @property
     def names(self) -> list[str]:
-        """Evaluation names, in the order they were first recorded."""
+        """The recorded evaluation names, in :attr:`order`."""
         with self._lock:
-            return list(self._steps)
+            return [n for n in self._order() if n in self._steps]
 
     @property
     def metrics(self) -> list[str]:

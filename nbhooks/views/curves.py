@@ -508,7 +508,7 @@ class CurvesView(View):
 
     def _add_new_curves(self) -> bool:
         """Add subplots for new metrics and traces for new curves; True if the grid changed."""
-        metrics, names = self.metrics.metrics, self.metrics.names
+        metrics, names, order = self.metrics.metrics, self.metrics.names, self.metrics.order
         grid_changed = metrics != self._metrics
         if grid_changed:
             self._draw_grid(metrics)
@@ -522,9 +522,9 @@ class CurvesView(View):
             in_legend = all(drawn != name for drawn, _ in self._traces)
             self._traces[(name, metric)] = index = len(self.figure.data)
             self._curves[(name, metric)] = _Curve(index, self.max_points)
-            colour = PALETTE[names.index(name) % len(PALETTE)]
+            place = order.index(name)
             axes = _axes(metrics.index(metric) + 1)
-            self.figure.add_traces(_curve_traces(name, metric, colour, axes, in_legend))
+            self.figure.add_traces(_curve_traces(name, metric, place, axes, in_legend))
         return grid_changed
 
     def _draw_grid(self, metrics: list[str]) -> None:
@@ -621,11 +621,11 @@ class CurvesView(View):
         latest = self.metrics.latest()
         if not latest:
             return "<i>no evaluation yet</i>"
-        names, metrics = self.metrics.names, self._metrics
+        names, order, metrics = self.metrics.names, self.metrics.order, self._metrics
         head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
         rows = [f"<tr><th></th>{head}</tr>"]
-        for i, name in enumerate(names):
-            colour = PALETTE[i % len(PALETTE)]
+        for name in names:
+            colour = colour_of(order.index(name))
             record = latest[name]
             cells = "".join(self._cell(name, m, record.metrics.get(m)) for m in metrics)
             label = f'<span style="color:{colour}">&#9632;</span> {html.escape(name)}'
@@ -776,16 +776,24 @@ def _abandoned_trace(
     )
 
 
+def colour_of(place: int) -> str:
+    """The colour of the evaluation at ``place`` in :attr:`MetricHistory.order`."""
+    return PALETTE[place % len(PALETTE)]
+
+
 def _curve_traces(
-    name: str, metric: str, colour: str, axes: Mapping[str, str], in_legend: bool
+    name: str, metric: str, place: int, axes: Mapping[str, str], in_legend: bool
 ) -> list[go.Scatter]:
-    """The line of one curve and its best-value star (always at index line + 1)."""
+    """The line of one curve and its best-value star (always at index line + 1), in the
+    colour and legend rank of the evaluation's ``place``."""
+    colour = colour_of(place)
     line = go.Scatter(
         x=np.empty(0, dtype=np.int32),
         y=np.empty(0, dtype=np.float32),
         mode="lines+markers",
         name=name,
         legendgroup=name,
+        legendrank=1000 + place,
         showlegend=in_legend,
         line={"color": colour, "width": 2},
         marker={"size": 4, "color": colour},
