@@ -726,7 +726,10 @@ def _mark_shapes(marks: Sequence[tuple[int, str]], subplots: int) -> list[dict[s
                     "line": {"color": "#888", "width": 1, "dash": "dot"},
                     "label": {
                         "text": text if k == 1 else "",
+                        # along the line, ending at its top: plotly centres the text of a
+                        # vertical line on the end, which cut it at the figure's edge
                         "textposition": "end",
+                        "xanchor": "right",
                         "font": {"size": FONT_SIZE - 1},
                     },
                 }

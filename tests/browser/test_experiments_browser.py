@@ -78,6 +78,21 @@ def loss_curve(page: Any) -> tuple[list[float], list[float], list[float]]:
     )
 
 
+def mark_label(page: Any) -> dict[str, Any]:
+    """The first mark's label on the dashboard's curves: its text, and the top and bottom (in
+    page pixels) of the label and of the first subplot's drawing area."""
+    return page.evaluate(
+        """selector => {
+            const gd = document.querySelector(selector);
+            const label = gd.querySelector('.shape-label-text');
+            const area = gd.querySelector('.draglayer .xy .nsewdrag');
+            const l = label.getBoundingClientRect(), a = area.getBoundingClientRect();
+            return {text: label.textContent, label: [l.top, l.bottom], area: [a.top, a.bottom]};
+        }""",
+        CURVES,
+    )
+
+
 def scroll_to(page: Any, selector: str) -> None:
     """Scroll the first ``selector`` into view. Not Playwright's scroll_into_view_if_needed:
     that waits for the element to hold still over two frames, which a plot redrawn twice a
@@ -152,6 +167,10 @@ def test_the_knob_slider_changes_the_slope_of_the_loss(tmp_path: Path, page: Any
             "5 evaluations after the change",
         )
         snap_live(page, ".nbh-dashboard", "lab-knob-changed")
+        label = mark_label(page)
+        assert label["text"] == f"learning_rate={0.5}", label
+        (top, bottom), (area_top, area_bottom) = label["label"], label["area"]
+        assert area_top - 1 <= top < bottom <= area_bottom + 1, label  # all of it in view
         before = [(s, v) for s, v in zip(steps, losses, strict=True) if s <= change][-5:]
         after = [(s, v) for s, v in zip(steps, losses, strict=True) if s > change][:5]
         # The loss falls at least 5x faster per step from the last evaluation before the
@@ -238,7 +257,10 @@ def test_the_rewind_button_draws_the_new_branch(tmp_path: Path, page: Any) -> No
         )
         assert faded[0]["x"] == [100, 150, 200] and faded[0]["dash"] == "dot", faded
         harness.click_widget_button(page, "nbh-start")  # the default 200 steps, from step 100
-        expect(state).to_contain_text("finished", timeout=180_000)
+        # (the state still reads "finished" from the first run: wait for the second's end)
+        progress = page.locator(".nbh-dashboard .nbh-progress-line").first
+        expect(progress).to_contain_text("step 300 / 300", timeout=180_000)
+        expect(state).to_contain_text("finished", timeout=60_000)
         live = harness.poll(
             lambda: [t for t in eval_loss_traces(page) if t["opacity"] == 1 and 300 in t["x"]],
             60,
