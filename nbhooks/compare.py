@@ -15,6 +15,7 @@ by every run's evaluations (evaluation names ``"<run> · <evaluation>"``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from nbhooks.checks import check_int, check_steps
-from nbhooks.events import EvalEvent, Event, EventBus, RunStateEvent
+from nbhooks.events import EvalEvent, EvalPreparedEvent, Event, EventBus, RunStateEvent
 from nbhooks.stores.metrics import MetricHistory, guess_mode
 
 __all__ = ["BUDGET_BYTES", "Compare"]
@@ -69,7 +70,7 @@ class Compare:
         self.metrics = MetricHistory()
         for name, dash in self.dashboards.items():  # runs in parallel finish in any order
             for evaluation in dash.metrics.order:
-                self.metrics.declare(f"{name}{SEPARATOR}{evaluation}")
+                self.metrics.declare(curve_name(name, evaluation))
         #: Every event of every run, for the Compare's views (their publisher listens here).
         self.events = EventBus()
         self._cond = threading.Condition()
@@ -91,8 +92,10 @@ class Compare:
         def on_event(event: Event) -> None:
             if isinstance(event, EvalEvent):
                 self.metrics.record(
-                    f"{name}{SEPARATOR}{event.name}", event.step, event.metrics, event.wall_time
+                    curve_name(name, event.name), event.step, event.metrics, event.wall_time
                 )
+            elif isinstance(event, EvalPreparedEvent):  # named as the curves' history names it
+                event = dataclasses.replace(event, name=curve_name(name, event.name))
             elif isinstance(event, RunStateEvent) and event.state in _FINAL:
                 with self._cond:
                     self._active.discard(name)
@@ -282,6 +285,11 @@ class Compare:
     def __repr__(self) -> str:
         states = ", ".join(f"{n}: {s}" for n, s in self.states.items())
         return f"<nbhooks.Compare parallel={self.parallel} {{{states}}}>"
+
+
+def curve_name(run: str, evaluation: str) -> str:
+    """How the comparison's history names a run's evaluation: ``"<run> · <evaluation>"``."""
+    return f"{run}{SEPARATOR}{evaluation}"
 
 
 def settings_of(dash: Any) -> dict[str, Any]:

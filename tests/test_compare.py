@@ -240,6 +240,24 @@ def test_the_table_and_curves_follow_live_training(tmp_path, comm_log) -> None:
     assert face.publisher._closed
 
 
+def test_prepared_evaluations_draw_their_empty_curves_under_the_run_names(tmp_path) -> None:
+    runs = {f"lr {r}": make_dash(tmp_path, r) for r in RATES}
+    cmp = nh.Compare(runs)
+    try:
+        face = cmp.widget and cmp.face
+        for dash in runs.values():  # shown: each prepares its evaluation before training
+            assert dash.widget is not None and dash.eval_preparation.wait(timeout=60)
+        face.publisher.flush()
+        drawn = {(t.name, t.xaxis, len(t.x)) for t in face.curves.figure.data[::2]}
+        assert drawn == {(f"{run} · eval", axis, 0) for run in runs for axis in ("x", "x2")}, (
+            "each run's evaluation drawn empty on both subplots before any value"
+        )
+    finally:
+        cmp.close()
+        for dash in runs.values():
+            dash.close()
+
+
 def _walk(widget):
     from nbhooks.views.base import walk_widgets
 

@@ -274,24 +274,66 @@ def test_publisher_feeds_the_view_from_the_bus(history) -> None:
     publisher.close()
 
 
-def test_a_prepared_evaluation_draws_its_subplots_before_its_first_values() -> None:
+def test_a_prepared_evaluation_draws_its_subplots_and_empty_curves_before_its_values() -> None:
     history = MetricHistory()
+    history.declare("eval")
     view = CurvesView(history)
     sent: list[dict] = []
     watch_sent_messages(view.figure, lambda msg, buffers: sent.append(msg))
     view.on_events([EvalPreparedEvent("eval", ("accuracy", "loss"))])
     assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss"]
-    assert not view.figure.data and "no evaluation yet" in view.readout.value
-    assert any("_widget_layout" in m["state"] for m in sent)  # open pages show them at once
-    layout = view.figure.layout.to_plotly_json()
+    # plotly draws a subplot's frame only with a trace on it: one (empty) curve on each
+    assert [(t.xaxis, t.yaxis) for t in lines(view.figure)] == [("x", "y"), ("x2", "y2")]
+    assert drawn(view) == {("eval", "accuracy"): [], ("eval", "loss"): []}
+    assert "no evaluation yet" in view.readout.value
+    state = {k for m in sent for k in m["state"]}
+    assert {"_widget_layout", "_widget_data"} <= state  # open pages show them at once
+    layout, traces = view.figure.layout.to_plotly_json(), len(view.figure.data)
     sent.clear()
     history.record("eval", 0, {"accuracy": 0.1, "loss": 2.3})
     view.refresh()
-    assert view.figure.layout.to_plotly_json() == layout  # the first values only add curves
-    assert not any(k.startswith("_py2js_relayout") for m in sent for k in m["state"])
+    # the first values only fill the curves in: no relayout, no trace added
+    assert view.figure.layout.to_plotly_json() == layout and len(view.figure.data) == traces
+    assert not any(
+        k.startswith(("_py2js_relayout", "_py2js_addTraces")) for m in sent for k in m["state"]
+    )
     assert drawn(view) == {("eval", "accuracy"): [0], ("eval", "loss"): [0]}
     view.on_events([EvalPreparedEvent("eval", ("auc",))])  # values came first: they decide
     assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss"]
+    view.close()
+
+
+def test_subplots_keep_their_places_when_values_come_in_another_order() -> None:
+    history = MetricHistory()
+    history.declare("train")
+    history.declare("eval")
+    view = CurvesView(history)
+    view.on_events(
+        [EvalPreparedEvent("train", ("accuracy", "loss")), EvalPreparedEvent("eval", ("loss",))]
+    )
+    history.record("eval", 0, {"loss": 2.3, "auc": 0.5})  # another order, and a new metric
+    history.record("train", 0, {"loss": 2.2, "accuracy": 0.2})
+    view.refresh()
+    assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss", "auc"]
+    places = {
+        (t.legendgroup, t.hovertemplate.split(":")[0].split()[-1]): t.xaxis
+        for t in lines(view.figure)
+    }
+    assert places == {
+        ("train", "accuracy"): "x",
+        ("train", "loss"): "x2",
+        ("eval", "loss"): "x2",
+        ("eval", "auc"): "x3",
+    }
+    assert drawn(view)[("eval", "auc")] == [0]
+    view.close()
+
+
+def test_an_evaluation_the_history_does_not_name_gets_its_subplots_not_curves() -> None:
+    view = CurvesView(MetricHistory())  # a history that names evaluations its own way
+    view.on_events([EvalPreparedEvent("eval", ("accuracy", "loss"))])
+    assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss"]
+    assert not view.figure.data
     view.close()
 
 

@@ -181,10 +181,13 @@ def test_a_shown_dashboard_builds_its_evaluation_before_training(
     assert graph is not None and hook.how == "persistent session"
     # Before Start: the subplots of its metrics drawn, its summary writer open on its graph.
     curves = dash._views["curves"]
-    assert wait_for(
-        lambda: [a.text for a in curves.figure.layout.annotations] == ["accuracy", "loss"], 30
-    )
-    assert not curves.figure.data
+    assert dash.run.panel().publisher.wait_idle(timeout=30)
+    assert [a.text for a in curves.figure.layout.annotations] == ["accuracy", "loss"]
+    # and its curves, empty (plotly draws no frame for a subplot without a trace)
+    assert [(t.name, t.xaxis, len(t.x)) for t in curves.figure.data[::2]] == [
+        ("eval", "x", 0),
+        ("eval", "x2", 0),
+    ]
     (events,) = glob.glob(f"{tmp_path}/model/eval_eval/events.out.tfevents.*")
     accumulator = EventAccumulator(events)
     accumulator.Reload()

@@ -75,10 +75,12 @@ ABANDONED_OPACITY = 0.35  #: the faded lines of values a rewind abandoned
 #: The figure in the page's theme: plotly draws colours inline, so the theme's are applied
 #: with ``!important`` from JupyterLab's CSS variables (Voila and Notebook 7 have them too;
 #: the fallbacks are plotly's light ones). Switching the theme restyles it with no kernel
-#: round trip. Hover labels keep plotly's colours (text on the curve's colour).
+#: round trip. Hover labels keep plotly's colours (text on the curve's colour). Every axis:
+#: plotly names the groups of the second one ``x2tick`` and ``g-x2title``, not ``xtick``.
 THEME_CSS = """<style>
 .nbh-curves .js-plotly-plot {width: 100%; min-width: 0;}
-.nbh-curves .js-plotly-plot .main-svg :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
+.nbh-curves .js-plotly-plot .main-svg :is(.xaxislayer-above, .yaxislayer-above) text,
+.nbh-curves .js-plotly-plot .main-svg .infolayer :is([class^="g-x"], [class^="g-y"]) text,
 .nbh-curves .js-plotly-plot .main-svg :is(.legendtext, .annotation-text, .legendtitletext) {
   fill: var(--jp-ui-font-color1, #2a3f5f) !important;}
 .nbh-curves .js-plotly-plot .main-svg :is(.annotation, .shapelayer, .layer-above) text {
@@ -425,9 +427,9 @@ class CurvesView(View):
                 settled = event.state not in ("running", "idle", "stopping")
             elif isinstance(event, StopRequestEvent):
                 self._show_status("stopping", event.reason)
-        expected = [m for e in events if isinstance(e, EvalPreparedEvent) for m in e.metrics]
-        if expected:
-            self.expect(expected)
+        for event in events:
+            if isinstance(event, EvalPreparedEvent):
+                self.expect(event.name, event.metrics)
         if any(isinstance(e, EvalEvent) for e in events):
             self.refresh()
         if settled:
@@ -444,16 +446,22 @@ class CurvesView(View):
         with self._lock:
             resync_figure_state(self.figure)
 
-    def expect(self, metrics: Sequence[str]) -> None:
-        """Draw the subplots of ``metrics`` before any value (an evaluation prepared before
-        training says which metrics it gives): the first values then only add their curves."""
+    def expect(self, name: str, metrics: Sequence[str]) -> None:
+        """Draw the subplots of ``metrics`` and the empty curves of evaluation ``name`` before
+        any value (an evaluation prepared before training says which metrics it gives): the
+        first values then only fill them in. plotly draws a subplot's frame only once a trace
+        is on it, so without the curves the first subplot showed default axes and the others
+        nothing. A ``name`` the history has not declared gets its curves with its values."""
         with self._lock:
             if self.metrics.metrics:  # values came first: refresh() draws what they need
                 return
-            metrics = list(dict.fromkeys([*self._metrics, *metrics]))
-            if metrics != self._metrics:
-                self._draw_grid(metrics)
-                self._sync_state(True)
+            grid = list(dict.fromkeys([*self._metrics, *metrics]))
+            grid_changed = grid != self._metrics
+            if grid_changed:
+                self._draw_grid(grid)
+            added = name in self.metrics.order and self._add_curves([(name, m) for m in metrics])
+            if grid_changed or added:
+                resync_figure_state(self.figure, layout=grid_changed, data=added)
 
     def refresh(self) -> bool:
         """Draw what the history holds now; False when nothing changed since the last time.
@@ -507,25 +515,34 @@ class CurvesView(View):
         return self.modes.get(metric) or guess_mode(metric)
 
     def _add_new_curves(self) -> bool:
-        """Add subplots for new metrics and traces for new curves; True if the grid changed."""
-        metrics, names, order = self.metrics.metrics, self.metrics.names, self.metrics.order
+        """Add subplots for new metrics and curves for new values; True if the grid changed.
+        Subplots keep their places: new metrics are added after those drawn."""
+        metrics = list(dict.fromkeys([*self._metrics, *self.metrics.metrics]))
         grid_changed = metrics != self._metrics
         if grid_changed:
             self._draw_grid(metrics)
-        new = [
-            (name, metric)
-            for name in names
-            for metric in metrics
-            if (name, metric) not in self._traces and self.metrics.series(name, metric)[0].size
-        ]
+        self._add_curves(
+            [
+                (name, metric)
+                for name in self.metrics.names
+                for metric in metrics
+                if (name, metric) not in self._traces and self.metrics.series(name, metric)[0].size
+            ]
+        )
+        return grid_changed
+
+    def _add_curves(self, keys: Sequence[tuple[str, str]]) -> bool:
+        """Add the line and best-value star of each new (evaluation, metric) curve on its
+        metric's subplot, in its evaluation's colour; True if any was added."""
+        order = self.metrics.order
+        new = [key for key in dict.fromkeys(keys) if key not in self._traces]
         for name, metric in new:
             in_legend = all(drawn != name for drawn, _ in self._traces)
             self._traces[(name, metric)] = index = len(self.figure.data)
             self._curves[(name, metric)] = _Curve(index, self.max_points)
-            place = order.index(name)
-            axes = _axes(metrics.index(metric) + 1)
-            self.figure.add_traces(_curve_traces(name, metric, place, axes, in_legend))
-        return grid_changed
+            axes = _axes(self._metrics.index(metric) + 1)
+            self.figure.add_traces(_curve_traces(name, metric, order.index(name), axes, in_legend))
+        return bool(new)
 
     def _draw_grid(self, metrics: list[str]) -> None:
         """One subplot per metric (and the marks on each)."""
@@ -611,11 +628,7 @@ class CurvesView(View):
         with self._lock:
             self._marks.append((int(step), str(text)))
             self.figure.layout.shapes = _mark_shapes(self._marks, len(self._metrics))
-            self._sync_state(True)
-
-    def _sync_state(self, layout_changed: bool) -> None:
-        """Send the synced layout state (marks, subplots): small, and rarely changed."""
-        resync_figure_state(self.figure, layout=layout_changed, data=False)
+            resync_figure_state(self.figure, data=False)  # the layout: small, rarely changed
 
     def _readout_html(self) -> str:
         latest = self.metrics.latest()

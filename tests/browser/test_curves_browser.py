@@ -76,12 +76,16 @@ LOOK = """gd => {
   }
   const style = sel => { const e = gd.querySelector(sel); return e && getComputedStyle(e); };
   const fill = sel => style(sel) && style(sel).fill;
+  // every axis's tick labels and title (plotly's classes differ per axis: xtick, x2tick, ...)
+  const axes = [...gd.querySelectorAll(
+    '.xaxislayer-above text, .yaxislayer-above text, .infolayer [class*="title"] text')]
+    .map(e => getComputedStyle(e).fill);
   const size = sel => style(sel) && parseFloat(style(sel).fontSize);
   const own = [...gd.querySelectorAll('.main-svg')].map(e => getComputedStyle(e).backgroundColor)
     .concat([...gd.querySelectorAll('rect.bg')].filter(e => getComputedStyle(e).fillOpacity > 0)
       .map(e => getComputedStyle(e).fill));
   return {behind: behind || 'rgb(255, 255, 255)', own: own.filter(opaque),
-          tick: fill('.xtick text'), legend: fill('.legendtext'), title: fill('.annotation-text'),
+          axes, legend: fill('.legendtext'), title: fill('.annotation-text'),
           tickSize: size('.xtick text'), legendSize: size('.legendtext'),
           width: gd.getBoundingClientRect().width,
           svgWidth: gd.querySelector('.main-svg').getBoundingClientRect().width};
@@ -93,8 +97,11 @@ def look(page: Any) -> dict[str, Any]:
 
 
 def readable(seen: dict[str, Any]) -> bool:
-    return not seen["own"] and all(
-        contrast(seen[k], seen["behind"]) >= 4.5 for k in ("tick", "legend", "title")
+    colours = [seen["legend"], seen["title"], *seen["axes"]]
+    return (
+        not seen["own"]
+        and len(seen["axes"]) >= 8  # 2 subplots: ticks of 4 axes, 2 titles
+        and all(contrast(c, seen["behind"]) >= 4.5 for c in colours)
     )
 
 

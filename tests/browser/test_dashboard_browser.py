@@ -145,6 +145,13 @@ def test_quickstart_in_jupyterlab(tmp_path: Path, page: Any) -> None:
     with run_in_lab(page, quickstart_copy(tmp_path, autostart=False)):
         harness.wait_cells_done(page, timeout=180)
         harness.wait_for_class(page, "nbh-dashboard", timeout=60)
+        # Before Start, the prepared evaluation's subplots are drawn alike: plotly draws a
+        # subplot's frame only with a trace on it (the second was blank, the first had
+        # default axes), so each holds its (empty) curves from the start.
+        for subplot in ("xy", "x2y2"):
+            expect(page.locator(f"{PLOT} .cartesianlayer .subplot.{subplot}").first).to_be_attached(
+                timeout=60_000
+            )
         harness.snap(page.locator(DASH).first, "lab-0-idle")
         expect(page.locator("button.nbh-pause").first).to_be_disabled()
         harness.click_widget_button(page, "nbh-start")
