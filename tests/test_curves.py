@@ -79,11 +79,12 @@ def lines(figure) -> list:
 def drawn(view: CurvesView) -> dict[tuple[str, str], list[int]]:
     """The x values of each curve in the synced widget state (what a late page would show)."""
     state = view.figure.get_state()["_widget_data"]
-    return {
-        (t["legendgroup"], t["hovertemplate"].split(":")[0].split()[-1]): decode(t["x"])
-        for t in state
-        if is_line(t)
-    }
+    return {curve_key(t): decode(t["x"]) for t in state if is_line(t)}
+
+
+def curve_key(trace) -> tuple[str, str]:
+    """(evaluation, metric) of a curve's line (a trace or its state)."""
+    return trace["legendgroup"], trace["hovertemplate"].split(":")[0].split()[-1]
 
 
 @pytest.fixture
@@ -315,10 +316,7 @@ def test_subplots_keep_their_places_when_values_come_in_another_order() -> None:
     history.record("train", 0, {"loss": 2.2, "accuracy": 0.2})
     view.refresh()
     assert [a.text for a in view.figure.layout.annotations] == ["accuracy", "loss", "auc"]
-    places = {
-        (t.legendgroup, t.hovertemplate.split(":")[0].split()[-1]): t.xaxis
-        for t in lines(view.figure)
-    }
+    places = {curve_key(t): t.xaxis for t in lines(view.figure)}
     assert places == {
         ("train", "accuracy"): "x",
         ("train", "loss"): "x2",
