@@ -67,6 +67,7 @@ BYTES_PER_CURVE = 400
 #: Bytes of an update that depend neither on the curves nor on the readout (message framing).
 BYTES_FIXED = 2000
 _ROW_HEIGHT = 260
+_TOP_MARGIN = 52  # px above the first row: its subplot titles below the mode bar
 _UNSIZED_WIDTH = 700  # what plotly.js draws a figure with in a box with no width yet
 _MAX_REFITS = 8
 FONT_SIZE = 14  #: ticks, legend and titles, in px (a 1280x800 projector)
@@ -689,7 +690,8 @@ def _base_layout() -> dict[str, Any]:
     return {
         "height": _ROW_HEIGHT,
         "autosize": True,
-        "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
+        # the top margin keeps the subplot titles clear of plotly's mode bar (shown on hover)
+        "margin": {"l": 60, "r": 20, "t": _TOP_MARGIN, "b": 40},
         "legend": {"orientation": "h", "y": -0.15, "font": {"size": FONT_SIZE}},
         "font": {"size": FONT_SIZE},
         "hovermode": "closest",
@@ -717,7 +719,7 @@ def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
     layout.pop("template", None)
     for axis in (k for k in layout if k.startswith("xaxis")):
         layout[axis]["title"] = {"text": "step", "standoff": 2}
-    layout["height"] = _ROW_HEIGHT * rows + 40
+    layout["height"] = _ROW_HEIGHT * rows + _TOP_MARGIN
     return layout
 
 

@@ -92,6 +92,16 @@ LOOK = """gd => {
 }"""
 
 
+#: The subplot titles that plotly's mode bar (shown on hover, top right) lies over.
+UNDER_MODEBAR = """gd => {
+  const bar = gd.querySelector('.modebar').getBoundingClientRect();
+  const over = r => r.left < bar.right && bar.left < r.right && r.top < bar.bottom
+    && bar.top < r.bottom;
+  return [...gd.querySelectorAll('.annotation')].filter(e => over(e.getBoundingClientRect()))
+    .map(e => e.textContent);
+}"""
+
+
 def look(page: Any) -> dict[str, Any]:
     return page.locator(PLOT).first.evaluate(LOOK)
 
@@ -155,6 +165,8 @@ def test_curves_fill_the_width_follow_the_theme_and_survive_a_reload(
         readout = page.locator(".nbh-curves-readout small").first
         assert float(readout.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 13
         assert readable(seen), seen
+        page.locator(PLOT).first.hover()  # the mode bar shows: no subplot title under it
+        assert page.locator(PLOT).first.evaluate(UNDER_MODEBAR) == []
         harness.snap(box, "curves-light")
 
         # The last run's end is not shown while the next one runs.
