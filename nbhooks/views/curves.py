@@ -719,7 +719,8 @@ def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
     layout.pop("template", None)
     for axis in (k for k in layout if k.startswith("xaxis")):
         layout[axis]["title"] = {"text": "step", "standoff": 2}
-    layout["height"] = _ROW_HEIGHT * rows + _TOP_MARGIN
+    # as tall as before the mode bar's margin: a projector shows the dashboard whole
+    layout["height"] = _ROW_HEIGHT * rows + 40
     return layout
 
 
