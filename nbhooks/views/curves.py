@@ -456,7 +456,7 @@ class CurvesView(View):
         with self._lock:
             if self.metrics.metrics:  # values came first: refresh() draws what they need
                 return
-            grid = list(dict.fromkeys([*self._metrics, *metrics]))
+            grid = self._grid_with(metrics)
             grid_changed = grid != self._metrics
             if grid_changed:
                 self._draw_grid(grid)
@@ -518,7 +518,7 @@ class CurvesView(View):
     def _add_new_curves(self) -> bool:
         """Add subplots for new metrics and curves for new values; True if the grid changed.
         Subplots keep their places: new metrics are added after those drawn."""
-        metrics = list(dict.fromkeys([*self._metrics, *self.metrics.metrics]))
+        metrics = self._grid_with(self.metrics.metrics)
         grid_changed = metrics != self._metrics
         if grid_changed:
             self._draw_grid(metrics)
@@ -531,6 +531,10 @@ class CurvesView(View):
             ]
         )
         return grid_changed
+
+    def _grid_with(self, metrics: Sequence[str]) -> list[str]:
+        """The subplots' metrics with ``metrics`` added: those drawn keep their places."""
+        return list(dict.fromkeys([*self._metrics, *metrics]))
 
     def _add_curves(self, keys: Sequence[tuple[str, str]]) -> bool:
         """Add the line and best-value star of each new (evaluation, metric) curve on its
