@@ -71,7 +71,8 @@ class Compare:
         for name, dash in self.dashboards.items():  # runs in parallel finish in any order
             for evaluation in dash.metrics.order:
                 self.metrics.declare(curve_name(name, evaluation))
-        #: Every event of every run, for the Compare's views (their publisher listens here).
+        #: Every event of every run, for the Compare's views (their publisher listens here);
+        #: evaluations in them are named as in :attr:`metrics`.
         self.events = EventBus()
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
@@ -90,12 +91,10 @@ class Compare:
     # -- events from the runs (their training threads) ----------------------------------------
     def _listener(self, name: str) -> Callable[[Event], None]:
         def on_event(event: Event) -> None:
-            if isinstance(event, EvalEvent):
-                self.metrics.record(
-                    curve_name(name, event.name), event.step, event.metrics, event.wall_time
-                )
-            elif isinstance(event, EvalPreparedEvent):  # named as the curves' history names it
+            if isinstance(event, EvalEvent | EvalPreparedEvent):  # named as self.metrics names it
                 event = dataclasses.replace(event, name=curve_name(name, event.name))
+            if isinstance(event, EvalEvent):
+                self.metrics.record(event.name, event.step, event.metrics, event.wall_time)
             elif isinstance(event, RunStateEvent) and event.state in _FINAL:
                 with self._cond:
                     self._active.discard(name)

@@ -385,8 +385,7 @@ class CurvesView(View):
         self.status.add_class("nbh-curves-status")
         self._lock = threading.RLock()
         self._metrics: list[str] = []
-        self._traces: dict[tuple[str, str], int] = {}  # (evaluation, metric) -> line trace
-        self._curves: dict[tuple[str, str], _Curve] = {}
+        self._curves: dict[tuple[str, str], _Curve] = {}  # (evaluation, metric) -> its curve
         # (evaluation, metric, branch) -> the faded trace of what a rewind abandoned of it
         self._abandoned: dict[tuple[str, str, int], int] = {}
         self._branch = 0  # the history's branch when last drawn
@@ -498,9 +497,9 @@ class CurvesView(View):
         with self._lock:
             figure = go.Figure(self.figure)
         if all_points:
-            for key, index in self._traces.items():
+            for key, curve in self._curves.items():
                 steps, values, branch, live = self.metrics.lineage(*key)
-                figure.data[index].update(x=steps[live], y=values[live])
+                figure.data[curve.index].update(x=steps[live], y=values[live])
                 for (*faded, b), trace in self._abandoned.items():
                     if tuple(faded) == key:
                         x, y = _abandoned_points(steps, values, branch, live, b)
@@ -527,7 +526,7 @@ class CurvesView(View):
                 (name, metric)
                 for name in self.metrics.names
                 for metric in metrics
-                if (name, metric) not in self._traces and self.metrics.series(name, metric)[0].size
+                if (name, metric) not in self._curves and self.metrics.series(name, metric)[0].size
             ]
         )
         return grid_changed
@@ -540,11 +539,10 @@ class CurvesView(View):
         """Add the line and best-value star of each new (evaluation, metric) curve on its
         metric's subplot, in its evaluation's colour; True if any was added."""
         order = self.metrics.order
-        new = [key for key in dict.fromkeys(keys) if key not in self._traces]
+        new = [key for key in dict.fromkeys(keys) if key not in self._curves]
         for name, metric in new:
-            in_legend = all(drawn != name for drawn, _ in self._traces)
-            self._traces[(name, metric)] = index = len(self.figure.data)
-            self._curves[(name, metric)] = _Curve(index, self.max_points)
+            in_legend = all(drawn != name for drawn, _ in self._curves)
+            self._curves[(name, metric)] = _Curve(len(self.figure.data), self.max_points)
             axes = _axes(self._metrics.index(metric) + 1)
             self.figure.add_traces(_curve_traces(name, metric, order.index(name), axes, in_legend))
         return bool(new)
@@ -723,7 +721,7 @@ def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
     layout.pop("template", None)
     for axis in (k for k in layout if k.startswith("xaxis")):
         layout[axis]["title"] = {"text": "step", "standoff": 2}
-    # as tall as before the mode bar's margin: a projector shows the dashboard whole
+    # no taller: a 1280x800 projector shows the quickstart's dashboard whole (teacher test)
     layout["height"] = _ROW_HEIGHT * rows + 40
     return layout
 
