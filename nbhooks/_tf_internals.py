@@ -14,6 +14,7 @@ TensorFlow is imported lazily, through :func:`nbhooks._tf.tf`, as everywhere in 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ ESTIMATOR_MODULE = "tensorflow_estimator.python.estimator.estimator"
 ESTIMATOR_UTIL_MODULE = "tensorflow_estimator.python.estimator.util"
 EVALUATION_MODULE = "tensorflow.python.training.evaluation"
 TRAINING_UTIL_MODULE = "tensorflow.python.training.training_util"
+EARLY_STOPPING_MODULE = "tensorflow_estimator.python.estimator.early_stopping"
 
 
 #: Every private attribute of TensorFlow used here, one row each (the contract test's table).
@@ -80,6 +82,9 @@ CONTRACT: tuple[Private, ...] = (
         "function(graph)",
         "global_step_read",
     ),
+    # -- tf.estimator.experimental.stop_if_* (their hook reads evaluations from a directory)
+    Private(EARLY_STOPPING_MODULE, "_StopOnPredicateHook", "hook class", "early_stopping_dir"),
+    Private("_StopOnPredicateHook", "_should_stop_fn", "reads eval_dir", "early_stopping_dir"),
     # -- tf.data.experimental.CheckpointInputPipelineHook
     Private("CheckpointInputPipelineHook", "_checkpoint_saver_hook", "saver hook", "saver_hook_of"),
     Private("CheckpointInputPipelineHook", "_first_run", "bool", "first_run_pending"),
@@ -362,6 +367,15 @@ def eval_input_hooks(hook: Any) -> list[Any]:
 def eval_name(hook: Any) -> str | None:
     """The ``name=`` it was given (``estimator.evaluate(name=...)``)."""
     return hook._name
+
+
+def early_stopping_dir(hook: Any) -> str | None:
+    """The directory a ``tf.estimator.experimental.stop_if_*`` hook reads evaluations from
+    (its ``eval_dir``, by default ``estimator.eval_dir()``); None for any other hook."""
+    if not isinstance(hook, _module(EARLY_STOPPING_MODULE)._StopOnPredicateHook):
+        return None
+    found = inspect.getclosurevars(hook._should_stop_fn).nonlocals.get("eval_dir")
+    return found if isinstance(found, str) else None
 
 
 # -- PipelineCheckpointHook: relative state paths, its input, its session ------------------

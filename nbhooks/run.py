@@ -9,6 +9,7 @@ console in a script) is its :class:`Face`, made by :attr:`TrainingRun.face_facto
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import traceback
 import warnings
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol
 
 from nbhooks import NbhooksWarning
+from nbhooks._tf import tf
 from nbhooks.checks import (
     check_estimator,
     check_hooks,
@@ -94,6 +96,7 @@ class TrainingRun:
         check_input_fn(input_fn)
         steps, max_steps = check_steps(steps, max_steps)
         check_hooks(hooks)
+        _warn_if_early_stopping_reads_elsewhere(hooks)
         if report not in ("auto", "console", None):
             raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
         self.model_dir = check_model_dir(estimator.model_dir)
@@ -249,6 +252,7 @@ class TrainingRun:
 
         self._target = {"steps": steps, "max_steps": max_steps}
         self._session_started = False
+        self._input_ended = False
         try:
             self.estimator.train(
                 self.input_fn,
@@ -276,17 +280,29 @@ class TrainingRun:
             if state is None:
                 state = "stopped" if self._stop_requested else "finished"
                 if state == "finished":
-                    self.reason = (
-                        f"reached step {self.meter.step}"
-                        if self._session_started
-                        else f"nothing to train: the model is already at max_steps={max_steps}"
-                    )
+                    self.reason = self._finished_reason(max_steps)
                 info["reason"] = self.reason
             self._state = state
         # Outside the lock: listeners may do real work (serving queued pipeline requests)
         # and must not block stop()/pause()/start() on the main thread meanwhile.
         self.events.emit(RunStateEvent(state, step=self.meter.step, **info))
         self._done.set()
+
+    def _finished_reason(self, max_steps: int | None) -> str:
+        step, target = self.meter.step, self.meter.target
+        if not self._session_started:
+            return f"nothing to train: the model is already at max_steps={max_steps}"
+        short = target is not None and step < target
+        if self._input_ended:
+            return f"the input ran out at step {step:,}" + (
+                f", before step {target:,} (an input_fn without .repeat() ends training when "
+                f"its data runs out)"
+                if short
+                else ""
+            )
+        if short:
+            return f"a hook asked to stop at step {step:,}, before step {target:,}"
+        return f"reached step {step}"
 
     # StepListener: called by ControlHook on the training thread.
     def session_started(self, step: int) -> None:
@@ -316,8 +332,9 @@ class TrainingRun:
                 self._set_state("running")
             self.meter.resume()
 
-    def session_ended(self, step: int) -> None:
+    def session_ended(self, step: int, input_ended: bool) -> None:
         self.meter.step = step
+        self._input_ended = input_ended
 
     # -- what owns what, and how it shows -----------------------------------------------------
     def own(self, closable: Any) -> Any:
@@ -350,6 +367,32 @@ class TrainingRun:
 
 
 # -- one training thread per model_dir -------------------------------------------------------
+def _warn_if_early_stopping_reads_elsewhere(hooks: tuple[Any, ...]) -> None:
+    """TF's ``stop_if_*`` hooks read evaluations from ``estimator.eval_dir()`` unless given
+    ``eval_dir``; the run's in-memory evaluations write ``estimator.eval_dir(name)``."""
+    from nbhooks import _tf_internals as tfi
+
+    in_memory = tf().estimator.experimental.InMemoryEvaluatorHook
+    evaluators = [h for h in hooks if isinstance(h, in_memory)]
+    if not evaluators:
+        return
+    written = {os.path.realpath(tfi.eval_dir(h)): tfi.eval_name(h) for h in evaluators}
+    for hook in hooks:
+        read = tfi.early_stopping_dir(hook)
+        if read is None or os.path.realpath(read) in written:
+            continue
+        name = next(iter(written.values()))
+        warnings.warn(
+            f"TensorFlow's early-stopping hook ({type(hook).__name__}) reads evaluations from "
+            f"{read!r}, where none of this run's evaluations write (they write "
+            f"{', '.join(map(repr, sorted(written)))}): it would never stop training, or decide "
+            f"on old results. Make it with eval_dir=estimator.eval_dir({name!r}), or use "
+            f"nh.EarlyStopping (early_stopping= of a Dashboard)",
+            NbhooksWarning,
+            stacklevel=4,
+        )
+
+
 def _claim(run: TrainingRun) -> None:
     """Make ``run`` the owner of its model_dir, retiring the run that owned it before."""
     with _OWNERS_LOCK:

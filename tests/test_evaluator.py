@@ -174,6 +174,43 @@ def test_early_stopping_through_a_training_run(estimator, train_fn, eval_fn) -> 
     assert [e.step for e in events if isinstance(e, EvalEvent)] == [0, 10, 20, 30]
 
 
+def test_tfs_early_stopping_reading_another_directory_is_warned(estimator, train_fn, eval_fn):
+    """TF's ``stop_if_*`` hooks read ``estimator.eval_dir()`` by default; the evaluation named
+    "eval" writes ``estimator.eval_dir("eval")``: made so, TF's hook would never stop."""
+    from nbhooks.run import TrainingRun
+
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, name="eval", every_n_iter=10)
+    stop = tf().estimator.experimental.stop_if_no_decrease_hook(estimator, "loss", 100)
+    with pytest.warns(nh.NbhooksWarning, match=r"eval_dir=estimator\.eval_dir\('eval'\)"):
+        TrainingRun(estimator, train_fn, steps=10, hooks=[hook, stop], report=None).close()
+
+
+def test_tfs_early_stopping_stops_on_the_live_evaluations(estimator, train_fn, eval_fn):
+    """Pointed at the evaluation's directory, TF's hook reads its summaries and stops the run
+    (accuracy above 0 from the first evaluation on); the reason names a hook."""
+    import warnings
+
+    from nbhooks.run import TrainingRun
+
+    hook = nh.LiveEvaluatorHook(estimator, eval_fn, name="eval", every_n_iter=10)
+    stop = tf().estimator.experimental.stop_if_higher_hook(
+        estimator,
+        "accuracy",
+        0.0,
+        eval_dir=estimator.eval_dir("eval"),
+        run_every_secs=None,
+        run_every_steps=5,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nh.NbhooksWarning)  # no warning: it reads the right one
+        run = TrainingRun(estimator, train_fn, steps=20_000, hooks=[hook, stop], report=None)
+    run.start()
+    assert run.wait(timeout=300) == "finished"
+    assert run.reason is not None and run.reason.startswith("a hook asked to stop at step")
+    assert run.meter.step < 20_000
+    run.close()
+
+
 def test_early_stopping_with_an_unknown_metric_fails_the_run(estimator, train_fn, eval_fn) -> None:
     hook = nh.LiveEvaluatorHook(estimator, eval_fn, every_n_iter=10)
     stopper = nh.EarlyStopping("auc", "max", evaluators=[hook])

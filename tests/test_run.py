@@ -192,6 +192,28 @@ def test_console_report_without_widgets(estimator, train_fn):
     assert "finished at step 50: reached step 50" in text
 
 
+@pytest.mark.parametrize("steps", [100, None])
+def test_an_input_that_runs_out_says_so(estimator, steps):
+    """An input without ``repeat()`` ends training quietly (TF's ``OutOfRangeError``): the
+    reason says the data ran out, and before which target, not "reached step"."""
+    finite = models.input_fn(n=16, batch=4, repeat=False)  # 4 batches
+    run = nh.TrainingRun(estimator, finite, steps=steps, report=None)
+    run.start()
+    assert run.wait(timeout=120) == "finished"
+    assert run.reason is not None and run.reason.startswith("the input ran out at step 4")
+    assert ("before step 100" in run.reason) == (steps is not None)
+    run.close()
+
+
+def test_a_hook_that_stops_training_early_is_named_as_the_reason(estimator, train_fn):
+    stop_at_7 = tf().estimator.StopAtStepHook(last_step=7)
+    run = nh.TrainingRun(estimator, train_fn, steps=100, hooks=[stop_at_7], report=None)
+    run.start()
+    assert run.wait(timeout=120) == "finished"
+    assert run.reason == "a hook asked to stop at step 7, before step 100"
+    run.close()
+
+
 def test_max_steps_already_reached_says_so(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, max_steps=10, report=None)
     run.start()

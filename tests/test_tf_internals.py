@@ -95,6 +95,10 @@ OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     tfi.EVALUATION_MODULE: lambda o: importlib.import_module(tfi.EVALUATION_MODULE),
     tfi.TRAINING_UTIL_MODULE: lambda o: importlib.import_module(tfi.TRAINING_UTIL_MODULE),
     "_DatasetInitializerHook": _dataset_hook,
+    tfi.EARLY_STOPPING_MODULE: lambda o: importlib.import_module(tfi.EARLY_STOPPING_MODULE),
+    "_StopOnPredicateHook": lambda o: tf().estimator.experimental.stop_if_no_decrease_hook(
+        o.estimator, "loss", 100
+    ),
     "CheckpointInputPipelineHook": lambda o: o.pipeline_hook,
     "CheckpointSaverHook": lambda o: tfi.saver_hook_of(o.pipeline_hook),
     "SecondOrStepTimer": lambda o: _triggered(every_secs=60),
@@ -155,6 +159,9 @@ def kinds() -> dict[str, Callable[[Any], bool]]:
         "saveables": _is_saveables,
         "layout": lambda v: isinstance(v, go.Layout),
         "lock": lambda v: hasattr(v, "acquire") and hasattr(v, "release"),
+        "reads eval_dir": lambda v: isinstance(
+            inspect.getclosurevars(v).nonlocals.get("eval_dir"), str
+        ),
     }
 
 
@@ -247,6 +254,21 @@ def test_in_memory_evaluation_returns_its_metrics_through_evaluate_run(
         f"TensorFlow {tf().__version__}: LiveEvaluatorHook cannot capture its metrics"
     )
     assert {"accuracy", "loss", tf().compat.v1.GraphKeys.GLOBAL_STEP} <= set(results)
+
+
+def test_each_stop_if_hook_tells_the_directory_it_reads(objects: TFObjects) -> None:
+    """Every ``stop_if_*`` hook: ``estimator.eval_dir()`` by default, else its ``eval_dir``."""
+    estimator, experimental = objects.estimator, tf().estimator.experimental
+    makers = [
+        lambda **kw: experimental.stop_if_no_decrease_hook(estimator, "loss", 100, **kw),
+        lambda **kw: experimental.stop_if_no_increase_hook(estimator, "accuracy", 100, **kw),
+        lambda **kw: experimental.stop_if_higher_hook(estimator, "accuracy", 0.9, **kw),
+        lambda **kw: experimental.stop_if_lower_hook(estimator, "loss", 0.1, **kw),
+    ]
+    for make in makers:
+        assert tfi.early_stopping_dir(make()) == estimator.eval_dir()
+        assert tfi.early_stopping_dir(make(eval_dir="/x/eval_a")) == "/x/eval_a"
+    assert tfi.early_stopping_dir(objects.eval_hook) is None
 
 
 def test_evaluation_hooks_are_the_input_and_steps_hooks(objects: TFObjects) -> None:

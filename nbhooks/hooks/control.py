@@ -20,7 +20,9 @@ class StepListener(Protocol):
         """Called after every step; may block while paused. True means: stop now."""
         ...
 
-    def session_ended(self, step: int) -> None: ...
+    def session_ended(self, step: int, input_ended: bool) -> None:
+        """The session ends at ``step``; ``input_ended``: because the input ran out."""
+        ...
 
 
 class ControlHook(SessionRunHook):
@@ -28,25 +30,33 @@ class ControlHook(SessionRunHook):
 
     Cheap on purpose: it adds no fetch to the training step. The global step is read when the
     session starts and ends; in between each ``session.run`` of ``estimator.train`` is one
-    step of the train op, which increments the global step by one."""
+    step of the train op, which increments the global step by one. A step whose
+    ``after_run`` never came ended the session by running out of input (TF ends training
+    quietly on ``OutOfRangeError``; any other error skips ``end()``)."""
 
     def __init__(self, listener: StepListener) -> None:
         self._listener = listener
         self._global_step = None
         self._step = 0
+        self._in_step = False
 
     def begin(self) -> None:
         self._global_step = require_global_step("TrainingRun")
 
     def after_create_session(self, session, coord) -> None:
         self._step = int(session.run(self._global_step))
+        self._in_step = False
         self._listener.session_started(self._step)
 
+    def before_run(self, run_context) -> None:
+        self._in_step = True
+
     def after_run(self, run_context, run_values) -> None:
+        self._in_step = False
         self._step += 1
         if self._listener.step_done(self._step):
             run_context.request_stop()
 
     def end(self, session) -> None:
         self._step = int(session.run(self._global_step))
-        self._listener.session_ended(self._step)
+        self._listener.session_ended(self._step, input_ended=self._in_step)
