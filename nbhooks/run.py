@@ -295,8 +295,8 @@ class TrainingRun:
         short = target is not None and step < target
         if self._input_ended:
             return f"the input ran out at step {step:,}" + (
-                f", before step {target:,} (an input_fn without .repeat() ends training when "
-                f"its data runs out)"
+                f", before step {target:,} (to train all the steps, repeat the input: "
+                f"Dataset.repeat(), or num_epochs=None)"
                 if short
                 else ""
             )
