@@ -68,6 +68,9 @@ BYTES_PER_CURVE = 400
 BYTES_FIXED = 2000
 _ROW_HEIGHT = 260
 _TOP_MARGIN = 52  # px above the first row: its subplot titles below the mode bar
+_BOTTOM_MARGIN = 40
+_ROW_GAP = 64  # px between rows: one row's tick labels, the next row's subplot titles
+_LEGEND_BELOW = 46  # px from the lowest subplots to the legend: below their "step"
 _UNSIZED_WIDTH = 700  # what plotly.js draws a figure with in a box with no width yet
 _MAX_REFITS = 8
 FONT_SIZE = 14  #: ticks, legend and titles, in px (a 1280x800 projector)
@@ -693,7 +696,7 @@ def _base_layout() -> dict[str, Any]:
         "height": _ROW_HEIGHT,
         "autosize": True,
         # the top margin keeps the subplot titles clear of plotly's mode bar (shown on hover)
-        "margin": {"l": 60, "r": 20, "t": _TOP_MARGIN, "b": 40},
+        "margin": {"l": 60, "r": 20, "t": _TOP_MARGIN, "b": _BOTTOM_MARGIN},
         "legend": {"orientation": "h", "y": -0.15, "font": {"size": FONT_SIZE}},
         "font": {"size": FONT_SIZE},
         "hovermode": "closest",
@@ -707,22 +710,29 @@ _AXIS = re.compile(r"[xy]axis\d*")
 
 
 def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
-    """Axes domains and subplot titles for one subplot per metric (row-major)."""
-    cols = max(1, min(columns, len(metrics)))
-    rows = max(1, -(-len(metrics) // cols))
+    """Axes domains and subplot titles for one subplot per metric (row-major); "step" under
+    the lowest subplot of each column; rows and the legend at fixed distances in pixels."""
+    count = len(metrics)
+    cols = max(1, min(columns, count))
+    rows = max(1, -(-count // cols))
+    # no taller: a 1280x800 projector shows the quickstart's dashboard whole (teacher test)
+    height = _ROW_HEIGHT * rows + 40
+    area = height - _TOP_MARGIN - _BOTTOM_MARGIN  # the subplots and the gaps between rows
     grid = make_subplots(
         rows=rows,
         cols=cols,
         subplot_titles=list(metrics),
         horizontal_spacing=0.08,
-        vertical_spacing=min(0.12, 0.3 / rows),
+        vertical_spacing=_ROW_GAP / area if rows > 1 else 0.0,
     )
     layout = grid.layout.to_plotly_json()
     layout.pop("template", None)
-    for axis in (k for k in layout if k.startswith("xaxis")):
-        layout[axis]["title"] = {"text": "step", "standoff": 2}
-    # no taller: a 1280x800 projector shows the quickstart's dashboard whole (teacher test)
-    layout["height"] = _ROW_HEIGHT * rows + 40
+    for k in range(rows * cols):
+        lowest = k < count <= k + cols  # no subplot under this one
+        title = "step" if lowest else ""  # (set either way: a grid that grew loses it)
+        layout["xaxis" if k == 0 else f"xaxis{k + 1}"]["title"] = {"text": title, "standoff": 2}
+    layout["height"] = height
+    layout["legend"] = {"y": -_LEGEND_BELOW / area}
     return layout
 
 

@@ -196,3 +196,68 @@ def test_curves_fill_the_width_follow_the_theme_and_survive_a_reload(
         wait_points(page, expected, "every point again")
         harness.poll(lambda: look(page)["svgWidth"] >= 0.95 * free, 30, "the full width again")
     assert not page.console_errors, page.console_errors
+
+
+#: Text boxes of the figure that overlap: subplot titles, axis titles, tick labels, legend.
+OVERLAPS = """gd => {
+  const kinds = {title: '.infolayer .annotation',
+                 axis: '.infolayer [class^="g-x"] text, .infolayer [class^="g-y"] text',
+                 tick: '.xaxislayer-above text, .yaxislayer-above text', legend: '.legendtext'};
+  const boxes = Object.entries(kinds).flatMap(([kind, sel]) => [...gd.querySelectorAll(sel)]
+    .map(e => ({kind, text: e.textContent, r: e.getBoundingClientRect()}))
+    .filter(b => b.text && b.r.width > 0));
+  const hit = (a, b) => a.r.left < b.r.right && b.r.left < a.r.right
+    && a.r.top < b.r.bottom && b.r.top < a.r.bottom;
+  const overlaps = [];
+  boxes.forEach((a, i) => boxes.slice(i + 1).forEach(b => {
+    if (hit(a, b)) overlaps.push(`${a.kind} ${a.text} / ${b.kind} ${b.text}`);
+  }));
+  const steps = boxes.filter(b => b.kind === 'axis' && b.text === 'step');
+  return {overlaps, steps: steps.length, lowest: Math.max(...steps.map(b => b.r.top)),
+          legend: Math.min(...boxes.filter(b => b.kind === 'legend').map(b => b.r.top))};
+}"""
+
+#: One row, the metrics of a regression head, three, and a binary classification head's.
+GRIDS = {
+    "two": ["accuracy", "loss"],
+    "regression": ["average_loss", "label/mean", "loss", "prediction/mean"],
+    "three": ["accuracy", "auc", "loss"],
+    "binary": [
+        *("accuracy", "accuracy_baseline", "auc", "auc_precision_recall", "average_loss"),
+        *("label/mean", "loss", "precision", "prediction/mean", "recall"),
+    ],
+}
+
+
+@pytest.mark.parametrize("width", [850, 600])
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_subplot_grids_keep_their_text_apart(tmp_path: Path, page: Any, grid: str, width: int):
+    """Several rows of subplots (a canned head's metrics): no title, tick label or legend
+    lies over another (the first row's "step" once covered the second row's titles); "step"
+    once under each column, above the legend."""
+    import plotly.graph_objects as go
+
+    from nbhooks.stores.metrics import MetricHistory
+    from nbhooks.views.curves import CurvesView
+
+    metrics = GRIDS[grid]
+    history = MetricHistory()
+    for step in range(0, 1000, 50):
+        for k, name in enumerate(("train", "eval")):
+            history.record(
+                name, step, {m: i + 1 / (1 + step / 100) + k for i, m in enumerate(metrics)}
+            )
+    view = CurvesView(history)
+    view.refresh()
+    path = tmp_path / f"{grid}.html"
+    go.Figure(view.figure).write_html(path, include_plotlyjs=True)
+    page.set_viewport_size({"width": width, "height": 1600})
+    page.goto(path.as_uri())
+    plot = page.locator(".js-plotly-plot")
+    expect(plot.locator(".legendtext")).to_have_count(2)
+    seen = plot.evaluate(OVERLAPS)
+    harness.snap(plot, f"curves-grid-{grid}-{width}")
+    assert seen["overlaps"] == [], seen["overlaps"]
+    assert seen["steps"] == min(2, len(metrics)), seen
+    assert seen["lowest"] < seen["legend"], seen  # (their tops: the boxes may touch)
+    assert not page.console_errors, page.console_errors
