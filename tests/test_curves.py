@@ -240,6 +240,23 @@ def test_best_value_is_marked_and_the_readout_shows_latest_and_best() -> None:
     assert stars["best eval accuracy"] == (0,)
 
 
+def test_a_metric_with_no_better_direction_has_no_best() -> None:
+    """A regression head's ``prediction/mean`` and ``label/mean`` are neither better high nor
+    low: no star and no "best" for them (a star on the largest would be a wrong claim),
+    unless ``modes`` names one."""
+    history = MetricHistory()
+    for step, loss in enumerate([0.9, 0.4, 0.2, 0.3]):
+        history.record("eval", step * 100, {"loss": loss, "prediction/mean": 10.0 + step})
+    view = CurvesView(history)
+    stars = {t.hovertemplate.split(":")[0]: t.x for t in view.figure.data if t.mode == "markers"}
+    assert stars["best eval loss"] == (200,) and stars["best eval prediction/mean"] == ()
+    cells = view.readout.value.split("<td>")[1:]  # loss, prediction/mean
+    assert "best 0.2 @200" in cells[0] and "<b>13</b>" in cells[1] and "best" not in cells[1]
+    minded = CurvesView(history, modes={"prediction/mean": "max"})
+    stars = {t.hovertemplate.split(":")[0]: t.x for t in minded.figure.data if t.mode == "markers"}
+    assert stars["best eval prediction/mean"] == (300,)
+
+
 def test_stop_reason_is_shown(history) -> None:
     view = CurvesView(history)
     view.on_events([RunStateEvent("stopping", step=90, reason="early stopping: loss flat")])

@@ -274,6 +274,9 @@ def test_early_stopping_mode_follows_the_metric_when_left_out() -> None:
     assert nh.EarlyStopping("loss").mode == "min"
     assert nh.EarlyStopping("accuracy").mode == "max"
     assert nh.EarlyStopping("accuracy", "min").mode == "min"
+    with pytest.raises(ValueError, match=r"'prediction/mean' is better: pass mode='max' or"):
+        nh.EarlyStopping("prediction/mean")
+    assert nh.EarlyStopping("prediction/mean", "max").mode == "max"
 
 
 def test_not_an_estimator_or_input_fn(estimator, eval_fn) -> None:

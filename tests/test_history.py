@@ -128,10 +128,24 @@ def test_concurrent_writers_and_readers_lose_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("metric", "mode"),
-    [("loss", "min"), ("average_loss", "min"), ("accuracy", "max"), ("auc", "max")],
+    [
+        *[("loss", "min"), ("average_loss", "min"), ("mean_squared_error", "min")],
+        *[("accuracy", "max"), ("auc", "max"), ("auc_precision_recall", "max")],
+        *[("recall", "max"), ("mean_iou", "max")],
+        # reported beside the model's metrics, or named by you: no better direction known
+        *[("label/mean", None), ("prediction/mean", None), ("accuracy_baseline", None)],
+        ("my_score", None),
+    ],
 )
-def test_guess_mode(metric: str, mode: str) -> None:
+def test_guess_mode(metric: str, mode: str | None) -> None:
     assert guess_mode(metric) == mode
+
+
+def test_a_metric_with_no_mode_has_no_best() -> None:
+    h = MetricHistory()
+    h.record("eval", 10, {"prediction/mean": 3.0})
+    assert h.best("prediction/mean", None) is None
+    assert h.best("prediction/mean", "max") is not None
 
 
 def test_is_improvement() -> None:

@@ -50,7 +50,13 @@ from nbhooks.hooks.eval_session import (
     variables_signature,
     without_autotune,
 )
-from nbhooks.stores.metrics import MetricHistory, check_mode, guess_mode, is_improvement
+from nbhooks.stores.metrics import (
+    MetricHistory,
+    Mode,
+    check_mode,
+    guess_mode,
+    is_improvement,
+)
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
@@ -806,8 +812,9 @@ class EarlyStopping(SessionRunHook):
     Watches ``metric`` of one evaluation (``evaluation``; may be left out when only one is
     watched). After ``patience`` evaluations in a row without an improvement of more than
     ``min_delta`` over the best value (lower is better for ``mode="min"``; left out: "min" for
-    losses and errors, "max" for anything else such as accuracy or auc), it stops the run
-    cleanly: the final checkpoint is written and ``end()`` hooks run. ``reason`` says why.
+    losses and errors, "max" for accuracy, auc, precision...; other names need it), it stops
+    the run cleanly: the final checkpoint is written and ``end()`` hooks run. ``reason`` says
+    why.
 
     In a :class:`~nbhooks.run.TrainingRun` it watches the run's LiveEvaluatorHooks and calls
     ``run.stop(reason)``. With plain ``estimator.train(hooks=[...])`` pass the evaluator
@@ -825,7 +832,13 @@ class EarlyStopping(SessionRunHook):
     ) -> None:
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric must be a metric name such as 'loss', got {metric!r}")
-        self.mode = guess_mode(metric) if mode is None else check_mode(mode)
+        guessed = guess_mode(metric) if mode is None else check_mode(mode)
+        if guessed is None:
+            raise ValueError(
+                f"cannot tell from its name whether a higher or a lower {metric!r} is better: "
+                f"pass mode='max' or mode='min'"
+            )
+        self.mode: Mode = guessed
         check_int("patience", patience, hint="evaluations without improvement before stopping")
         if not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")

@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 Mode = Literal["min", "max"]
 COLUMNS = ("step", "evaluation", "metric", "value", "wall_time")
 _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "mape", "entropy", "perplexity")
+_HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1", "iou", "r2", "r_squared")
+#: Reported beside a model's metrics, with no better direction (a constant, a mean).
+_NO_BETTER = ("baseline", "/mean")
 
 
 def check_mode(mode: str) -> Mode:
@@ -36,10 +39,16 @@ def _check_name(name: object) -> None:
         raise ValueError(f"an evaluation name must be a non-empty string, got {name!r}")
 
 
-def guess_mode(metric: str) -> Mode:
-    """ "min" for losses and errors, "max" for everything else (accuracy, auc, precision...)."""
+def guess_mode(metric: str) -> Mode | None:
+    """ "min" for losses and errors, "max" for accuracy, auc, precision, recall, f1...; None
+    when the name does not tell (``label/mean``, ``prediction/mean``, ``accuracy_baseline``,
+    a metric of your own): such a metric has no best value unless a mode is given."""
     name = metric.lower()
-    return "min" if any(word in name for word in _LOWER_IS_BETTER) else "max"
+    if any(word in name for word in _LOWER_IS_BETTER):
+        return "min"
+    if any(word in name for word in _NO_BETTER):
+        return None
+    return "max" if any(word in name for word in _HIGHER_IS_BETTER) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +244,16 @@ class MetricHistory:
         with self._lock:
             return dict(self._latest)
 
-    def best(self, metric: str, mode: str = "min", evaluation: str | None = None) -> Point | None:
-        """The best value of ``metric`` (in ``evaluation``, or across all); None if unseen.
+    def best(
+        self, metric: str, mode: str | None = "min", evaluation: str | None = None
+    ) -> Point | None:
+        """The best value of ``metric`` (in ``evaluation``, or across all); None if unseen,
+        or when ``mode`` is None (a metric with no better direction: see :func:`guess_mode`).
 
         Ties go to the earliest step. NaN values are ignored.
         """
+        if mode is None:
+            return None
         check_mode(mode)
         names = [evaluation] if evaluation is not None else self.names
         best: Point | None = None

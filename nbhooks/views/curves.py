@@ -342,10 +342,11 @@ class CurvesView(View):
     ``max_points``: the most points drawn per curve (the history keeps all). ``budget_bytes``:
     the most bytes one update sends, shared by all curves (more curves, fewer points each).
     ``modes``: "min" or "max" per metric for the best-value marker (default: "min" for losses
-    and errors, "max" otherwise). ``interval``: the least time between two redraws, in seconds.
-    ``markers_up_to``: curves with more drawn points are drawn as lines, without a marker per
-    evaluation. Create it on the main thread; the publisher calls :meth:`on_events`. It draws
-    what the history already holds when created.
+    and errors, "max" for accuracy, auc, precision, recall...; no marker for a metric whose
+    name does not tell, such as ``prediction/mean``). ``interval``: the least time between
+    two redraws, in seconds. ``markers_up_to``: curves with more drawn points are drawn as
+    lines, without a marker per evaluation. Create it on the main thread; the publisher calls
+    :meth:`on_events`. It draws what the history already holds when created.
     """
 
     def __init__(
@@ -514,7 +515,7 @@ class CurvesView(View):
         self.metrics.to_csv(path)
 
     # -- drawing --------------------------------------------------------------------------
-    def _mode(self, metric: str) -> Mode:
+    def _mode(self, metric: str) -> Mode | None:
         return self.modes.get(metric) or guess_mode(metric)
 
     def _add_new_curves(self) -> bool:
