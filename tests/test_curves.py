@@ -257,6 +257,24 @@ def test_a_metric_with_no_better_direction_has_no_best() -> None:
     assert stars["best eval prediction/mean"] == (300,)
 
 
+@pytest.mark.parametrize(("metrics", "evaluations"), [(10, 2), (2, 2), (2, 5)])
+def test_the_readout_lists_the_longer_of_metrics_and_evaluations_down(metrics, evaluations):
+    """A binary head's ten metrics as ten columns overflowed the page (its last columns cut
+    off): the readout puts whichever list is longer down the side."""
+    history = MetricHistory()
+    names = [f"run{k}" for k in range(evaluations)]
+    for name in names:
+        history.record(name, 100, {f"m{i}_loss": i + 0.5 for i in range(metrics)})
+    table = CurvesView(history).readout.value
+    rows = table.split("<tr>")[1:]
+    assert len(rows) == 1 + max(metrics, evaluations)
+    assert {row.count("<td>") for row in rows[1:]} == {min(metrics, evaluations)}
+    side = [row.split("</th>")[0] for row in rows[1:]]
+    down = [f"m{i}_loss" for i in range(metrics)] if metrics > evaluations else names
+    assert [label for label in down if any(label in s for s in side)] == down
+    assert "best 0.5 @100" in table
+
+
 def test_stop_reason_is_shown(history) -> None:
     view = CurvesView(history)
     view.on_events([RunStateEvent("stopping", step=90, reason="early stopping: loss flat")])

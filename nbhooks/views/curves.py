@@ -33,7 +33,7 @@ import html
 import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any
 
@@ -642,14 +642,23 @@ class CurvesView(View):
         if not latest:
             return "<i>no evaluation yet</i>"
         names, order, metrics = self.metrics.names, self.metrics.order, self._metrics
-        head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
-        rows = [f"<tr><th></th>{head}</tr>"]
-        for name in names:
-            colour = colour_of(order.index(name))
-            record = latest[name]
-            cells = "".join(self._cell(name, m, record.metrics.get(m)) for m in metrics)
-            label = f'<span style="color:{colour}">&#9632;</span> {html.escape(name)}'
-            rows.append(f"<tr><th>{label} <small>@{record.step}</small></th>{cells}</tr>")
+
+        def evaluation(name: str) -> str:
+            swatch = f'<span style="color:{colour_of(order.index(name))}">&#9632;</span>'
+            return f"{swatch} {html.escape(name)} <small>@{latest[name].step}</small>"
+
+        def row(head: str, cells: Iterable[str]) -> str:
+            return f"<tr><th>{head}</th>{''.join(cells)}</tr>"
+
+        def cell(name: str, metric: str) -> str:
+            return self._cell(name, metric, latest[name].metrics.get(metric))
+
+        if len(metrics) > len(names):  # a metric a row: a head's ten metrics fit the width
+            rows = [row("", (f"<th>{evaluation(n)}</th>" for n in names))]
+            rows += [row(html.escape(m), (cell(n, m) for n in names)) for m in metrics]
+        else:  # an evaluation a row
+            rows = [row("", (f"<th>{html.escape(m)}</th>" for m in metrics))]
+            rows += [row(evaluation(n), (cell(n, m) for m in metrics)) for n in names]
         return f'<table class="nbh-curves-table">{"".join(rows)}</table>'
 
     def _cell(self, name: str, metric: str, value: float | None) -> str:
