@@ -707,7 +707,7 @@ def _base_layout() -> dict[str, Any]:
         "autosize": True,
         # the top margin keeps the subplot titles clear of plotly's mode bar (shown on hover)
         "margin": {"l": 60, "r": 20, "t": _TOP_MARGIN, "b": _BOTTOM_MARGIN},
-        "legend": {"orientation": "h", "y": -0.15, "font": {"size": FONT_SIZE}},
+        "legend": {"orientation": "h", "font": {"size": FONT_SIZE}},  # placed by the grid
         "font": {"size": FONT_SIZE},
         "hovermode": "closest",
         "template": "plotly_white",
