@@ -366,7 +366,7 @@ class TrainingRun:
         return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
 
 
-# -- one training thread per model_dir -------------------------------------------------------
+# -- checks of the hooks a run is given ----------------------------------------------------
 def _warn_if_early_stopping_reads_elsewhere(hooks: tuple[Any, ...]) -> None:
     """TF's ``stop_if_*`` hooks read evaluations from ``estimator.eval_dir()`` unless given
     ``eval_dir``; the run's in-memory evaluations write ``estimator.eval_dir(name)``."""
@@ -393,6 +393,7 @@ def _warn_if_early_stopping_reads_elsewhere(hooks: tuple[Any, ...]) -> None:
         )
 
 
+# -- one training thread per model_dir -------------------------------------------------------
 def _claim(run: TrainingRun) -> None:
     """Make ``run`` the owner of its model_dir, retiring the run that owned it before."""
     with _OWNERS_LOCK:

@@ -740,7 +740,7 @@ def _grid_layout(metrics: Sequence[str], columns: int) -> dict[str, Any]:
     for k in range(rows * cols):
         lowest = k < count <= k + cols  # no subplot under this one
         title = "step" if lowest else ""  # (set either way: a grid that grew loses it)
-        layout["xaxis" if k == 0 else f"xaxis{k + 1}"]["title"] = {"text": title, "standoff": 2}
+        layout[f"xaxis{_suffix(k + 1)}"]["title"] = {"text": title, "standoff": 2}
     layout["height"] = height
     layout["legend"] = {"y": -_LEGEND_BELOW / area}
     return layout
@@ -750,7 +750,7 @@ def _mark_shapes(marks: Sequence[tuple[int, str]], subplots: int) -> list[dict[s
     """A labelled vertical line per mark on each of ``subplots`` subplots (label on the first)."""
     shapes = []
     for k in range(1, max(1, subplots) + 1):
-        suffix = "" if k == 1 else str(k)
+        suffix = _suffix(k)
         for step, text in marks:
             shapes.append(
                 {
@@ -776,8 +776,12 @@ def _mark_shapes(marks: Sequence[tuple[int, str]], subplots: int) -> list[dict[s
 
 
 def _axes(k: int) -> dict[str, str]:
-    suffix = "" if k == 1 else str(k)
-    return {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+    return {"xaxis": f"x{_suffix(k)}", "yaxis": f"y{_suffix(k)}"}
+
+
+def _suffix(k: int) -> str:
+    """What plotly appends to the names of the ``k``-th subplot's axes (1: none)."""
+    return "" if k == 1 else str(k)
 
 
 def _abandoned_points(
