@@ -168,8 +168,10 @@ class Dashboard:
         return "\n".join(h.status for h in self.evaluators)
 
     def _eval_status_section(self) -> Any:
-        """The panel's line saying how the evaluations run, kept current by the publisher."""
+        """The panel's line saying how the evaluations run, kept current by the publisher; an
+        evaluation that cannot be built is said in red before Start."""
         from nbhooks.views.base import View
+        from nbhooks.views.format import ERROR_COLOUR, coloured
 
         dash = self
 
@@ -182,8 +184,15 @@ class Dashboard:
 
             @staticmethod
             def text() -> str:
-                lines = (html.escape(line) for line in dash.eval_status.splitlines())
-                return f'<span style="opacity:.75">{"<br>".join(lines)}</span>'
+                lines = (
+                    coloured(h.status, ERROR_COLOUR)
+                    if h.prepare_error
+                    else f'<span style="opacity:.75">{html.escape(h.status)}</span>'.replace(
+                        "\n", "<br>"
+                    )
+                    for h in dash.evaluators
+                )
+                return "<br>".join(lines)
 
             def on_events(self, events: Any) -> None:
                 text = self.text()

@@ -1,8 +1,10 @@
 """Readable one-line summaries of training errors (no TensorFlow import).
 
 TensorFlow's error text carries graph stack traces ("Detected at node", "Node: 'save/SaveV2'",
-"Original stack trace for ..."); the root cause is one line of it, which is what a person
-needs to read first. The full text stays in the traceback.
+"Original stack trace for ..."), or, from code it converted with AutoGraph (Keras layers,
+feature columns), "in user code:" and the user's frames before the error itself; the root cause
+is one line of it, which is what a person needs to read first. The full text stays in the
+traceback.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ _NOISE = (
 _PATH_CAUSE = re.compile(r"^(?P<path>\S*[/\\]\S*); (?P<cause>[^;]+)$")
 
 
+#: AutoGraph's frame list, whose last line is the error: "ValueError: Feature x is not in ..."
+_USER_CODE = "in user code:"
+
+
 def root_cause(error: BaseException) -> str:
     """The line of ``error``'s text that says what went wrong (not where in the graph)."""
-    for raw in str(error).splitlines():
-        line = raw.strip()
-        if not line or line.startswith(_NOISE):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0] == _USER_CODE:
+        last = lines[-1]
+        return last.removeprefix(f"{type(error).__name__}: ") if len(lines) > 1 else ""
+    for line in lines:
+        if line.startswith(_NOISE):
             continue
         match = _PATH_CAUSE.match(line)
         if match:

@@ -54,10 +54,12 @@ class EvalEvent:
 
 @dataclass(frozen=True, slots=True)
 class EvalPreparedEvent:
-    """An evaluation built before training: the metrics its results will give, in order."""
+    """An evaluation built before training: the metrics its results will give, in order (or,
+    when it could not be built, none and the ``error``, one line)."""
 
     name: str
     metrics: tuple[str, ...]
+    error: str | None = None
     wall_time: float = field(default_factory=time.time)
 
 
@@ -114,6 +116,7 @@ Event = (
     StepEvent
     | RunStateEvent
     | EvalEvent
+    | EvalPreparedEvent
     | FinalOpsEvent
     | PipelineEvent
     | StopRequestEvent

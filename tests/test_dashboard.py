@@ -8,10 +8,12 @@ import threading
 import models
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from waiting import wait_for
+from waiting import poll, wait_for
 
 import nbhooks as nh
+from nbhooks._tf import tf
 from nbhooks.views.base import CODE_KEYS, walk_widgets
+from nbhooks.views.format import ERROR_COLOUR
 
 
 @pytest.fixture
@@ -215,6 +217,42 @@ def test_a_model_that_fails_ahead_fails_in_training_as_it_would(tmp_path, eval_f
     dash.train()
     with pytest.raises(RuntimeError, match="no training data here"):
         dash.wait(timeout=120)
+    dash.close()
+
+
+def test_an_evaluation_that_cannot_be_built_says_so_before_start(tmp_path, train_fn, comm_log):
+    """An evaluation input left unbatched, on a canned estimator: its error in red under the
+    curves before Start (TF's root cause, not "in user code:"), and Start fails with it
+    before the first checkpoint is written."""
+
+    def unbatched_eval_fn():
+        x, y = models.make_data(64)
+        return tf().data.Dataset.from_tensor_slices(({"x": x}, y))  # no .batch(n)
+
+    model_dir = tmp_path / "model"
+    dash = nh.Dashboard(
+        models.make_linear_classifier(model_dir),
+        train_fn,
+        {"eval": unbatched_eval_fn},
+        every_n_iter=10,
+        steps=20,
+        pipeline_checkpoints=False,
+    )
+    assert dash.widget is not None
+    assert dash.eval_preparation.wait(timeout=60) and dash.eval_preparation.prepared == []
+    (hook,) = dash.evaluators
+    assert hook.prepare_error.startswith("ValueError: Cannot reshape a tensor"), hook.prepare_error
+    status = dash._views["eval_status"].widget
+    poll(lambda: "eval: cannot be built: ValueError: Cannot reshape" in status.value, 30, "it")
+    assert ERROR_COLOUR in status.value and "in user code" not in status.value
+    dash.train()
+    with pytest.raises(ValueError, match="Cannot reshape a tensor"):
+        dash.wait(timeout=120)
+    assert dash.run.panel().publisher.wait_idle(timeout=30)
+    texts = [str(getattr(x, "value", "")) for x in walk_widgets(dash.widget)]
+    shown = [text for text in texts if "Training failed" in text]
+    assert len(shown) == 1 and "Training failed: ValueError: Cannot reshape a" in shown[0]
+    assert tf().train.latest_checkpoint(str(model_dir)) is None  # nothing written half-way
     dash.close()
 
 

@@ -136,6 +136,25 @@ def test_a_py_function_error_reads_as_its_root_cause(model_dir):
     run.close()
 
 
+def test_an_autograph_error_reads_as_its_root_cause(model_dir):
+    """Keras layers and feature columns raise "in user code:", then the user's frames, then the
+    error: the run's reason is the error."""
+
+    def misnamed_input():  # the estimator's feature column reads "x"
+        x, y = models.make_data(64)
+        return tf().data.Dataset.from_tensor_slices(({"pixels": x}, y)).batch(8)
+
+    run = nh.TrainingRun(models.make_linear_classifier(model_dir), misnamed_input, steps=5,
+                         report=None)  # fmt: skip
+    events: list[RunStateEvent] = []
+    run.events.subscribe(lambda e: events.append(e) if isinstance(e, RunStateEvent) else None)
+    run.start()
+    with pytest.raises(ValueError, match="in user code"):
+        run.wait(timeout=120)
+    assert events[-1].reason == "ValueError: Feature x is not in features dictionary."
+    run.close()
+
+
 def test_a_full_disk_reads_as_no_space_left(tmpfs):
     disk = tmpfs("size=300k")
     run = nh.TrainingRun(

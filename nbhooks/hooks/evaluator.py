@@ -32,6 +32,7 @@ import pandas as pd
 from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
+from nbhooks.errors import describe_error
 from nbhooks.events import (
     EvalEvent,
     EvalPreparedEvent,
@@ -179,6 +180,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._evaluated_paths: set[str] = set()
         self._interrupt = threading.Event()
         self._preparation: EvalPreparation | None = None  # building ahead of training
+        #: Why building ahead failed (one line), until training builds it again.
+        self.prepare_error: str | None = None
         self._evaluating = False
         self._interrupted = False
         self._lock = threading.Lock()
@@ -221,6 +224,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     @property
     def status(self) -> str:
         """One line: how this evaluation runs (and why from checkpoints)."""
+        if self.prepare_error is not None:
+            return f"{self.evaluation}: cannot be built: {self.prepare_error}"
         if self.how is None:
             return f"{self.evaluation}: decided when training starts"
         if self.how == "checkpoints":
@@ -276,8 +281,10 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         """Build the evaluation graph and session now, on this thread, for a model whose
         training variables (by name) are ``train_vars`` (those of a scratch training graph,
         see :class:`EvalPreparation`), so that the next ``train()`` evaluates at once. Only
-        in memory (``evaluate_from="memory"``) and while nothing is built; a failure is left
-        for training to raise (it builds again). Returns True when built."""
+        in memory (``evaluate_from="memory"``) and while nothing is built. A failure is shown
+        (:attr:`prepare_error`, an :class:`EvalPreparedEvent` with its ``error``) and training
+        builds again in ``begin()``, which raises it before the first checkpoint. Returns True
+        when built."""
         if self.evaluate_from != "memory" or self._parts is not None:
             return False
         try:
@@ -289,10 +296,12 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
                 self._eval_session.warm_up()
             with self._parts.graph.as_default():  # a writer's first event is this graph
                 _tf.compat.v1.summary.FileWriterCache.get(tfi.eval_dir(self)).flush()
-        except Exception:
+        except Exception as exc:
             log.debug("nbhooks: evaluation %r not prepared", self.evaluation, exc_info=True)
             self._close_eval_session()
             self._parts = self._signature = self.how = None
+            self.prepare_error = describe_error(exc)
+            self.events.emit(EvalPreparedEvent(self.evaluation, (), self.prepare_error))
             return False
         names = scalar_metric_names(self._parts.metrics)
         self.events.emit(EvalPreparedEvent(self.evaluation, names))
@@ -329,8 +338,10 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             return
         self._close_eval_session()
         self._parts = self._signature = self.how = self.why = None
-        if self.evaluate_from == "auto":
-            # Whether to evaluate from checkpoints must be known before the first evaluation.
+        unprepared, self.prepare_error = self.prepare_error, None
+        if self.evaluate_from == "auto" or unprepared:
+            # Whether to evaluate from checkpoints must be known before the first evaluation;
+            # an evaluation that failed to build ahead fails here, before the first checkpoint.
             self._build(signature)
         else:  # built by the first evaluation, beside training (see after_create_session)
             self._unbuilt = signature
