@@ -29,6 +29,8 @@ _PATH_CAUSE = re.compile(r"^(?P<path>\S*[/\\]\S*); (?P<cause>[^;]+)$")
 
 #: AutoGraph's frame list, whose last line is the error: "ValueError: Feature x is not in ..."
 _USER_CODE = "in user code:"
+#: How TensorFlow's explanations of an error end, before the error itself.
+_ORIGINAL = "Original error:"
 
 
 def root_cause(error: BaseException) -> str:
@@ -37,14 +39,20 @@ def root_cause(error: BaseException) -> str:
     if lines and lines[0] == _USER_CODE:
         last = lines[-1]
         return last.removeprefix(f"{type(error).__name__}: ") if len(lines) > 1 else ""
-    for line in lines:
-        if line.startswith(_NOISE):
-            continue
-        match = _PATH_CAUSE.match(line)
-        if match:
-            return f"{match['cause']} (writing or reading {match['path']})"
-        return line
-    return ""
+    causes = [line for line in lines if not line.startswith(_NOISE)]
+    if not causes:
+        return ""
+    first = causes[0]
+    if first.endswith(_ORIGINAL) and len(causes) > 1:
+        # "Restoring from checkpoint failed. This is most likely ... Original error:", then
+        # the error itself ("Key dnn/hiddenlayer_1/bias not found in checkpoint")
+        return f"{_cause(causes[1])} ({first.split('.')[0].lower()})"
+    return _cause(first)
+
+
+def _cause(line: str) -> str:
+    match = _PATH_CAUSE.match(line)
+    return f"{match['cause']} (writing or reading {match['path']})" if match else line
 
 
 def describe_error(error: BaseException | None, limit: int = 300) -> str:

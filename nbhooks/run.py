@@ -256,7 +256,7 @@ class TrainingRun:
         try:
             self.estimator.train(
                 self.input_fn,
-                hooks=[ControlHook(self), *self.hooks],
+                hooks=[ControlHook(self, self.estimator.model_dir), *self.hooks],
                 steps=steps,
                 max_steps=max_steps,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import threading
@@ -153,6 +154,50 @@ def test_an_autograph_error_reads_as_its_root_cause(model_dir):
         run.wait(timeout=120)
     assert events[-1].reason == "ValueError: Feature x is not in features dictionary."
     run.close()
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_it_is_restored(model_dir):
+    """A notebook's model changed (8 hidden units -> 16) but kept its model_dir: TensorFlow
+    restores the old weights with their old shapes and trains the old model, silently."""
+    t = tf()
+    column = t.feature_column.numeric_column("x", shape=(models.N_FEATURES,))
+
+    def dnn(*units):
+        config = t.estimator.RunConfig(model_dir=str(model_dir), save_summary_steps=None)
+        return t.estimator.DNNClassifier(list(units), [column], config=config)
+
+    dnn(8).train(models.input_fn(), steps=3)
+    run = nh.TrainingRun(dnn(8, 8), models.input_fn(), steps=5, report=None)
+    # A layer more, the shapes of the others alike: TensorFlow's own restore fails, read as
+    # its cause (not its "Restoring from checkpoint failed. This is most likely ...").
+    assert re.fullmatch(
+        r"NotFoundError: Key dnn/hiddenlayer_1/\w+ not found in checkpoint "
+        r"\(restoring from checkpoint failed\)",
+        failed_reason(run),
+    )
+    run.close()
+
+    def files():  # TF's chief hooks open an events file in begin(), before nbhooks' hooks
+        return {
+            p.name: p.stat().st_mtime_ns for p in model_dir.iterdir() if ".tfevents." not in p.name
+        }
+
+    before = files()
+    run = nh.TrainingRun(dnn(16), models.input_fn(), steps=5, report=None)
+    run.start()
+    with pytest.raises(ValueError) as raised:
+        run.wait(timeout=120)
+    assert str(raised.value).startswith(
+        "model_dir holds a checkpoint of another model: dnn/hiddenlayer_0/kernel is [4, 8] in "
+        "model.ckpt-3, [4, 16] here (and "
+    ), raised.value
+    assert f"delete the checkpoints in {model_dir}" in str(raised.value)
+    assert files() == before  # no checkpoint, graph or state file written
+    run.close()
+    # Why: bare TensorFlow trains the checkpoint's model instead, with no error.
+    bare = dnn(16)
+    bare.train(models.input_fn(), steps=1)
+    assert bare.get_variable_value("dnn/hiddenlayer_0/kernel").shape == (4, 8)
 
 
 def test_a_full_disk_reads_as_no_space_left(tmpfs):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from nbhooks import _tf_internals as tfi
+from nbhooks._tf import tf
 
 
 def require_global_step(who: str) -> Any:
@@ -19,6 +21,31 @@ def require_global_step(who: str) -> Any:
             "tf.compat.v1.train.get_global_step() to optimizer.minimize(global_step=...)"
         )
     return global_step
+
+
+def refuse_another_models_checkpoint(model_dir: str | None) -> None:
+    """Raise ValueError, before the session restores it, when the latest checkpoint in
+    ``model_dir`` holds a variable of the default graph with another shape. TensorFlow would
+    restore it all the same (a resource variable takes the shape of what it is assigned) and
+    train the model that wrote the checkpoint, not this one. Variables the checkpoint names
+    otherwise (object-based checkpoints, partitions) are left to TensorFlow's restore."""
+    t = tf()
+    path = t.train.latest_checkpoint(model_dir) if model_dir else None
+    if path is None:
+        return
+    saved = dict(t.train.list_variables(path))
+    clashes = [
+        f"{v.op.name} is {saved[v.op.name]} in {os.path.basename(path)}, {v.shape.as_list()} here"
+        for v in t.compat.v1.global_variables()
+        if v.op.name in saved and not v.shape.is_compatible_with(saved[v.op.name])
+    ]
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise ValueError(
+            f"model_dir holds a checkpoint of another model: {clashes[0]}{more}. Train this "
+            f"model in a new model_dir, or delete the checkpoints in {model_dir}: TensorFlow "
+            f"would restore the other model and train it instead"
+        )
 
 
 def upstream_ops(

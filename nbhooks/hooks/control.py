@@ -6,7 +6,7 @@ from typing import Protocol
 
 from nbhooks._tf import tf
 from nbhooks.hooks._bases import SessionRunHook
-from nbhooks.hooks._graph import require_global_step
+from nbhooks.hooks._graph import refuse_another_models_checkpoint, require_global_step
 
 _tf = tf()
 
@@ -32,16 +32,19 @@ class ControlHook(SessionRunHook):
     session starts and ends; in between each ``session.run`` of ``estimator.train`` is one
     step of the train op, which increments the global step by one. A step whose
     ``after_run`` never came ended the session by running out of input (TF ends training
-    quietly on ``OutOfRangeError``; any other error skips ``end()``)."""
+    quietly on ``OutOfRangeError``; any other error skips ``end()``). Before the session
+    restores ``model_dir``'s checkpoint, one of another model is refused."""
 
-    def __init__(self, listener: StepListener) -> None:
+    def __init__(self, listener: StepListener, model_dir: str | None = None) -> None:
         self._listener = listener
+        self._model_dir = model_dir
         self._global_step = None
         self._step = 0
         self._in_step = False
 
     def begin(self) -> None:
         self._global_step = require_global_step("TrainingRun")
+        refuse_another_models_checkpoint(self._model_dir)
 
     def after_create_session(self, session, coord) -> None:
         self._step = int(session.run(self._global_step))
