@@ -100,6 +100,9 @@ class Dashboard:
         check_steps(steps, None)
         hooks = tuple(hooks)
         check_hooks(hooks)
+        from nbhooks.hooks.pipeline import check_input_savers
+
+        check_input_savers(hooks, dashboard_saves=pipeline_checkpoints is not False)
         check_int("every_n_iter", every_n_iter, hint="evaluate every N training steps, e.g. 100")
         check_int("eval_steps", eval_steps, optional=True, hint="None: until the input ends")
         check_int("max_points", max_points, minimum=3, hint="the most points drawn per curve")
@@ -328,6 +331,7 @@ class Dashboard:
         if self.run.running:
             raise RuntimeError(f"rewind needs an idle run: this one is {self.state}; stop() it")
         rewind(self.run.model_dir, self.pipeline, step)
+        self.run.reread_step()
         branch = self.metrics.fork(step)
         curves = self._views.get("curves")
         if curves is not None:

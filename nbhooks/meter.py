@@ -43,6 +43,12 @@ class ProgressMeter:
             self.rate = (self.step - self._begin_step) / (now - self._begin_t)
         return self._event(now)
 
+    def moved(self, step: int) -> StepEvent:
+        """The model is at ``step`` outside any session (its checkpoint read, a rewind): no
+        target or rate until the next session begins."""
+        self.step, self.target, self.rate = step, None, None
+        return self.snapshot()
+
     def reset_clock(self) -> None:
         """Start counting elapsed time now (a new ``start()`` of the run)."""
         self._t0 = self._last_t = self._clock()

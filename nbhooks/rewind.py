@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 _MODEL_CKPT = re.compile(r"model\.ckpt-(\d+)\.index")
+_STEP_SUFFIX = re.compile(r"-(\d+)$")
 
 
 def model_steps(model_dir: str) -> list[int]:
@@ -26,6 +27,21 @@ def model_steps(model_dir: str) -> list[int]:
     except FileNotFoundError:
         return []
     return sorted(int(m.group(1)) for n in names if (m := _MODEL_CKPT.fullmatch(n)))
+
+
+def checkpoint_step(model_dir: str) -> int:
+    """The global step the next ``train()`` starts from: that of the checkpoint model_dir's
+    ``checkpoint`` state file names (``model.ckpt-<step>``, as the Estimator saves them), 0
+    without one."""
+    from nbhooks._tf import tf
+
+    path = tf().train.latest_checkpoint(model_dir)
+    if path is None:
+        return 0
+    match = _STEP_SUFFIX.search(path)
+    if match:
+        return int(match.group(1))
+    return int(tf().train.load_checkpoint(path).get_tensor("global_step"))
 
 
 def input_steps(pipeline: Any) -> list[int]:

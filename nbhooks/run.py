@@ -29,6 +29,7 @@ from nbhooks.checks import (
 from nbhooks.errors import describe_error
 from nbhooks.events import EventBus, RunState, RunStateEvent
 from nbhooks.meter import ProgressMeter
+from nbhooks.rewind import checkpoint_step
 
 _FINAL = frozenset({"finished", "stopped", "failed"})
 #: model_dir -> the run that owns it: one training thread per model_dir.
@@ -96,6 +97,9 @@ class TrainingRun:
         check_input_fn(input_fn)
         steps, max_steps = check_steps(steps, max_steps)
         check_hooks(hooks)
+        from nbhooks.hooks.pipeline import check_input_savers
+
+        check_input_savers(hooks)
         _warn_if_early_stopping_reads_elsewhere(hooks)
         if report not in ("auto", "console", None):
             raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
@@ -117,6 +121,7 @@ class TrainingRun:
         self.reason: str | None = None
         self.error: BaseException | None = None
         self.error_traceback: str | None = None
+        self.meter.moved(checkpoint_step(self.model_dir))  # the step a train() resumes from
         self._owned: list[Closable] = []  # closed by close(), newest first
         # Before the hooks attach: an earlier run (same model_dir, or made by an earlier
         # execution of the same notebook cell) must not share them.
@@ -150,6 +155,11 @@ class TrainingRun:
     def eta(self) -> float | None:
         """Seconds left until the target step, at the current rate (None when unknown)."""
         return self.meter.eta
+
+    def reread_step(self) -> None:
+        """Take the model's step from model_dir's checkpoint again (idle: after a rewind, the
+        step the next ``train()`` starts from) and show it."""
+        self.events.emit(self.meter.moved(checkpoint_step(self.model_dir)))
 
     def _set_state(self, state: RunState, **info: Any) -> None:
         with self._lock:

@@ -312,6 +312,26 @@ class TestBadInput:
         with pytest.raises(PermissionError, match=r"not writable.*Read-only file system"):
             nh.Dashboard(models.make_estimator(read_only / "model"), train_fn)
 
+    def test_input_pipeline_savers_are_refused_but_ours(self, model_dir, train_fn):
+        """TF's hook serves one train() call (the next fails restoring); two hooks would write
+        the same input.ckpt files."""
+        est = models.make_estimator(model_dir, save_checkpoints_steps=10)
+        theirs = tf().data.experimental.CheckpointInputPipelineHook(est)
+        serves_one = r"^TensorFlow's CheckpointInputPipelineHook serves one train\(\) call"
+        for pipeline in ("auto", False):
+            with pytest.raises(ValueError, match=serves_one + r".*pipeline_checkpoints='auto'"):
+                nh.Dashboard(est, train_fn, hooks=[theirs], pipeline_checkpoints=pipeline)
+        with pytest.raises(ValueError, match=serves_one + r".*nh.PipelineCheckpointHook\("):
+            nh.TrainingRun(est, train_fn, hooks=[theirs])
+        assert not model_dir.exists()  # refused before anything was made
+        ours = nh.PipelineCheckpointHook(est)
+        with pytest.raises(ValueError, match=r"^2 hooks save the input pipeline \(Pipeline"):
+            nh.Dashboard(est, train_fn, hooks=[ours])
+        # Why: in bare TensorFlow, the hook given to a second train() call fails it.
+        est.train(train_fn, steps=10, hooks=[theirs])
+        with pytest.raises(tf().errors.NotFoundError, match="not found in checkpoint"):
+            est.train(train_fn, steps=10, hooks=[theirs])
+
     def test_pipeline_off_says_so(self, estimator, train_fn):
         dash = nh.Dashboard(estimator, train_fn, pipeline_checkpoints=False)
         with pytest.raises(RuntimeError, match="pipeline_checkpoints=True"):

@@ -173,6 +173,14 @@ def test_the_rewind_control_of_the_dashboard(tmp_path, comm_log) -> None:
     found["nbh-rewind-step"].value = 50
     found["nbh-rewind"].click()
     assert "the next training starts from step 50" in found["nbh-rewind-msg"].value
+    assert dash.run.global_step == 50  # and the progress says so
+    assert dash.run.panel().publisher.wait_idle(timeout=30)
+    lines = [
+        w.value
+        for w in walk_widgets(dash.widget)
+        if "nbh-progress-line" in getattr(w, "_dom_classes", ())
+    ]
+    assert lines and all(line.startswith("step 50 ·") for line in lines), lines
     state = (tmp_path / "m" / "checkpoint").read_text()
     assert state.splitlines()[0].endswith('model.ckpt-50"') and "model.ckpt-100" not in state
     dash.train(steps=10)

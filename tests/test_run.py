@@ -211,6 +211,26 @@ def test_a_full_disk_reads_as_no_space_left(tmpfs):
     assert "Node:" not in reason and len(reason) <= 300
 
 
+def test_a_run_on_a_trained_model_dir_starts_at_its_step(model_dir):
+    """Before its first session, a run reports the step its checkpoint holds, not 0."""
+    models.make_estimator(model_dir).train(models.input_fn(), steps=30)
+    from nbhooks.views.console import ConsoleReport
+
+    run = nh.TrainingRun(models.make_estimator(model_dir), models.input_fn(), steps=5,
+                         report=None)  # fmt: skip
+    assert run.global_step == 30
+    report = ConsoleReport(run, stream=(out := io.StringIO()))
+    run.start()
+    assert run.wait(timeout=120) == "finished" and run.global_step == 35
+    report.close()
+    assert out.getvalue().splitlines()[0] == "[nbhooks] running at step 30", out.getvalue()
+    run.close()
+    fresh = nh.TrainingRun(models.make_estimator(model_dir.parent / "fresh"), models.input_fn(),
+                           report=None)  # fmt: skip
+    assert fresh.global_step == 0
+    fresh.close()
+
+
 def test_restart_after_finish_continues_from_the_checkpoint(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, steps=60, report=None)
     run.start()

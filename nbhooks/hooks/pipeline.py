@@ -52,7 +52,7 @@ import numbers
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -729,6 +729,37 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         step = checkpoint.step if isinstance(checkpoint, Checkpoint) else None
         path = checkpoint.path if isinstance(checkpoint, Checkpoint) else None
         self.events.emit(PipelineEvent(action, step, path, message, automatic))
+
+
+def check_input_savers(hooks: Sequence[Any], dashboard_saves: bool | None = None) -> None:
+    """The input pipeline is saved by at most one hook, and not by TensorFlow's
+    ``CheckpointInputPipelineHook``, which serves one ``train()`` call: it keeps the saver of
+    that call's graph, and the next call restores the input with the new graph's model saver
+    ("Key dnn/hiddenlayer_0/bias not found in checkpoint"), while a run gives its hooks to every
+    ``train()``. ``dashboard_saves``: whether a Dashboard's ``pipeline_checkpoints`` adds a hook
+    (None: not a Dashboard)."""
+    if any(isinstance(h, tf().data.experimental.CheckpointInputPipelineHook) for h in hooks):
+        instead = (
+            "nh.PipelineCheckpointHook(estimator) in its place, which restores and saves the "
+            "same input.ckpt files"
+            if dashboard_saves is None
+            else "the dashboard saves the input pipeline itself, with the same input.ckpt files "
+            "(pipeline_checkpoints='auto', the default, or True)"
+        )
+        raise ValueError(
+            f"TensorFlow's CheckpointInputPipelineHook serves one train() call: the next one "
+            f"fails restoring the model (it keeps the first graph's saver), and a run gives its "
+            f"hooks to every train(). Drop it from hooks: {instead}"
+        )
+    savers = [type(h).__name__ for h in hooks if isinstance(h, PipelineCheckpointHook)]
+    if dashboard_saves:
+        savers.append("the dashboard's pipeline_checkpoints")
+    if len(savers) > 1:
+        raise ValueError(
+            f"{len(savers)} hooks save the input pipeline ({', '.join(savers)}): they would "
+            f"write the same input.ckpt files in model_dir. Keep one (a Dashboard's: drop yours "
+            f"from hooks, or pass pipeline_checkpoints=False)"
+        )
 
 
 class _AutoSaveListener(CheckpointSaverListener):

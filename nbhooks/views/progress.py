@@ -81,9 +81,11 @@ class ProgressView(View):
 
     def _show_step(self, event: StepEvent) -> None:
         self._step = event
-        target = event.target if event.target is not None else max(event.step, 1)
-        self.bar.max = max(target, 1)
-        self.bar.value = min(event.step, self.bar.max)
+        if event.target is None:  # how far along is unknown (not yet started): no fill
+            self.bar.max, self.bar.value = 1, 0
+        else:
+            self.bar.max = max(event.target, 1)
+            self.bar.value = min(event.step, self.bar.max)
         self._show_line()
 
     def _show_line(self) -> None:
