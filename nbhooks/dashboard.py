@@ -19,6 +19,7 @@ from nbhooks.checks import (
     check_model_dir,
     check_steps,
 )
+from nbhooks.events import RunStateEvent
 from nbhooks.notebook import TrainingRun
 
 InputFn = Callable[..., Any]
@@ -133,6 +134,7 @@ class Dashboard:
             steps=steps,
             hooks=[*(h for h in own_hooks if h is not None), self.pace_hook, *hooks],
         )
+        self.run.events.subscribe(self._follow_the_model_back)
         self.max_points = max_points
         self.export_dir = Path(export_dir) if export_dir is not None else Path(estimator.model_dir)
         self._widget: Any = None
@@ -332,11 +334,26 @@ class Dashboard:
             raise RuntimeError(f"rewind needs an idle run: this one is {self.state}; stop() it")
         rewind(self.run.model_dir, self.pipeline, step)
         self.run.reread_step()
-        branch = self.metrics.fork(step)
+        self._branch_from(step, "rewind")
+
+    def _branch_from(self, step: int, why: str, again: bool = False) -> None:
+        """Record what follows ``step`` (``again``: from ``step`` itself on) in a new branch of
+        the history, marked on the curves (main thread, before training starts)."""
+        branch = self.metrics.fork(step - 1 if again else step)
         curves = self._views.get("curves")
         if curves is not None:
-            curves.mark(step, f"rewind → branch {branch}")
+            curves.mark(step, f"{why} → branch {branch}")
             curves.refresh()  # the abandoned branch fades now, not at the next evaluation
+
+    def _follow_the_model_back(self, event: Any) -> None:
+        """A ``train()`` that starts before the last recorded step (the later steps were never
+        saved: a run that failed after its last checkpoint, or a RunConfig that saves none)
+        records its evaluations in a new branch, as after a rewind, not as repeats dropped."""
+        if isinstance(event, RunStateEvent) and event.state == "running":
+            last = self.metrics.last_step
+            if event.step is not None and last is not None and event.step < last:
+                # again: re-initialized weights (no checkpoint) differ from those recorded
+                self._branch_from(event.step, f"restarted from step {event.step:,}", again=True)
 
     def _rewind_control(self) -> Any:
         """A list of the steps to rewind to and a Rewind button (main thread, idle runs)."""

@@ -101,6 +101,7 @@ class TrainingRun:
 
         check_input_savers(hooks)
         _warn_if_early_stopping_reads_elsewhere(hooks)
+        _warn_if_no_checkpoints(estimator)
         if report not in ("auto", "console", None):
             raise ValueError(f"report must be 'auto', 'console' or None, got {report!r}")
         self.model_dir = check_model_dir(estimator.model_dir)
@@ -157,9 +158,11 @@ class TrainingRun:
         return self.meter.eta
 
     def reread_step(self) -> None:
-        """Take the model's step from model_dir's checkpoint again (idle: after a rewind, the
-        step the next ``train()`` starts from) and show it."""
-        self.events.emit(self.meter.moved(checkpoint_step(self.model_dir)))
+        """Take the model's step from model_dir's checkpoint again (idle: the step the next
+        ``train()`` starts from, after a rewind or a failure) and show it if it moved."""
+        step = checkpoint_step(self.model_dir)
+        if step != self.meter.step:
+            self.events.emit(self.meter.moved(step))
 
     def _set_state(self, state: RunState, **info: Any) -> None:
         with self._lock:
@@ -187,6 +190,7 @@ class TrainingRun:
             self.reason, self.error, self.error_traceback = None, None, None
             self._done.clear()
             self.meter.reset_clock()
+            self.reread_step()  # where this train() starts: the checkpoint's step
             self._thread = threading.Thread(
                 target=self._work, args=(steps, max_steps), name="nbhooks-training", daemon=True
             )
@@ -376,7 +380,20 @@ class TrainingRun:
         return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
 
 
-# -- checks of the hooks a run is given ----------------------------------------------------
+# -- checks of the estimator and hooks a run is given -------------------------------------
+def _warn_if_no_checkpoints(estimator: Any) -> None:
+    """Without checkpoints every ``train()`` starts again from the model_fn's initial values."""
+    config = estimator.config
+    if config.save_checkpoints_steps is None and config.save_checkpoints_secs is None:
+        warnings.warn(
+            "the estimator's RunConfig saves no checkpoints (save_checkpoints_steps and "
+            "save_checkpoints_secs are both None): every train() starts again from step 0, and "
+            "nothing is kept in model_dir. Set one, e.g. RunConfig(save_checkpoints_steps=100)",
+            NbhooksWarning,
+            stacklevel=4,
+        )
+
+
 def _warn_if_early_stopping_reads_elsewhere(hooks: tuple[Any, ...]) -> None:
     """TF's ``stop_if_*`` hooks read evaluations from ``estimator.eval_dir()`` unless given
     ``eval_dir``; the run's in-memory evaluations write ``estimator.eval_dir(name)``."""

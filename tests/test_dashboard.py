@@ -12,6 +12,7 @@ from waiting import poll, wait_for
 
 import nbhooks as nh
 from nbhooks._tf import tf
+from nbhooks.events import RunStateEvent
 from nbhooks.views.base import CODE_KEYS, walk_widgets
 from nbhooks.views.format import ERROR_COLOUR
 
@@ -253,6 +254,61 @@ def test_an_evaluation_that_cannot_be_built_says_so_before_start(tmp_path, train
     shown = [text for text in texts if "Training failed" in text]
     assert len(shown) == 1 and "Training failed: ValueError: Cannot reshape a" in shown[0]
     assert tf().train.latest_checkpoint(str(model_dir)) is None  # nothing written half-way
+    dash.close()
+
+
+def test_a_restart_before_the_last_recorded_step_records_a_new_branch(model_dir, eval_fn):
+    """A run fails after its last checkpoint: the next train() resumes from that checkpoint,
+    and its evaluations of the steps after it are recorded (a branch), not dropped as
+    repeats of the failed run's."""
+    batches = {"n": 0}
+
+    def fail_once(x):
+        batches["n"] += 1
+        if batches["n"] == 36:  # the first run only: it has trained 35 steps
+            raise OSError("the data disk went away")
+        return x
+
+    def flaky_train_fn():
+        ds = models.input_fn()()
+        return ds.map(lambda f, y: ({"x": tf().py_function(fail_once, [f["x"]], tf().float32)}, y))
+
+    est = models.make_estimator(model_dir, save_checkpoints_steps=20)
+    dash = nh.Dashboard(est, flaky_train_fn, {"eval": eval_fn}, every_n_iter=10,
+                        pipeline_checkpoints=False, asynchronous_eval=False)  # fmt: skip
+    # (evaluated at their steps: step 30's is recorded before the failure, for sure)
+    starts: list[int | None] = []
+    dash.run.events.subscribe(
+        lambda e: starts.append(e.step) if isinstance(e, RunStateEvent) and e.state == "running"
+        else None
+    )  # fmt: skip
+    dash.train(steps=50)
+    with pytest.raises(tf().errors.OpError, match="the data disk went away"):
+        dash.wait(timeout=120)
+    dash.train(steps=30)
+    assert dash.wait(timeout=120) == "finished"
+    assert starts[1] == 20 and dash.run.global_step == 50  # from model.ckpt-20
+    history = dash.history.query("metric == 'loss'")
+    assert sorted(history[history.branch == 0].step) == [0, 10, 20, 30]
+    assert sorted(history[history.branch == 1].step) == [20, 30, 40, 50]
+    live = history[history.branch == 1].set_index("step").value
+    for step in (20, 40):  # the steps with a checkpoint
+        expected = est.evaluate(eval_fn, checkpoint_path=f"{model_dir}/model.ckpt-{step}")
+        assert live[step] == pytest.approx(float(expected["loss"]), rel=1e-6), step
+    dash.close()
+
+
+def test_a_run_config_without_checkpoints_warns_and_branches_every_train(model_dir, train_fn,
+                                                                          eval_fn):  # fmt: skip
+    est = models.make_estimator(model_dir, save_checkpoints_steps=None, save_checkpoints_secs=None)
+    with pytest.warns(nh.NbhooksWarning, match="saves no checkpoints.*starts again from step 0"):
+        dash = nh.Dashboard(est, train_fn, {"eval": eval_fn}, every_n_iter=10,
+                            pipeline_checkpoints=False, steps=20)  # fmt: skip
+    for _ in range(2):
+        dash.train()
+        assert dash.wait(timeout=120) == "finished" and dash.run.global_step == 20
+    history = dash.history.query("metric == 'loss'")
+    assert [sorted(history[history.branch == b].step) for b in (0, 1)] == [[0, 10, 20]] * 2
     dash.close()
 
 

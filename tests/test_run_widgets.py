@@ -47,11 +47,15 @@ def test_buttons_drive_the_run_and_follow_its_state(panel_run):
 def test_start_button_trains_a_run_made_without_steps_until_its_input_ends(model_dir, comm_log):
     estimator = models.make_estimator(model_dir)
     run = nh.TrainingRun(estimator, models.input_fn(n=64, batch=16, repeat=False), report=None)
-    controls = run.panel().controls
+    panel = run.panel()
+    controls, bar = panel.controls, panel.progress.bar
     assert controls.steps.layout.display == "none"  # no step count to choose
+    assert bar.value == 0  # how far along is unknown: not filled
     controls.start.click()
     assert run.wait(timeout=120) == "finished"
     assert run.global_step == 4  # 64 rows in batches of 16, not the box's default 1000
+    assert delivered(panel, lambda: "finished" in panel.progress.badge.value)
+    assert (bar.value, bar.max, bar.bar_style) == (1, 1, "success")  # done: filled
     run.close()
 
 

@@ -162,6 +162,12 @@ class MetricHistory:
             return len(self._forks)
 
     @property
+    def last_step(self) -> int | None:
+        """The latest step recorded in the current branch (None before any)."""
+        with self._lock:
+            return max((max(steps) for steps in self._steps.values() if steps), default=None)
+
+    @property
     def branch(self) -> int:
         """The branch values are recorded in now (0 until the first :meth:`fork`)."""
         return len(self._forks)

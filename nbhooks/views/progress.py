@@ -99,6 +99,8 @@ class ProgressView(View):
         self._running = event.state in ("running", "paused", "stopping")
         self._show_line()
         self.bar.bar_style = _BAR_STYLE[event.state]
+        if event.state == "finished" and self._step.target is None:  # done, wherever it was
+            self.bar.max = self.bar.value = 1
         show_reason = event.reason and event.state != "failed"
         reason = f" — {html.escape(event.reason)}" if event.reason and show_reason else ""
         colour = ERROR_COLOUR if event.state == "failed" else "inherit"
