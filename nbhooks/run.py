@@ -316,7 +316,7 @@ class TrainingRun:
             )
         if short:
             return f"a hook asked to stop at step {step:,}, before step {target:,}"
-        return f"reached step {step}"
+        return f"reached step {step:,}"
 
     # StepListener: called by ControlHook on the training thread.
     def session_started(self, step: int) -> None:

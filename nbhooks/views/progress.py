@@ -123,7 +123,7 @@ class ProgressView(View):
 
 
 class StatusLineKeeper(View):
-    """Keeps another view's status line (e.g. the curves' "finished: reached step 3000") from
+    """Keeps another view's status line (e.g. the curves' "finished: reached step 3,000") from
     outliving its run: cleared when training starts again, "paused" while paused.
 
     It takes the other view's ``interval``: added to the same publisher after that view, both

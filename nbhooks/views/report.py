@@ -65,7 +65,7 @@ def _number(value: Any) -> str:
 
 
 def outcome(dash: Any) -> str:
-    """``'finished at step 1,000 (reached step 1000) · 1,000 steps in 0:12 · 83.1 steps/s'``"""
+    """``'finished at step 1,000 (reached step 1,000) · 1,000 steps in 0:12 · 83.1 steps/s'``"""
     run = dash.run
     snap = run.meter.snapshot()
     text = f"{run.state} at step {run.global_step:,}"

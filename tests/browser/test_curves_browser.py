@@ -30,7 +30,7 @@ def record(start, stop):
             history.record(name, step, {"loss": loss + 0.02 * k, "accuracy": 1 - loss / 2})
 record(0, 3000)
 view = CurvesView(history)
-view.on_events([RunStateEvent("finished", step=3000, reason="reached step 3000")])
+view.on_events([RunStateEvent("finished", step=3000, reason="reached step 3,000")])
 view.widget"""
 
 # Sent after the figure is shown: these points reach the page only as updates.
