@@ -126,6 +126,13 @@ def knob(
     from nbhooks._tf import tf
 
     spec = make_spec(name, value, min, max, scale)
+    if tf().executing_eagerly():  # a notebook cell: no graph a Dashboard could find it in
+        raise RuntimeError(
+            f"nh.knob({name!r}, ...) was called outside a graph: call it inside model_fn, "
+            f"which the Estimator runs when it builds its graph (made in a notebook cell, it "
+            f"is an eager tensor, which training fails to use: 'Attempting to capture an "
+            f"EagerTensor without building a function')"
+        )
     v1 = tf().compat.v1
     for existing in knobs_in_graph():
         if existing.spec.name == spec.name:

@@ -85,6 +85,14 @@ def test_specs_and_values_are_checked_with_clear_errors() -> None:
         make_spec("", 0.1)
 
 
+def test_a_knob_made_outside_a_graph_is_refused() -> None:
+    """In a notebook cell (eager): training would fail to capture it, far from the cause."""
+    assert tf().executing_eagerly()
+    with pytest.raises(RuntimeError, match=r"nh.knob\('lr', ...\) was called outside a graph: "
+                       r"call it inside model_fn"):  # fmt: skip
+        nh.knob("lr", 0.1, min=0.01, max=1.0)
+
+
 def test_one_knob_per_name_in_a_graph() -> None:
     t = tf()
     with t.Graph().as_default():
