@@ -27,7 +27,14 @@ from typing import Any
 import pandas as pd
 
 from nbhooks.checks import check_int, check_steps
-from nbhooks.events import EvalEvent, EvalPreparedEvent, Event, EventBus, RunStateEvent
+from nbhooks.events import (
+    BranchEvent,
+    EvalEvent,
+    EvalPreparedEvent,
+    Event,
+    EventBus,
+    RunStateEvent,
+)
 from nbhooks.stores.metrics import MetricHistory, guess_mode
 
 __all__ = ["BUDGET_BYTES", "Compare"]
@@ -95,6 +102,9 @@ class Compare:
                 event = dataclasses.replace(event, name=curve_name(name, event.name))
             if isinstance(event, EvalEvent):
                 self.metrics.record(event.name, event.step, event.metrics, event.wall_time)
+            elif isinstance(event, BranchEvent):  # the run's own history forked: so does its part
+                evaluations = self.dashboards[name].evaluators
+                self.metrics.fork(event.step, [curve_name(name, h.evaluation) for h in evaluations])
             elif isinstance(event, RunStateEvent) and event.state in _FINAL:
                 with self._cond:
                     self._active.discard(name)
@@ -222,6 +232,8 @@ class Compare:
         """Every run's evaluations: run, step, evaluation, metric, value, wall_time (tidy)."""
         frames = [d.history.assign(run=n) for n, d in self.dashboards.items()]
         frame = pd.concat(frames, ignore_index=True)
+        if "branch" in frame:  # a run that never branched is on its branch 0
+            frame["branch"] = frame["branch"].fillna(0).astype(int)
         return frame[["run", *(c for c in frame.columns if c != "run")]]
 
     @property

@@ -19,7 +19,7 @@ from nbhooks.checks import (
     check_model_dir,
     check_steps,
 )
-from nbhooks.events import RunStateEvent
+from nbhooks.events import BranchEvent, RunStateEvent
 from nbhooks.notebook import TrainingRun
 
 InputFn = Callable[..., Any]
@@ -340,6 +340,7 @@ class Dashboard:
         """Record what follows ``step`` (``again``: from ``step`` itself on) in a new branch of
         the history, marked on the curves (main thread, before training starts)."""
         branch = self.metrics.fork(step - 1 if again else step)
+        self.run.events.emit(BranchEvent(step - 1 if again else step))  # a Compare forks too
         curves = self._views.get("curves")
         if curves is not None:
             curves.mark(step, f"{why} → branch {branch}")
@@ -350,7 +351,7 @@ class Dashboard:
         saved: a run that failed after its last checkpoint, or a RunConfig that saves none)
         records its evaluations in a new branch, as after a rewind, not as repeats dropped."""
         if isinstance(event, RunStateEvent) and event.state == "running":
-            last = self.metrics.last_step
+            last = self.metrics.last_step()
             if event.step is not None and last is not None and event.step < last:
                 # again: re-initialized weights (no checkpoint) differ from those recorded
                 self._branch_from(event.step, f"restarted from step {event.step:,}", again=True)

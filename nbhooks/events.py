@@ -103,6 +103,15 @@ class StopRequestEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class BranchEvent:
+    """The run's history started a new branch: values after ``step`` are recorded again (a
+    rewind, or a ``train()`` that resumed before the last recorded step)."""
+
+    step: int
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
 class KnobEvent:
     """A knob took a new value, from the training step after ``step`` on."""
 
@@ -121,6 +130,7 @@ Event = (
     | PipelineEvent
     | StopRequestEvent
     | KnobEvent
+    | BranchEvent
 )
 Listener = Callable[[Event], None]
 

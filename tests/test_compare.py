@@ -262,3 +262,36 @@ def _walk(widget):
     from nbhooks.views.base import walk_widgets
 
     return walk_widgets(widget)
+
+
+def test_a_run_that_starts_a_branch_starts_one_in_the_comparison_alone(tmp_path) -> None:
+    """A run restarted from step 0 (its RunConfig saves no checkpoints) forks its own history;
+    the comparison forks that run's part too, not the others', and shows the new values."""
+    kept = make_dash(tmp_path, RATES[0])
+    estimator = models.make_estimator(
+        tmp_path / "unsaved", learning_rate=RATES[1], save_checkpoints_steps=None,
+        save_checkpoints_secs=None,
+    )  # fmt: skip
+    with pytest.warns(nh.NbhooksWarning, match="saves no checkpoints"):
+        unsaved = nh.Dashboard(estimator, models.input_fn(shuffle=True), every_n_iter=50,
+                               evals={"eval": models.input_fn(n=128, repeat=False, seed=1)},
+                               pipeline_checkpoints=False)  # fmt: skip
+    cmp = nh.Compare({"kept": kept, "unsaved": unsaved}, parallel=1)
+    try:
+        for _ in range(2):
+            cmp.train(steps=100)
+            assert cmp.wait(timeout=300) == {"kept": "finished", "unsaved": "finished"}
+        frame = cmp.metrics.to_frame().query("metric == 'loss'")  # what its curves draw
+        kept_rows = frame[frame.evaluation == "kept · eval"]
+        assert set(kept_rows.branch) == {0}
+        assert sorted(kept_rows.step) == [0, 50, 100, 150, 200]
+        ours = frame[frame.evaluation == "unsaved · eval"].sort_values(["branch", "step"])
+        own = unsaved.history.query("metric == 'loss'").sort_values(["branch", "step"])
+        expected = [(b, s) for b in (0, 1) for s in (0, 50, 100)]
+        assert list(zip(ours.branch, ours.step, strict=True)) == expected
+        assert ours.value.tolist() == own.value.tolist()  # the run's own numbers, both branches
+        _, values, _, live = cmp.metrics.lineage("unsaved · eval", "loss")
+        assert values[live].tolist() == own[own.branch == 1].value.tolist()  # the live line
+        assert set(cmp.history.query("run == 'kept'").branch) == {0}  # not NaN
+    finally:
+        cmp.close()

@@ -43,6 +43,26 @@ def test_a_fork_starts_a_branch_and_lets_later_steps_be_recorded_again() -> None
     ]
 
 
+def test_a_fork_of_some_evaluations_leaves_the_others_on_their_branch() -> None:
+    """A Compare forks one run's evaluations when that run rewinds or restarts."""
+    history = MetricHistory()
+    for step in (0, 100, 200):
+        history.record("a", step, {"loss": 1.0})
+        history.record("b", step, {"loss": 2.0})
+    assert history.fork(100, ["a"]) == 1 and history.last_step(["a"]) == 100
+    assert history.last_step(["b"]) == history.last_step() == 200
+    assert history.record("a", 200, {"loss": 5.0}) and not history.record("b", 200, {"loss": 9})
+    history.record("b", 300, {"loss": 3.0})
+    frame = history.to_frame()
+    assert frame[["evaluation", "step", "branch"]].values.tolist() == [
+        ["a", 0, 0], ["b", 0, 0], ["a", 100, 0], ["b", 100, 0], ["a", 200, 0], ["b", 200, 0],
+        ["a", 200, 1], ["b", 300, 0],
+    ]  # fmt: skip
+    _, values, branch, live = history.lineage("a", "loss")
+    assert values[live].tolist() == [1.0, 1.0, 5.0] and branch.tolist() == [0, 0, 0, 1]
+    assert history.lineage("b", "loss")[3].all()  # b's line is all live
+
+
 def faded_and_live(view) -> tuple[dict, dict]:
     """The eval loss traces of the figure's synced state (what a page draws), by name:
     the abandoned ones and the live line."""

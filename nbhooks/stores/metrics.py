@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Literal
@@ -123,7 +123,8 @@ class MetricHistory:
         self._declared: dict[str, None] = {}  # insertion-ordered set (see declare)
         self._rows = 0
         self.version = 0  #: bumped by every successful record (cheap change detection)
-        self._forks: list[tuple[int, int]] = []  # (first row of a branch, step it starts from)
+        #: (first row of a branch, step it starts from, the evaluations it forks: None, all)
+        self._forks: list[tuple[int, int, frozenset[str] | None]] = []
 
     def record(
         self,
@@ -151,25 +152,36 @@ class MetricHistory:
             self.version += 1
         return True
 
-    def fork(self, step: int) -> int:
-        """Start a new branch from ``step`` (a rewind): values recorded from now on belong to
-        it, and steps after ``step`` may be recorded again. Returns the new branch number."""
+    def fork(self, step: int, names: Iterable[str] | None = None) -> int:
+        """Start a new branch from ``step`` (a rewind) of the evaluations ``names`` (all when
+        None; a :class:`~nbhooks.Compare` forks one run's): their values recorded from now on
+        belong to it, and their steps after ``step`` may be recorded again. Returns their new
+        branch number."""
+        forked = None if names is None else frozenset(names)
         with self._lock:
-            self._forks.append((self._rows, int(step)))
-            for steps in self._steps.values():
-                steps.difference_update([s for s in steps if s > step])
+            self._forks.append((self._rows, int(step), forked))
+            for name, steps in self._steps.items():
+                if forked is None or name in forked:
+                    steps.difference_update([s for s in steps if s > step])
             self.version += 1
-            return len(self._forks)
+            return len(self._forks_of(next(iter(forked)) if forked else None))
 
-    @property
-    def last_step(self) -> int | None:
-        """The latest step recorded in the current branch (None before any)."""
+    def _forks_of(self, name: str | None) -> list[tuple[int, int]]:
+        """(first row, step) of the branches of evaluation ``name`` (None: of every one)."""
+        return [(row, step) for row, step, names in self._forks
+                if names is None or name is None or name in names]  # fmt: skip
+
+    def last_step(self, names: Iterable[str] | None = None) -> int | None:
+        """The latest step recorded in the current branch of ``names`` (all when None); None
+        before any."""
         with self._lock:
-            return max((max(steps) for steps in self._steps.values() if steps), default=None)
+            wanted = self._steps if names is None else {n: self._steps.get(n, ()) for n in names}
+            return max((max(steps) for steps in wanted.values() if steps), default=None)
 
     @property
     def branch(self) -> int:
-        """The branch values are recorded in now (0 until the first :meth:`fork`)."""
+        """How many branches were started (0 until the first :meth:`fork`): the branch the
+        values are recorded in now when every fork was of all evaluations."""
         return len(self._forks)
 
     def has(self, name: str, step: int) -> bool:
@@ -229,7 +241,7 @@ class MetricHistory:
         with self._lock:
             series = self._series.get((name, metric))
             cols = series.columns() if series is not None else np.empty((4, 0))
-            forks = list(self._forks)
+            forks = self._forks_of(name)
         steps = cols[1].astype(np.int64)
         branch = self._branch_of(cols[0], forks)
         # The last step of each branch on the current line: none for the current branch, the
@@ -278,7 +290,8 @@ class MetricHistory:
         """A tidy DataFrame, one row per value: step, evaluation, metric, value, wall_time."""
         with self._lock:
             parts = [(key, s.columns()) for key, s in self._series.items()]
-            forks = list(self._forks)
+            forks = {key[0]: self._forks_of(key[0]) for key, _ in parts}
+            forked = bool(self._forks)
         if not parts:
             return pd.DataFrame(
                 {
@@ -300,8 +313,10 @@ class MetricHistory:
                 "wall_time": cols[3],
             }
         )
-        if forks:  # the branch of each value, from the row where each branch began
-            frame["branch"] = self._branch_of(cols[0], forks)
+        if forked:  # the branch of each value, from the row where its branch began
+            frame["branch"] = np.concatenate(
+                [self._branch_of(c[0], forks[key[0]]) for key, c in parts]
+            )
         return frame.iloc[order].reset_index(drop=True)
 
     def to_csv(self, path: str | PathLike[str]) -> None:
