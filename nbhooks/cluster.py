@@ -351,16 +351,15 @@ class _Processes:
     def _evaluated_last(self) -> bool:
         """Whether the evaluator evaluated the chief's last checkpoint (after a stop it would
         wait for the next one for ever)."""
-        from nbhooks._tf import tf
         from nbhooks.jobfiles import JobFiles
+        from nbhooks.rewind import checkpoint_step
 
         files = JobFiles(self.model_dir)
         if not stop_requested(files):
             return False  # at max_steps the evaluator ends by itself
-        latest = tf().train.latest_checkpoint(files.model_dir)
-        if latest is None:
+        step = checkpoint_step(files.model_dir)
+        if step is None:
             return True
-        step = int(latest.rsplit("-", 1)[1])
         beats = {b.task: b for b in files.read_heartbeats()}
         beat = beats.get("evaluator:0")
         return beat is not None and beat.state == "waiting" and (beat.step or 0) >= step

@@ -29,15 +29,15 @@ def model_steps(model_dir: str) -> list[int]:
     return sorted(int(m.group(1)) for n in names if (m := _MODEL_CKPT.fullmatch(n)))
 
 
-def checkpoint_step(model_dir: str) -> int:
-    """The global step the next ``train()`` starts from: that of the checkpoint model_dir's
-    ``checkpoint`` state file names (``model.ckpt-<step>``, as the Estimator saves them), 0
-    without one."""
+def checkpoint_step(model_dir: str) -> int | None:
+    """The step of the checkpoint model_dir's ``checkpoint`` state file names
+    (``model.ckpt-<step>``, as the Estimator saves them), which the next ``train()`` starts
+    from; None without one (any path ``tf.io.gfile`` reads)."""
     from nbhooks._tf import tf
 
     path = tf().train.latest_checkpoint(model_dir)
     if path is None:
-        return 0
+        return None
     match = _STEP_SUFFIX.search(path)
     if match:
         return int(match.group(1))

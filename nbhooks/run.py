@@ -122,8 +122,8 @@ class TrainingRun:
         self.reason: str | None = None
         self.error: BaseException | None = None
         self.error_traceback: str | None = None
-        self.meter.moved(checkpoint_step(self.model_dir))  # the step a train() resumes from
         self._owned: list[Closable] = []  # closed by close(), newest first
+        self.reread_step()  # a model_dir with a checkpoint: its step, not 0
         # Before the hooks attach: an earlier run (same model_dir, or made by an earlier
         # execution of the same notebook cell) must not share them.
         _claim(self)
@@ -160,7 +160,7 @@ class TrainingRun:
     def reread_step(self) -> None:
         """Take the model's step from model_dir's checkpoint again (idle: the step the next
         ``train()`` starts from, after a rewind or a failure) and show it if it moved."""
-        step = checkpoint_step(self.model_dir)
+        step = checkpoint_step(self.model_dir) or 0  # none: the model_fn's initial values
         if step != self.meter.step:
             self.events.emit(self.meter.moved(step))
 

@@ -114,11 +114,12 @@ def test_error_is_surfaced_and_reraised(model_dir):
     assert isinstance(failed.error, tf().errors.InvalidArgumentError)
 
 
-def failed_reason(run) -> str:
+def failed_reason(run, error: type[BaseException] | None = None, match: str | None = None) -> str:
+    """Start ``run``; it fails with ``error`` (TF's OpError by default): its one-line reason."""
     events: list[RunStateEvent] = []
     run.events.subscribe(lambda e: events.append(e) if isinstance(e, RunStateEvent) else None)
     run.start()
-    with pytest.raises(tf().errors.OpError):
+    with pytest.raises(error or tf().errors.OpError, match=match):
         run.wait(timeout=120)
     assert events[-1].state == "failed" and events[-1].traceback
     return events[-1].reason
@@ -147,12 +148,8 @@ def test_an_autograph_error_reads_as_its_root_cause(model_dir):
 
     run = nh.TrainingRun(models.make_linear_classifier(model_dir), misnamed_input, steps=5,
                          report=None)  # fmt: skip
-    events: list[RunStateEvent] = []
-    run.events.subscribe(lambda e: events.append(e) if isinstance(e, RunStateEvent) else None)
-    run.start()
-    with pytest.raises(ValueError, match="in user code"):
-        run.wait(timeout=120)
-    assert events[-1].reason == "ValueError: Feature x is not in features dictionary."
+    reason = failed_reason(run, ValueError, match="in user code")
+    assert reason == "ValueError: Feature x is not in features dictionary."
     run.close()
 
 
