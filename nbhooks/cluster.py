@@ -188,10 +188,20 @@ class LocalCluster:
     def wait(self, timeout: float | None = None) -> str:
         """Block until the job is done (ps tasks ended by the cluster); returns the state:
         ``"finished"``, ``"stopped"`` or ``"failed"``. Raises TimeoutError on timeout and
-        RuntimeError, with the end of its log, when the chief or the evaluator failed."""
+        RuntimeError, with the end of its log, when the chief or the evaluator failed.
+        Interrupted (the notebook's interrupt button, Ctrl-C), it asks every task to stop at
+        its next check, as ``monitor().stop()`` does (the chief saves a last checkpoint), waits
+        for the job to end and raises ``KeyboardInterrupt``."""
+        from nbhooks.jobfiles import JobFiles
+        from nbhooks.rewind import checkpoint_step
+        from nbhooks.run import wait_or_stop
+
         if not self._procs.started:
             raise RuntimeError("the cluster was not started: call start() first")
-        if not self._procs.done.wait(timeout):
+        done, interrupted = wait_or_stop(
+            self._procs.done, timeout, lambda reason: JobFiles(self.model_dir).request("stop")
+        )
+        if not done:
             raise TimeoutError(f"the cluster still runs after {timeout} s: {self.returncodes}")
         state = self.state
         if state == "failed":
@@ -199,6 +209,11 @@ class LocalCluster:
             raise RuntimeError(
                 f"task {task} of the local cluster failed (exit code "
                 f"{self.returncodes.get(task)}); the end of its log:\n{self.logs(task)[-3000:]}"
+            )
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"the cluster's job {state}, its last checkpoint at step "
+                f"{checkpoint_step(self.model_dir)}: wait() was interrupted"
             )
         return state
 

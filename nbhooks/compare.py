@@ -35,6 +35,7 @@ from nbhooks.events import (
     EventBus,
     RunStateEvent,
 )
+from nbhooks.run import wait_or_stop
 from nbhooks.stores.metrics import MetricHistory, guess_mode
 
 __all__ = ["BUDGET_BYTES", "Compare"]
@@ -156,14 +157,14 @@ class Compare:
         finally:
             self._done.set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str | None = None) -> None:
         """Stop every run at its next step boundary; queued runs do not start."""
         with self._cond:
             self._stopping = True
             self._queue.clear()
             self._cond.notify_all()
         for dash in self.dashboards.values():
-            dash.stop()
+            dash.stop(reason)
 
     def stop_run(self, name: str) -> None:
         """Stop one run (or take it off the queue if it has not started)."""
@@ -177,7 +178,8 @@ class Compare:
         """Block until every queued run has ended; re-raise the first error (the run's name in
         its notes). Returns each run's final state. ``TimeoutError`` if ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._done.wait(timeout):
+        done, interrupted = wait_or_stop(self._done, timeout, self.stop)
+        if not done:
             raise TimeoutError(f"the comparison is still training after {timeout} s: {self.states}")
         errors = dict(self.errors)
         if self.face is not None and threading.current_thread() is threading.main_thread():
@@ -193,6 +195,10 @@ class Compare:
         for name, error in errors.items():
             error.add_note(f"in the compared run {name!r}")
             raise error
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"the comparison stopped ({self.states}): wait() was interrupted"
+            )
         return self.states
 
     @property

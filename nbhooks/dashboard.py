@@ -247,8 +247,9 @@ class Dashboard:
     def resume(self) -> None:
         self.run.resume()
 
-    def stop(self) -> None:
-        self.run.stop()
+    def stop(self, reason: str | None = None) -> None:
+        """Stop cleanly at the next step boundary (``reason`` shown with the final state)."""
+        self.run.stop(reason)
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until training ends; re-raise its error. Returns the final state."""

@@ -235,8 +235,11 @@ class TrainingRun:
         """Block until training ends; re-raise its error. Returns the final state.
 
         Raises ``TimeoutError`` when ``timeout`` seconds pass first (training goes on).
+        Interrupted (the notebook's interrupt button, Ctrl-C), it stops training as
+        :meth:`stop` does, waits for that clean stop and raises ``KeyboardInterrupt``.
         """
-        if not self._done.wait(timeout):
+        done, interrupted = wait_or_stop(self._done, timeout, self.stop)
+        if not done:
             raise TimeoutError(
                 f"training is still {self._state} after {timeout} s (step {self.global_step})"
             )
@@ -244,6 +247,11 @@ class TrainingRun:
             self.face.after_wait()  # e.g. the last console lines, before a script goes on
         if self.error is not None:
             raise self.error
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"training {self._state} at step {self.global_step:,}: wait() was interrupted "
+                "(train() again goes on from there)"
+            )
         return self._state
 
     def close(self, timeout: float | None = 60) -> None:
@@ -378,6 +386,31 @@ class TrainingRun:
 
     def __repr__(self) -> str:
         return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
+
+
+#: The reason of a run stopped because waiting for it was interrupted.
+INTERRUPTED = "interrupted (KeyboardInterrupt)"
+
+
+def wait_or_stop(
+    done: threading.Event, timeout: float | None, stop: Callable[[str], object]
+) -> tuple[bool, bool]:
+    """``done.wait(timeout)`` for training to end; returns (done, interrupted). On a
+    ``KeyboardInterrupt`` (the notebook's interrupt button, Ctrl-C) it calls
+    ``stop(INTERRUPTED)`` (a clean stop at the next step boundary, the final checkpoint saved)
+    and waits for ``done``; interrupted again, it stops waiting at once (training still
+    stops)."""
+    try:
+        return done.wait(timeout), False
+    except KeyboardInterrupt:
+        stop(INTERRUPTED)
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            "interrupted again: no longer waiting; training stops at its next step boundary"
+        ) from None
+    return True, True
 
 
 # -- checks of the estimator and hooks a run is given -------------------------------------

@@ -7,7 +7,7 @@ import threading
 import models
 import numpy as np
 import pytest
-from waiting import wait_for
+from waiting import interrupted_when, wait_for
 
 import nbhooks as nh
 from nbhooks.compare import BUDGET_BYTES
@@ -128,6 +128,24 @@ def test_stop_one_run_and_the_queue(tmp_path) -> None:
         assert cmp.wait(timeout=120) == {"r0": "stopped", "r1": "stopped", "r2": "idle"}
         with pytest.raises(KeyError, match=r"no run named 'nope'.*r0"):
             cmp.stop_run("nope")
+    finally:
+        cmp.close()
+
+
+def test_interrupting_wait_stops_every_run_and_the_queue(tmp_path) -> None:
+    """Before: the KeyboardInterrupt left wait() and the runs went on in the background."""
+    runs = {f"r{i}": make_dash(tmp_path, 0.1, tag=str(i), evals=None) for i in range(3)}
+    cmp = nh.Compare(runs, parallel=2)
+    try:
+        cmp.train(steps=1_000_000)
+        started = [runs["r0"].run, runs["r1"].run]
+        with (
+            interrupted_when(lambda: all(r.global_step > 10 for r in started)),
+            pytest.raises(KeyboardInterrupt, match=r"the comparison stopped .* was interrupted"),
+        ):
+            cmp.wait(timeout=120)
+        assert cmp.states == {"r0": "stopped", "r1": "stopped", "r2": "idle"}
+        assert runs["r0"].run.reason == "interrupted (KeyboardInterrupt)"
     finally:
         cmp.close()
 

@@ -18,6 +18,7 @@ import models
 import pipeline_tasks
 import psutil
 import pytest
+from waiting import interrupted_when
 
 from nbhooks._tf import tf
 from nbhooks.cluster import LocalCluster, _task_hooks
@@ -26,6 +27,7 @@ from nbhooks.hooks.cluster_control import ClusterControlHook
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
 from nbhooks.jobfiles import JobFiles
 from nbhooks.monitor import Monitor
+from nbhooks.rewind import checkpoint_step
 from nbhooks.views.monitor import JobView
 
 pytestmark = pytest.mark.slow
@@ -297,6 +299,33 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
         assert monitor.tasks.set_index("task").state["chief:0"] == "ended"
         assert cluster.returncodes["worker:0"] == -signal.SIGKILL
         assert monitor_values(monitor) == events_on_disk(f"{cluster.model_dir}/eval")
+    finally:
+        cluster.stop()
+
+
+def test_interrupting_wait_stops_the_job_cleanly(tmp_path):
+    """Before: the KeyboardInterrupt left wait() and the job went on in its processes."""
+    cluster = LocalCluster(
+        make_estimator,
+        models.input_fn(),
+        None,
+        steps=10_000_000,
+        workers=1,
+        ps=1,
+        evaluator=False,
+        model_dir=tmp_path / "job",
+        save_checkpoints_secs=1,
+    )
+    try:
+        cluster.start()
+        with (
+            interrupted_when(lambda: (checkpoint_step(cluster.model_dir) or 0) > 0),
+            pytest.raises(KeyboardInterrupt, match=r"the cluster's job stopped, .* at step \d+"),
+        ):
+            cluster.wait(120)
+        assert cluster.state == "stopped"
+        assert cluster.returncodes["chief:0"] == 0
+        assert 0 < checkpoint_step(cluster.model_dir) < 10_000_000
     finally:
         cluster.stop()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import models
 import pytest
-from waiting import wait_for
+from waiting import interrupted_when, wait_for
 
 import nbhooks as nh
 from nbhooks._tf import tf
@@ -91,6 +91,44 @@ def test_stop_while_paused(run):
     assert wait_for(lambda: run.state == "paused")
     run.stop()
     assert run.wait(timeout=60) == "stopped"
+
+
+def test_interrupting_wait_stops_training_cleanly(run):
+    """Before: the KeyboardInterrupt left wait() and training went on in the background."""
+    run.start()
+    with (
+        interrupted_when(lambda: run.global_step >= 30),
+        pytest.raises(KeyboardInterrupt, match=r"training stopped at step [\d,]+: wait\(\) was"),
+    ):
+        run.wait(timeout=120)
+    assert run.state == "stopped" and not training_threads()
+    assert run.reason == "interrupted (KeyboardInterrupt)"
+    assert tf().train.latest_checkpoint(run.model_dir).endswith(f"-{run.global_step}")
+
+
+def test_a_second_interrupt_stops_waiting_and_training_still_stops(estimator, train_fn):
+    ending, release = threading.Event(), threading.Event()
+
+    class SlowEnd(tf().estimator.SessionRunHook):
+        def end(self, session):
+            ending.set()
+            release.wait(60)  # the clean stop takes as long as the test says
+
+    run = nh.TrainingRun(estimator, train_fn, steps=100_000, hooks=[SlowEnd()], report=None)
+    try:
+        run.start()
+        with (
+            interrupted_when(lambda: run.global_step >= 10, ending.is_set),
+            pytest.raises(KeyboardInterrupt, match="interrupted again: no longer waiting"),
+        ):
+            run.wait(timeout=120)
+        assert run.state == "stopping"
+        release.set()
+        assert run.wait(timeout=60) == "stopped"
+        assert run.reason == "interrupted (KeyboardInterrupt)"
+    finally:
+        release.set()
+        run.close()
 
 
 def test_error_is_surfaced_and_reraised(model_dir):

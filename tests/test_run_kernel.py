@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import queue
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,13 +57,17 @@ def test_nothing_printed_from_the_training_thread(executed):
 def execute():
     """A real kernel driven as JupyterLab drives it: ``execute(code, cell_id)`` sends an
     execute request with ``metadata={"cellId": cell_id}`` (none when ``cell_id`` is None, as
-    nbclient sends) and returns its (stdout, stderr); an error in the cell fails the test."""
+    nbclient sends) and returns its (stdout, stderr); an error in the cell fails the test,
+    but a KeyboardInterrupt, which ends stderr. ``interrupt_when``: interrupt the kernel once
+    it returns True (polled while the cell runs)."""
     from harness import jupyter_env
     from jupyter_client.manager import start_new_kernel
 
     km, kc = start_new_kernel(kernel_name="python3", env=jupyter_env())
 
-    def run(code: str, cell_id: str | None) -> tuple[str, str]:
+    def run(
+        code: str, cell_id: str | None, interrupt_when: Callable[[], bool] | None = None
+    ) -> tuple[str, str]:
         msg = kc.session.msg(
             "execute_request",
             {
@@ -74,13 +82,23 @@ def execute():
         )
         kc.shell_channel.send(msg)
         out = {"stdout": "", "stderr": ""}
+        deadline = time.monotonic() + 240
         while True:
-            reply = kc.get_iopub_msg(timeout=240)
+            if interrupt_when is not None and interrupt_when():
+                km.interrupt_kernel()  # as the interrupt button does
+                interrupt_when = None
+            try:
+                reply = kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                assert time.monotonic() < deadline, f"no end of {code!r} within 240 s"
+                continue
             if reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
                 continue
             content = reply["content"]
             if reply["msg_type"] == "stream":
                 out[content["name"]] += content["text"]
+            elif reply["msg_type"] == "error" and content["ename"] == "KeyboardInterrupt":
+                out["stderr"] += f"KeyboardInterrupt: {content['evalue']}"
             elif reply["msg_type"] == "error":
                 raise AssertionError("\n".join(content["traceback"]))
             elif reply["msg_type"] == "status" and content["execution_state"] == "idle":
@@ -102,6 +120,30 @@ CELL = (
     "widget = run.panel().widget; run.start()\n"
 )
 TRAINING = "sum(t.name == 'nbhooks-training' for t in threading.enumerate())"
+
+
+def test_the_interrupt_button_during_wait_stops_training_cleanly(execute, tmp_path):
+    """Before: wait() ended with a bare KeyboardInterrupt and training went on unseen."""
+    model_dir = tmp_path / "model"
+    code = (
+        "import models, nbhooks as nh\n"
+        f"dash = nh.Dashboard(models.make_linear_classifier({str(model_dir)!r}),\n"
+        "                    models.input_fn(), evals=models.input_fn(n=64, repeat=False),\n"
+        "                    steps=1_000_000)\n"
+        "dash.widget; dash.train(); dash.wait()"
+    )
+    # The first checkpoint is written once the session runs: wait() has long been waiting.
+    _, err = execute(code, "cell", interrupt_when=(model_dir / "checkpoint").exists)
+    assert re.search(r"KeyboardInterrupt: training stopped at step [\d,]+: wait\(\) was", err)
+    out, _ = execute(
+        "import tensorflow as tf\n"
+        "step = dash.run.global_step\n"
+        "latest = tf.train.latest_checkpoint(dash.run.model_dir)\n"
+        f"print(dash.state, step > 0, latest.endswith(f'-{{step}}'), {TRAINING})\n"
+        "print(dash.run.reason)",
+        "check",
+    )
+    assert out.splitlines() == ["stopped True True 0", "interrupted (KeyboardInterrupt)"]
 
 
 def test_rerunning_a_cell_replaces_its_run_even_in_a_new_model_dir(execute):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -28,3 +32,28 @@ def wait_for(
     except TimeoutError:
         return False
     return True
+
+
+@contextmanager
+def interrupted_when(*predicates: Callable[[], bool]) -> Iterator[None]:
+    """For each predicate, once it holds: SIGINT to this process (Python raises
+    KeyboardInterrupt in the main thread, as the notebook's interrupt button does in a kernel).
+    None is sent after the block ends."""
+    leave = threading.Event()
+
+    def send(predicate: Callable[[], bool]) -> None:
+        while not leave.is_set():
+            if predicate():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            leave.wait(0.01)  # a polling interval
+
+    threads = [threading.Thread(target=send, args=(p,), daemon=True) for p in predicates]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        leave.set()
+        for thread in threads:
+            thread.join()
