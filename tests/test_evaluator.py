@@ -449,6 +449,40 @@ def test_evaluated_from_checkpoints_when_asked_or_needed(
         assert got == pytest.approx(expected["loss"], rel=1e-6)
 
 
+def _with_matrix_metrics(features, labels, mode, params):
+    """models.model_fn with a metric of 2 x 2 values (the labels' counts as a confusion
+    matrix) and one of text: estimator.evaluate() returns them as they are."""
+    spec = models.model_fn(features, labels, mode, params)
+    if mode != tf().estimator.ModeKeys.EVAL:
+        return spec
+    v1 = tf().compat.v1
+    total = v1.Variable(
+        tf().zeros((2, 2)), trainable=False, collections=[v1.GraphKeys.LOCAL_VARIABLES]
+    )
+    update = v1.assign_add(
+        total, tf().math.confusion_matrix(labels, labels, num_classes=2, dtype=tf().float32)
+    )
+    metrics = {
+        **spec.eval_metric_ops,
+        "confusion": (tf().identity(total), update),
+        "note": (tf().constant("ok"), tf().no_op()),
+    }
+    return spec._replace(eval_metric_ops=metrics)
+
+
+@pytest.mark.parametrize("evaluate_from", ["memory", "checkpoints"])
+def test_metrics_that_are_not_single_numbers_are_named_as_not_plotted(
+    model_dir, train_fn, eval_fn, evaluate_from
+) -> None:
+    """Before: they were left out of the history and curves without a word."""
+    est = _estimator(model_dir, _with_matrix_metrics)
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10, evaluate_from=evaluate_from)
+    est.train(train_fn, hooks=[hook], steps=10)
+    assert hook.status.endswith("; not plotted (not single numbers): confusion (2×2), note (bytes)")
+    assert set(hook.history.metric) == {"accuracy", "loss"}
+    assert est.evaluate(eval_fn)["confusion"].shape == (2, 2)  # what the user would see there
+
+
 def test_an_input_that_never_ends_is_refused_before_training(estimator) -> None:
     endless = models.input_fn(repeat=True)
     with pytest.raises(ValueError, match=r"never ends: its dataset repeats forever.*steps=N"):

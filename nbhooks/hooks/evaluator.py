@@ -182,6 +182,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._preparation: EvalPreparation | None = None  # building ahead of training
         #: Why building ahead failed (one line), until training builds it again.
         self.prepare_error: str | None = None
+        #: The metrics its results hold that are not single numbers (name and shape), left
+        #: out of the history and curves (None until the first evaluation).
+        self.unplotted: tuple[str, ...] | None = None
         self._evaluating = False
         self._interrupted = False
         self._lock = threading.Lock()
@@ -229,8 +232,12 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         if self.how is None:
             return f"{self.evaluation}: decided when training starts"
         if self.how == "checkpoints":
-            return f"{self.evaluation}: evaluated from checkpoints: {self.why}"
-        return f"{self.evaluation}: evaluated in memory ({self.how})"
+            how = f"{self.evaluation}: evaluated from checkpoints: {self.why}"
+        else:
+            how = f"{self.evaluation}: evaluated in memory ({self.how})"
+        if self.unplotted:
+            return f"{how}; not plotted (not single numbers): {', '.join(self.unplotted)}"
+        return how
 
     @property
     def evaluating(self) -> bool:
@@ -337,7 +344,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             self._parts.rebind(self._train_vars)
             return
         self._close_eval_session()
-        self._parts = self._signature = self.how = self.why = None
+        self._parts = self._signature = self.how = self.why = self.unplotted = None
         unprepared, self.prepare_error = self.prepare_error, None
         if self.evaluate_from == "auto" or unprepared:
             # Whether to evaluate from checkpoints must be known before the first evaluation;
@@ -456,6 +463,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
                 self.first_eval_seconds = seconds
         step = int(results.get(_GLOBAL_STEP, step))
         metrics = scalar_metrics(results)
+        if self.unplotted is None:
+            self.unplotted = unplotted_metrics(results)
         wall_time = time.time()
         if self.store.record(self.evaluation, step, metrics, wall_time):
             self.events.emit(EvalEvent(self.evaluation, step, metrics, wall_time))
@@ -713,6 +722,11 @@ class _InterruptHook(SessionRunHook):
 _NUMERIC_KINDS = "biuf"
 
 
+def _is_number(rank: int | None, kind: str) -> bool:
+    """Whether a metric of this rank and numpy dtype kind is one number (what is plotted)."""
+    return rank == 0 and kind in _NUMERIC_KINDS
+
+
 def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     """The numeric scalar entries of an evaluation result, as floats (global_step dropped)."""
     metrics: dict[str, float] = {}
@@ -720,9 +734,22 @@ def scalar_metrics(results: Mapping[str, Any]) -> dict[str, float]:
         if key == _GLOBAL_STEP:
             continue
         array = np.asarray(value)
-        if array.ndim == 0 and array.dtype.kind in _NUMERIC_KINDS:
+        if _is_number(array.ndim, array.dtype.kind):
             metrics[str(key)] = float(array)
     return metrics
+
+
+def unplotted_metrics(results: Mapping[str, Any]) -> tuple[str, ...]:
+    """The entries of an evaluation result that :func:`scalar_metrics` leaves out, each named
+    with its shape (``confusion (3×3)``) or type (``name (bytes)``)."""
+    left_out = []
+    for key, value in results.items():
+        array = np.asarray(value)
+        if key == _GLOBAL_STEP or _is_number(array.ndim, array.dtype.kind):
+            continue
+        shape = "×".join(map(str, array.shape)) if array.ndim else type(value).__name__
+        left_out.append(f"{key} ({shape})")
+    return tuple(left_out)
 
 
 def scalar_metric_names(metrics: Mapping[str, Any]) -> tuple[str, ...]:
@@ -732,8 +759,7 @@ def scalar_metric_names(metrics: Mapping[str, Any]) -> tuple[str, ...]:
         str(key)
         for key, tensor in metrics.items()
         if key != _GLOBAL_STEP
-        and tensor.shape.rank == 0
-        and np.dtype(tensor.dtype.as_numpy_dtype).kind in _NUMERIC_KINDS
+        and _is_number(tensor.shape.rank, np.dtype(tensor.dtype.as_numpy_dtype).kind)
     )
 
 
