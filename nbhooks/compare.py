@@ -35,7 +35,7 @@ from nbhooks.events import (
     EventBus,
     RunStateEvent,
 )
-from nbhooks.run import wait_or_stop
+from nbhooks.run import refuse_if_closed, wait_or_stop
 from nbhooks.stores.metrics import MetricHistory, guess_mode
 
 __all__ = ["BUDGET_BYTES", "Compare"]
@@ -86,6 +86,7 @@ class Compare:
         self._queue: deque[str] = deque()
         self._active: set[str] = set()
         self._stopping = False
+        self.closed = False  #: close() was called: it neither trains nor shows again
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._done.set()
@@ -118,6 +119,7 @@ class Compare:
     def train(self, steps: int | None = None, max_steps: int | None = None) -> None:
         """Queue every run (``steps`` more each, or up to ``max_steps``) and start the first
         ``parallel`` of them; returns at once."""
+        refuse_if_closed(self.closed, "comparison")
         steps, max_steps = check_steps(steps, max_steps)
         busy = [n for n, d in self.dashboards.items() if d.run.running]
         if self.running or busy:
@@ -214,7 +216,9 @@ class Compare:
         return {n: "queued" if n in queued else d.state for n, d in self.dashboards.items()}
 
     def close(self) -> None:
-        """Stop, then close the scheduler thread, the widgets and every dashboard."""
+        """Stop, then close the scheduler thread, the widgets and every dashboard (for good:
+        it neither trains nor shows again)."""
+        self.closed = True
         self.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=60)
@@ -290,6 +294,7 @@ class Compare:
     @property
     def widget(self) -> Any:
         """The comparison widget (created once, on first display, on the main thread)."""
+        refuse_if_closed(self.closed, "comparison")
         if self.face is None:
             from nbhooks.views.compare import CompareFace
 
@@ -297,11 +302,14 @@ class Compare:
         return self.face.widget
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.closed:
+            return {"text/plain": repr(self)}
         return self.widget._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         states = ", ".join(f"{n}: {s}" for n, s in self.states.items())
-        return f"<nbhooks.Compare parallel={self.parallel} {{{states}}}>"
+        closed = " (closed)" if self.closed else ""
+        return f"<nbhooks.Compare parallel={self.parallel}{closed} {{{states}}}>"
 
 
 def curve_name(run: str, evaluation: str) -> str:

@@ -525,10 +525,13 @@ class Dashboard:
         return f'<b>nbhooks</b> <span style="opacity:.75">· {html.escape(where)}{fresh}</span>'
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.run.closed:
+            return {"text/plain": repr(self)}
         return self.widget._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
-        return f"<nbhooks.Dashboard {self.state} step={self.run.global_step}>"
+        closed = " (closed)" if self.run.closed else ""
+        return f"<nbhooks.Dashboard {self.state}{closed} step={self.run.global_step}>"
 
     # -- report -----------------------------------------------------------------------------
     def export_html(self, path: str | os.PathLike[str]) -> Path:

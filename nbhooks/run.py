@@ -123,6 +123,8 @@ class TrainingRun:
         self.error: BaseException | None = None
         self.error_traceback: str | None = None
         self._owned: list[Closable] = []  # closed by close(), newest first
+        #: close() was called: the run neither trains nor shows itself again.
+        self.closed = False
         self.reread_step()  # a model_dir with a checkpoint: its step, not 0
         # Before the hooks attach: an earlier run (same model_dir, or made by an earlier
         # execution of the same notebook cell) must not share them.
@@ -173,6 +175,7 @@ class TrainingRun:
     def start(self, steps: int | None = None, max_steps: int | None = None) -> None:
         """Start training in the background; returns at once. ``steps``/``max_steps`` override
         the ones given at construction for this start."""
+        refuse_if_closed(self.closed, "run")
         if steps is not None or max_steps is not None:
             steps, max_steps = check_steps(steps, max_steps)
         else:
@@ -256,7 +259,8 @@ class TrainingRun:
 
     def close(self, timeout: float | None = 60) -> None:
         """Stop training, wait for it, and close the widgets, reporters and TensorFlow summary
-        writers (a thread each) this run owns."""
+        writers (a thread each) this run owns. A closed run neither trains nor shows again."""
+        self.closed = True
         self.stop(reason="closed")
         if self._done.wait(timeout):
             from nbhooks._tf_internals import release_summary_writers
@@ -374,6 +378,7 @@ class TrainingRun:
         self._face().report_to_console(interval)
 
     def _face(self) -> Face:
+        refuse_if_closed(self.closed, "run")
         if self.face is None:
             raise RuntimeError(
                 "this run has no face to show itself with: import nbhooks (nh.TrainingRun), "
@@ -382,10 +387,24 @@ class TrainingRun:
         return self.face
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        return None if self.face is None else self.face.mimebundle(**kwargs)
+        return None if self.face is None or self.closed else self.face.mimebundle(**kwargs)
 
     def __repr__(self) -> str:
-        return f"<TrainingRun {self._state} step={self.global_step} model_dir={self.model_dir!r}>"
+        closed = " (closed)" if self.closed else ""
+        return (
+            f"<TrainingRun {self._state}{closed} step={self.global_step} "
+            f"model_dir={self.model_dir!r}>"
+        )
+
+
+def refuse_if_closed(closed: bool, what: str) -> None:
+    """Training or showing a closed run (or dashboard, comparison) again: its widgets and
+    threads are gone, and nothing would close the new ones."""
+    if closed:
+        raise RuntimeError(
+            f"this {what} was closed (close()): it neither trains nor shows itself again; "
+            "make a new one to go on"
+        )
 
 
 #: The reason of a run stopped because waiting for it was interrupted.

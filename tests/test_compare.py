@@ -150,6 +150,17 @@ def test_interrupting_wait_stops_every_run_and_the_queue(tmp_path) -> None:
         cmp.close()
 
 
+def test_a_closed_comparison_neither_trains_nor_shows_again(tmp_path) -> None:
+    cmp = nh.Compare({"a": make_dash(tmp_path, 0.1, evals=None)})
+    cmp.close()
+    for again in (lambda: cmp.train(steps=5), lambda: cmp.widget):
+        with pytest.raises(RuntimeError, match="this comparison was closed"):
+            again()
+    assert cmp._repr_mimebundle_() == {
+        "text/plain": "<nbhooks.Compare parallel=1 (closed) {a: idle}>"
+    }
+
+
 def test_a_training_error_is_reraised_with_the_run_name(tmp_path) -> None:
     def broken():
         raise ValueError("no data today")

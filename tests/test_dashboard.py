@@ -143,6 +143,23 @@ def test_rerunning_the_cell_leaves_no_thread_or_widget_behind(
     assert wait_for(lambda: not live_threads(), timeout=10), live_threads()
 
 
+def test_a_closed_dashboard_neither_trains_nor_shows_again(dash, tmp_path):
+    """Before: train() after close() trained again, and ``dash.widget`` built a new panel,
+    views and publisher thread after their owner had closed them."""
+    dash.train()
+    dash.wait(timeout=120)
+    dash.close()
+    assert not live_threads()
+    for again in (dash.train, lambda: dash.widget, dash.run.panel):
+        with pytest.raises(RuntimeError, match=r"this run was closed \(close\(\)\): it neither"):
+            again()
+    assert dash._repr_mimebundle_() == {
+        "text/plain": "<nbhooks.Dashboard finished (closed) step=200>"
+    }
+    assert not live_threads() and dash.run.global_step == 200
+    assert "Evaluation curves" in dash.export_html(tmp_path / "r.html").read_text()  # still
+
+
 def test_export_html_report(dash, tmp_path):
     dash.train()
     dash.wait(timeout=120)
