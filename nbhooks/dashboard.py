@@ -318,22 +318,26 @@ class Dashboard:
     # -- rewind -----------------------------------------------------------------------------
     @property
     def checkpoints_to_rewind(self) -> list[int]:
-        """The steps :meth:`rewind` can go back to (a model and an input checkpoint each)."""
+        """The steps :meth:`rewind` can go back to (a model and an input checkpoint each; a
+        model checkpoint when the input's position is not saved)."""
         from nbhooks.rewind import rewindable_steps
 
-        return rewindable_steps(self.run.model_dir, self.pipeline)
+        return rewindable_steps(self.run.model_dir, self._input_rewinder()[0])
 
     def rewind(self, step: int) -> None:
         """Start the next training from the model and input-pipeline checkpoints of ``step``.
 
-        Idle only. :attr:`history` keeps both branches (its ``branch`` column); knob values
-        stay as they are now. Raises, before anything changes, when a checkpoint is missing.
+        Without input positions (``pipeline_checkpoints=False``, or an input that has none to
+        save, such as ``numpy_input_fn``) from the model checkpoint alone: the input then
+        starts from its beginning, as at every ``train()``. Idle only. :attr:`history` keeps
+        both branches (its ``branch`` column); knob values stay as they are now. Raises,
+        before anything changes, when a checkpoint is missing.
         """
         from nbhooks.rewind import rewind
 
         if self.run.running:
             raise RuntimeError(f"rewind needs an idle run: this one is {self.state}; stop() it")
-        rewind(self.run.model_dir, self.pipeline, step)
+        rewind(self.run.model_dir, self._input_rewinder()[0], step)
         self.run.reread_step()
         self._branch_from(step, "rewind")
 
@@ -357,6 +361,15 @@ class Dashboard:
                 # again: re-initialized weights (no checkpoint) differ from those recorded
                 self._branch_from(event.step, f"restarted from step {event.step:,}", again=True)
 
+    def _input_rewinder(self) -> tuple[Any, str | None]:
+        """The pipeline hook that rewinds the input with the model; or None and why the input
+        starts from its beginning instead (its positions are not saved)."""
+        if self._pipeline is None:
+            return None, "pipeline checkpoints are off"
+        if self._pipeline.off:
+            return None, self._pipeline.off
+        return self._pipeline, None
+
     def _rewind_control(self) -> Any:
         """A list of the steps to rewind to and a Rewind button (main thread, idle runs)."""
         import ipywidgets as w
@@ -379,7 +392,11 @@ class Dashboard:
         def on_rewind(_: Any) -> None:
             try:
                 self.rewind(int(steps.value))
-                message.value = html.escape(f"the next training starts from step {steps.value}")
+                done = f"the next training starts from step {steps.value}"
+                why = self._input_rewinder()[1]
+                if why is not None:
+                    done += f" (the model; the input from its beginning: {why})"
+                message.value = html.escape(done)
             except (ValueError, TypeError, RuntimeError) as exc:
                 error = html.escape(str(exc))
                 message.value = f'<span style="color:var(--jp-error-color1,red)">{error}</span>'
@@ -483,7 +500,7 @@ class Dashboard:
 
             self._views["pipeline"] = PipelineCheckpointPanel(self._pipeline)
             tabs["Pipeline checkpoints"] = self._views["pipeline"].widget
-            tabs["Rewind"] = self._rewind_control()
+        tabs["Rewind"] = self._rewind_control()
         for view in self._views.values():
             panel.add(view, show=False)  # the run's panel owns them: run.close() closes them
         if tabs:

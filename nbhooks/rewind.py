@@ -49,34 +49,38 @@ def input_steps(pipeline: Any) -> list[int]:
     return sorted({int(s) for s in pipeline.checkpoints["step"]})
 
 
-def rewindable_steps(model_dir: str, pipeline: Any) -> list[int]:
-    """The steps with both a model checkpoint and an input checkpoint."""
-    return sorted(set(model_steps(model_dir)) & set(input_steps(pipeline)))
+def rewindable_steps(model_dir: str, pipeline: Any | None) -> list[int]:
+    """The steps with both a model checkpoint and an input checkpoint (``pipeline`` None: with
+    a model checkpoint)."""
+    models = set(model_steps(model_dir))
+    return sorted(models if pipeline is None else models & set(input_steps(pipeline)))
 
 
-def rewind(model_dir: str, pipeline: Any, step: int) -> None:
-    """Make the next ``train()`` start from the model and input checkpoints of ``step``.
+def rewind(model_dir: str, pipeline: Any | None, step: int) -> None:
+    """Make the next ``train()`` start from the model and input checkpoints of ``step``
+    (``pipeline`` None: from the model checkpoint alone; no input position is kept then, and
+    the next ``train()`` reads its input from the beginning, as every one does).
 
-    Raises ValueError before touching anything when either checkpoint of ``step`` is
-    missing: the message says which, and lists the steps that have both.
+    Raises ValueError before touching anything when a checkpoint of ``step`` is missing: the
+    message says which, and lists the steps that have what is needed.
     """
     from nbhooks._tf import tf
 
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise TypeError(f"rewind takes a global step (an int >= 0), got {step!r}")
-    models, inputs = model_steps(model_dir), input_steps(pipeline)
-    missing = [
-        what
-        for what, steps in (("model checkpoint", models), ("input-pipeline checkpoint", inputs))
-        if step not in steps
-    ]
+    models = model_steps(model_dir)
+    needed = [("model checkpoint", models)]
+    if pipeline is not None:
+        needed.append(("input-pipeline checkpoint", input_steps(pipeline)))
+    missing = [what for what, steps in needed if step not in steps]
     if missing:
-        both = sorted(set(models) & set(inputs))
+        have = "both" if pipeline is not None else "a model checkpoint"
         raise ValueError(
             f"cannot rewind to step {step}: no {' and no '.join(missing)} of that step in "
-            f"{model_dir}; steps with both: {both or 'none'}"
+            f"{model_dir}; steps with {have}: {rewindable_steps(model_dir, pipeline) or 'none'}"
         )
-    pipeline.restore(step)  # validated here: a corrupt input checkpoint raises before the model
+    if pipeline is not None:  # validated here: a corrupt input checkpoint raises first
+        pipeline.restore(step)
     path = os.path.join(model_dir, f"model.ckpt-{step}")
     kept = [os.path.join(model_dir, f"model.ckpt-{s}") for s in models if s <= step]
     tf().compat.v1.train.update_checkpoint_state(

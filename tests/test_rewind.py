@@ -172,8 +172,9 @@ def test_a_missing_checkpoint_is_named_with_the_steps_that_have_both(tmp_path) -
     plain = nh.Dashboard(
         models.make_estimator(tmp_path / "p"), models.input_fn(), pipeline_checkpoints=False
     )
-    with pytest.raises(RuntimeError, match="pipeline checkpoints are off"):
+    with pytest.raises(ValueError, match=r"no model checkpoint of that step .*checkpoint: none"):
         plain.rewind(0)
+    plain.close()
 
 
 @pytest.mark.slow
@@ -207,3 +208,56 @@ def test_the_rewind_control_of_the_dashboard(tmp_path, comm_log) -> None:
     dash.wait(timeout=300)
     assert dash.run.global_step == 60 and dash.history.branch.max() == 1
     dash.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("input_style", ["numpy_input_fn", "pipeline checkpoints off"])
+def test_without_input_positions_the_model_alone_is_rewound(tmp_path, comm_log, input_style):
+    """Before: a numpy_input_fn (no position to save) could not be rewound at all, and the
+    error spoke of a missing input checkpoint; pipeline_checkpoints=False had no Rewind."""
+    from nbhooks._tf import tf
+    from nbhooks.views.base import walk_widgets
+
+    estimator = models.make_estimator(
+        tmp_path / "m", tf_random_seed=0, save_checkpoints_steps=20, keep_checkpoint_max=20
+    )
+    evals = {"eval": models.input_fn(n=128, repeat=False, seed=1)}
+    if input_style == "numpy_input_fn":
+        x, y = models.make_data(512)
+        train_fn = tf().compat.v1.estimator.inputs.numpy_input_fn(
+            {"x": x}, y, batch_size=32, num_epochs=None, shuffle=True
+        )
+        dash = nh.Dashboard(estimator, train_fn, evals=evals, every_n_iter=20)
+    else:
+        train_fn = models.input_fn(shuffle=True)
+        dash = nh.Dashboard(
+            estimator, train_fn, evals=evals, every_n_iter=20, pipeline_checkpoints=False
+        )
+    try:
+        dash.train(steps=60)
+        dash.wait(timeout=300)
+        assert dash.checkpoints_to_rewind == [0, 20, 40, 60]
+        found = {
+            css: w
+            for w in walk_widgets(dash.widget)
+            for css in getattr(w, "_dom_classes", ())
+            if css.startswith("nbh-rewind")
+        }
+        found["nbh-rewind-step"].value = 20
+        found["nbh-rewind"].click()
+        message = found["nbh-rewind-msg"].value
+        assert message.startswith("the next training starts from step 20 (the model; the input")
+        kernel = estimator.get_variable_value("dense/kernel")  # the newest checkpoint's
+        reader = tf().train.load_checkpoint(str(tmp_path / "m" / "model.ckpt-20"))
+        assert np.array_equal(kernel, reader.get_tensor("dense/kernel"))
+        dash.train(steps=20)
+        dash.wait(timeout=300)
+        assert dash.run.global_step == 40
+        branch = dash.history.query("branch == 1 and metric == 'loss'")
+        assert branch.step.tolist() == [40]  # the new branch: step 20 itself stays on branch 0
+        expected = estimator.evaluate(
+            evals["eval"], checkpoint_path=str(tmp_path / "m" / "model.ckpt-40")
+        )
+        assert branch.value.item() == pytest.approx(expected["loss"], rel=1e-6)
+    finally:
+        dash.close()
