@@ -28,6 +28,7 @@ import pandas as pd
 
 from nbhooks.checks import check_int, check_steps
 from nbhooks.events import (
+    FINAL_STATES,
     BranchEvent,
     EvalEvent,
     EvalPreparedEvent,
@@ -42,7 +43,6 @@ __all__ = ["BUDGET_BYTES", "Compare"]
 
 #: The most bytes one update of the comparison curves may send to the page (all runs together).
 BUDGET_BYTES = 50_000
-_FINAL = ("finished", "stopped", "failed")
 SEPARATOR = " · "
 
 
@@ -107,7 +107,7 @@ class Compare:
             elif isinstance(event, BranchEvent):  # the run's own history forked: so does its part
                 evaluations = self.dashboards[name].evaluators
                 self.metrics.fork(event.step, [curve_name(name, h.evaluation) for h in evaluations])
-            elif isinstance(event, RunStateEvent) and event.state in _FINAL:
+            elif isinstance(event, RunStateEvent) and event.state in FINAL_STATES:
                 with self._cond:
                     self._active.discard(name)
                     self._cond.notify_all()

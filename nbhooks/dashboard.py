@@ -370,41 +370,17 @@ class Dashboard:
             return None, self._pipeline.off
         return self._pipeline, None
 
-    def _rewind_control(self) -> Any:
-        """A list of the steps to rewind to and a Rewind button (main thread, idle runs)."""
-        import ipywidgets as w
+    def _rewind_view(self) -> Any:
+        """The Rewind tab (main thread): the steps to go back to, kept current, and a button."""
+        from nbhooks.views.rewind import RewindView
 
-        steps = w.Dropdown(description="step", options=[], layout=w.Layout(width="200px"))
-        refresh = w.Button(description="Refresh", icon="refresh")
-        go = w.Button(description="Rewind", icon="undo")
-        message = w.HTML()
-        for widget, css in (
-            (steps, "nbh-rewind-step"),
-            (refresh, "nbh-rewind-refresh"),
-            (go, "nbh-rewind"),
-            (message, "nbh-rewind-msg"),
-        ):
-            widget.add_class(css)
+        def rewind(step: int) -> str:
+            self.rewind(step)
+            why = self._input_rewinder()[1]
+            and_input = "" if why is None else f" (the model; the input from its beginning: {why})"
+            return f"the next training starts from step {step}{and_input}"
 
-        def on_refresh(_: Any) -> None:
-            steps.options = self.checkpoints_to_rewind[::-1]
-
-        def on_rewind(_: Any) -> None:
-            try:
-                self.rewind(int(steps.value))
-                done = f"the next training starts from step {steps.value}"
-                why = self._input_rewinder()[1]
-                if why is not None:
-                    done += f" (the model; the input from its beginning: {why})"
-                message.value = html.escape(done)
-            except (ValueError, TypeError, RuntimeError) as exc:
-                error = html.escape(str(exc))
-                message.value = f'<span style="color:var(--jp-error-color1,red)">{error}</span>'
-
-        refresh.on_click(on_refresh)
-        go.on_click(on_rewind)
-        on_refresh(None)
-        return w.VBox([w.HBox([steps, refresh, go]), message])
+        return RewindView(lambda: self.checkpoints_to_rewind, rewind)
 
     @property
     def knobs(self) -> pd.DataFrame:
@@ -500,7 +476,8 @@ class Dashboard:
 
             self._views["pipeline"] = PipelineCheckpointPanel(self._pipeline)
             tabs["Pipeline checkpoints"] = self._views["pipeline"].widget
-        tabs["Rewind"] = self._rewind_control()
+        self._views["rewind"] = self._rewind_view()
+        tabs["Rewind"] = self._views["rewind"].widget
         for view in self._views.values():
             panel.add(view, show=False)  # the run's panel owns them: run.close() closes them
         if tabs:

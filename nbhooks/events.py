@@ -30,6 +30,10 @@ class StepEvent:
     wall_time: float = field(default_factory=time.time)
 
 
+#: The states a run ends in.
+FINAL_STATES = frozenset({"finished", "stopped", "failed"})
+
+
 @dataclass(frozen=True, slots=True)
 class RunStateEvent:
     """The run changed state. ``reason`` says why it stopped; ``error`` is set on failure."""

@@ -27,11 +27,10 @@ from nbhooks.checks import (
     check_steps,
 )
 from nbhooks.errors import describe_error
-from nbhooks.events import EventBus, RunState, RunStateEvent
+from nbhooks.events import FINAL_STATES, EventBus, RunState, RunStateEvent
 from nbhooks.meter import ProgressMeter
 from nbhooks.rewind import checkpoint_step
 
-_FINAL = frozenset({"finished", "stopped", "failed"})
 #: model_dir -> the run that owns it: one training thread per model_dir.
 _OWNERS: dict[str, weakref.ref[TrainingRun]] = {}
 _OWNERS_LOCK = threading.Lock()
@@ -227,7 +226,7 @@ class TrainingRun:
     def stop(self, reason: str | None = None) -> None:
         """Stop cleanly at the next step boundary; a no-op when nothing runs."""
         with self._lock:
-            if not self.running or self._stop_requested or self._state in _FINAL:
+            if not self.running or self._stop_requested or self._state in FINAL_STATES:
                 return
             self._stop_requested = True
             self.reason = reason or "stopped by request"

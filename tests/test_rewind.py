@@ -191,6 +191,8 @@ def test_the_rewind_control_of_the_dashboard(tmp_path, comm_log) -> None:
         if css.startswith("nbh-rewind")
     }
     assert list(found["nbh-rewind-step"].options) == [100, 50]
+    found["nbh-rewind"].click()  # nothing chosen yet
+    assert "choose a step first" in found["nbh-rewind-msg"].value
     found["nbh-rewind-step"].value = 50
     found["nbh-rewind"].click()
     assert "the next training starts from step 50" in found["nbh-rewind-msg"].value
@@ -234,15 +236,19 @@ def test_without_input_positions_the_model_alone_is_rewound(tmp_path, comm_log, 
             estimator, train_fn, evals=evals, every_n_iter=20, pipeline_checkpoints=False
         )
     try:
-        dash.train(steps=60)
-        dash.wait(timeout=300)
-        assert dash.checkpoints_to_rewind == [0, 20, 40, 60]
         found = {
             css: w
             for w in walk_widgets(dash.widget)
             for css in getattr(w, "_dom_classes", ())
             if css.startswith("nbh-rewind")
         }
+        assert found["nbh-rewind-step"].options == ()
+        dash.train(steps=60)
+        dash.wait(timeout=300)
+        assert dash.checkpoints_to_rewind == [0, 20, 40, 60]
+        # The list followed the run's end (before: it stayed as built until Refresh).
+        assert dash.run.panel().publisher.wait_idle(timeout=30)
+        assert list(found["nbh-rewind-step"].options) == [60, 40, 20, 0]
         found["nbh-rewind-step"].value = 20
         found["nbh-rewind"].click()
         message = found["nbh-rewind-msg"].value
