@@ -327,11 +327,12 @@ class Dashboard:
     def rewind(self, step: int) -> None:
         """Start the next training from the model and input-pipeline checkpoints of ``step``.
 
-        Without input positions (``pipeline_checkpoints=False``, or an input that has none to
-        save, such as ``numpy_input_fn``) from the model checkpoint alone: the input then
-        starts from its beginning, as at every ``train()``. Idle only. :attr:`history` keeps
-        both branches (its ``branch`` column); knob values stay as they are now. Raises,
-        before anything changes, when a checkpoint is missing.
+        Without input positions (``pipeline_checkpoints=False``; an input that has none to
+        save, such as ``numpy_input_fn``; automatic input checkpoints paused for a large
+        shuffle buffer) from the model checkpoint alone: the input then starts from its
+        beginning, as at every ``train()`` without a saved position. Idle only.
+        :attr:`history` keeps both branches (its ``branch`` column); knob values stay as they
+        are now. Raises, before anything changes, when a checkpoint is missing.
         """
         from nbhooks.rewind import rewind
 
@@ -368,6 +369,8 @@ class Dashboard:
             return None, "pipeline checkpoints are off"
         if self._pipeline.off:
             return None, self._pipeline.off
+        if self._pipeline.paused:
+            return None, "automatic input checkpoints are paused (a large shuffle buffer)"
         return self._pipeline, None
 
     def _rewind_view(self) -> Any:

@@ -213,10 +213,13 @@ def test_the_rewind_control_of_the_dashboard(tmp_path, comm_log) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("input_style", ["numpy_input_fn", "pipeline checkpoints off"])
+@pytest.mark.parametrize(
+    "input_style", ["numpy_input_fn", "pipeline checkpoints off", "a shuffle too large to save"]
+)
 def test_without_input_positions_the_model_alone_is_rewound(tmp_path, comm_log, input_style):
-    """Before: a numpy_input_fn (no position to save) could not be rewound at all, and the
-    error spoke of a missing input checkpoint; pipeline_checkpoints=False had no Rewind."""
+    """Before: a numpy_input_fn (no position to save) or a shuffle buffer whose automatic
+    saves wait for a person's Save could not be rewound at all, and the error spoke of a
+    missing input checkpoint; pipeline_checkpoints=False had no Rewind."""
     from nbhooks._tf import tf
     from nbhooks.views.base import walk_widgets
 
@@ -230,11 +233,14 @@ def test_without_input_positions_the_model_alone_is_rewound(tmp_path, comm_log, 
             {"x": x}, y, batch_size=32, num_epochs=None, shuffle=True
         )
         dash = nh.Dashboard(estimator, train_fn, evals=evals, every_n_iter=20)
-    else:
+    elif input_style == "pipeline checkpoints off":
         train_fn = models.input_fn(shuffle=True)
         dash = nh.Dashboard(
             estimator, train_fn, evals=evals, every_n_iter=20, pipeline_checkpoints=False
         )
+    else:  # 6000 rows shuffled: ~1.6 MB a save, paused by default
+        dash = nh.Dashboard(estimator, models.input_fn(n=6000, shuffle=True), evals=evals,
+                            every_n_iter=20)  # fmt: skip
     try:
         found = {
             css: w
