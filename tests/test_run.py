@@ -297,9 +297,21 @@ def test_replacing_the_run_stops_the_old_thread(estimator, train_fn):
     assert new.wait(timeout=120) == "finished"
 
 
+class Writes(io.StringIO):
+    """A stream that keeps each write() call apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
 def test_console_report_without_widgets(estimator, train_fn):
     run = nh.TrainingRun(estimator, train_fn, steps=50, report=None)
-    stream = io.StringIO()
+    stream = Writes()
     from nbhooks.views.console import ConsoleReport
 
     report = ConsoleReport(run, stream=stream)
@@ -309,6 +321,9 @@ def test_console_report_without_widgets(estimator, train_fn):
     text = stream.getvalue()
     assert "[nbhooks] running at step 0" in text
     assert "finished at step 50: reached step 50" in text
+    # A line is one write (before: print() wrote its newline apart, so a script's own output
+    # from another thread landed mid-line: "[nbhooks] running at step 0waiting").
+    assert all(c.startswith("[nbhooks] ") and c.endswith("\n") for c in stream.calls)
 
 
 @pytest.mark.parametrize("steps", [100, None])

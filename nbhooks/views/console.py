@@ -30,7 +30,8 @@ class ConsoleView(View):
     def _write(self, line: str) -> None:
         # sys.stderr in a notebook (the cell's output); the process's own stderr in a script
         stream = self._stream or sys.stderr
-        print(f"[nbhooks] {line}", file=stream, flush=True)
+        stream.write(f"[nbhooks] {line}\n")  # one write: print() writes the newline apart, and
+        stream.flush()  # another thread's output could land between the two
 
     def on_events(self, events: Sequence[Any]) -> None:
         for event in events:
