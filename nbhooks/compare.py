@@ -342,7 +342,7 @@ def _check_runs(runs: Any) -> dict[str, Any]:
         if not isinstance(dash, Dashboard):
             raise TypeError(f"runs[{name!r}] must be an nh.Dashboard, got {type(dash).__name__}")
         if dash.run.closed:
-            raise ValueError(f"runs[{name!r}] was closed (close()): pass a new nh.Dashboard")
+            raise ValueError(f"runs[{name!r}] was closed: pass a new nh.Dashboard")
         if dash.run.model_dir in dirs:
             raise ValueError(
                 f"runs {dirs[dash.run.model_dir]!r} and {name!r} share the model_dir "

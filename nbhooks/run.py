@@ -174,7 +174,7 @@ class TrainingRun:
     def start(self, steps: int | None = None, max_steps: int | None = None) -> None:
         """Start training in the background; returns at once. ``steps``/``max_steps`` override
         the ones given at construction for this start."""
-        refuse_if_closed(self.closed, "run")
+        refuse_if_closed(self.closed, "run", _CLOSED_BY)
         if steps is not None or max_steps is not None:
             steps, max_steps = check_steps(steps, max_steps)
         else:
@@ -377,7 +377,7 @@ class TrainingRun:
         self._face().report_to_console(interval)
 
     def _face(self) -> Face:
-        refuse_if_closed(self.closed, "run")
+        refuse_if_closed(self.closed, "run", _CLOSED_BY)
         if self.face is None:
             raise RuntimeError(
                 "this run has no face to show itself with: import nbhooks (nh.TrainingRun), "
@@ -396,14 +396,18 @@ class TrainingRun:
         )
 
 
-def refuse_if_closed(closed: bool, what: str) -> None:
+def refuse_if_closed(closed: bool, what: str, by: str = "close()") -> None:
     """Training or showing a closed run (or dashboard, comparison) again: its widgets and
-    threads are gone, and nothing would close the new ones."""
+    threads are gone, and nothing would close the new ones. ``by``: what closes one."""
     if closed:
         raise RuntimeError(
-            f"this {what} was closed (close()): it neither trains nor shows itself again; "
+            f"this {what} was closed (by {by}): it neither trains nor shows itself again; "
             "make a new one to go on"
         )
+
+
+#: What closes a run: its owner, or a newer run that takes its model_dir (see ``retire``).
+_CLOSED_BY = "close(), or a newer run on its model_dir or from its notebook cell"
 
 
 #: The reason of a run stopped because waiting for it was interrupted.

@@ -153,7 +153,7 @@ def test_interrupting_wait_stops_every_run_and_the_queue(tmp_path) -> None:
 def test_a_closed_comparison_neither_trains_nor_shows_again(tmp_path) -> None:
     cmp = nh.Compare({"a": make_dash(tmp_path, 0.1, evals=None)})
     cmp.close()
-    with pytest.raises(ValueError, match=r"runs\['a'\] was closed \(close\(\)\)"):
+    with pytest.raises(ValueError, match=r"runs\['a'\] was closed: pass a new"):
         nh.Compare({"a": cmp.dashboards["a"]})
     for again in (lambda: cmp.train(steps=5), lambda: cmp.widget):
         with pytest.raises(RuntimeError, match="this comparison was closed"):

@@ -136,6 +136,8 @@ def test_rerunning_the_cell_leaves_no_thread_or_widget_behind(
         second = nh.Dashboard(estimator, train_fn, evals=eval_fn, steps=20)
     assert first.state == "stopped"
     assert old_widget.comm is None  # the old dashboard's widgets are closed
+    with pytest.raises(RuntimeError, match=r"closed .*a newer run on its model_dir"):
+        first.train()  # before: it took the model_dir back, closing the new dashboard
     second.widget  # noqa: B018 - builds it
     second.train()
     second.wait(timeout=120)
@@ -151,7 +153,7 @@ def test_a_closed_dashboard_neither_trains_nor_shows_again(dash, tmp_path):
     dash.close()
     assert not live_threads()
     for again in (dash.train, lambda: dash.widget, dash.run.panel):
-        with pytest.raises(RuntimeError, match=r"this run was closed \(close\(\)\): it neither"):
+        with pytest.raises(RuntimeError, match=r"this run was closed \(by close\(\), or a newer"):
             again()
     assert dash._repr_mimebundle_() == {
         "text/plain": "<nbhooks.Dashboard finished (closed) step=200>"
