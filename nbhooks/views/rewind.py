@@ -60,9 +60,14 @@ class RewindView(View):
             self.message.value = coloured(str(exc), ERROR_COLOUR)
 
     def on_events(self, events: Sequence[Any]) -> None:
-        if any(
-            isinstance(e, PipelineEvent)
-            or (isinstance(e, RunStateEvent) and e.state in FINAL_STATES)
-            for e in events
-        ):
+        if any(_changes_the_steps(e) for e in events):
             self.refresh()
+
+
+def _changes_the_steps(event: Any) -> bool:
+    """A run ended (new model checkpoints; its input may have turned out to have no position),
+    or an input checkpoint was saved or deleted; requests, restores and warnings list nothing
+    new."""
+    if isinstance(event, PipelineEvent):
+        return event.action in ("saved", "deleted")
+    return isinstance(event, RunStateEvent) and event.state in FINAL_STATES
