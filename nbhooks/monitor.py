@@ -237,22 +237,48 @@ class Monitor:
     # -- steering -------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask every task running :class:`~nbhooks.ClusterControlHook` to stop at its next
-        check (the chief saves a last checkpoint)."""
+        check (the chief saves a last checkpoint). Raises RuntimeError, writing nothing, when
+        no training task runs the hook or every one has ended (no task would read it)."""
         self._send("stop")
 
     def pause(self) -> None:
-        """Hold every task at its next check until :meth:`resume` or :meth:`stop`."""
+        """Hold every task at its next check until :meth:`resume` or :meth:`stop` (refused as
+        :meth:`stop` is)."""
         self._send("pause")
 
     def resume(self) -> None:
-        """Let paused tasks go on (each at its next check of the control file)."""
+        """Let paused tasks go on (each at its next check of the control file; refused as
+        :meth:`stop` is)."""
         self._send("resume")
 
     def _send(self, action: str) -> None:
+        self._check_reachable(action)
         request = self.files.request(action, now=self._clock())
         with self._lock:
             self._request = request
         self._publish(force=True)
+
+    def _check_reachable(self, action: str) -> None:
+        """Refuse a request no task would act on: the hooks' heartbeats, read now, show no
+        training task (a request made before the job starts is stale for it anyway), or show
+        every training task ended."""
+        training = [b for b in self.files.read_heartbeats() if not b.task.startswith("evaluator")]
+        if not training:
+            raise RuntimeError(
+                f"cannot {action} this job: no training task has started "
+                f"nh.ClusterControlHook in {self.model_dir} (each writes a heartbeat to "
+                f"{self.files.tasks_dir} when it starts), so none would read the request. "
+                "Give the chief and every worker the hook, TrainSpec(..., "
+                "hooks=[nh.ClusterControlHook(estimator.model_dir)]), and start the job again; "
+                "if it is starting now, try again when its tasks show up here"
+            )
+        if all(b.state == "ended" for b in training):
+            step = max((b.step for b in training if b.step is not None), default=None)
+            at = "" if step is None else f" at step {step:,}"
+            raise RuntimeError(
+                f"cannot {action} this job: it has ended{at} (every training task's hook "
+                f"reported 'ended'); a request now would be stale for its next start"
+            )
 
     # -- polling --------------------------------------------------------------------------
     def poll(self) -> JobEvent:

@@ -206,6 +206,28 @@ def test_pause_resume_and_stop_from_a_monitor(tmp_path):
         assert monitor.checkpoints.step.max() == result[0]  # the chief's last checkpoint
 
 
+def test_a_request_no_task_would_read_is_refused_before_it_is_written(tmp_path):
+    model_dir = tmp_path / "model"
+    models.make_estimator(model_dir).train(models.input_fn(), max_steps=20)  # no hook
+    control = Path(JobFiles(model_dir).control_path)
+    with Monitor(model_dir, start=False) as monitor:
+        for action in ("stop", "pause", "resume"):
+            with pytest.raises(RuntimeError, match=f"cannot {action} this job: no training task"):
+                getattr(monitor, action)()
+        assert not control.exists() and monitor.request is None
+        view = JobView(monitor)  # a click shows the refusal in the panel
+        view.buttons["stop"].click()
+        assert "ClusterControlHook" in view.message.value and not control.exists()
+        thread, result = train_with_hook(model_dir, 40)  # the job again, with the hook
+        thread.join(120)
+        assert result == [40]
+        with pytest.raises(RuntimeError, match="it has ended at step 40"):
+            monitor.stop()
+        view.buttons["pause"].click()
+        assert "it has ended at step 40" in view.message.value and not control.exists()
+        view.close()
+
+
 # -- a real cluster -----------------------------------------------------------------------
 def test_a_cluster_runs_to_the_end_and_the_monitor_sees_every_evaluation(tmp_path):
     # TF starts worker i (i + 1) * 5 s late (and must: workers started in the same second as

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbhooks.views._widget_internals import watch_sent_messages
+from nbhooks.views.format import ERROR_COLOUR, coloured
 
 
 class View(ABC):
@@ -31,6 +32,17 @@ class View(ABC):
     def close(self) -> None:
         if self.widget is not None:
             close_widget_tree(self.widget)
+
+
+def attempt(action: Callable[[], object], message: Any) -> None:
+    """A click's ``action``: its error shown in ``message`` (an HTML widget) in red, cleared
+    when it succeeds. The API behind the button raises the same error to its callers."""
+    try:
+        action()
+    except Exception as exc:
+        message.value = coloured(str(exc), ERROR_COLOUR)
+    else:
+        message.value = ""
 
 
 def walk_widgets(widget: Any) -> list[Any]:

@@ -8,8 +8,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.events import RunStateEvent
-from nbhooks.views.base import View
-from nbhooks.views.format import ERROR_COLOUR, coloured
+from nbhooks.views.base import View, attempt
 
 #: state -> (start enabled, pause/resume enabled, stop enabled, pause button shows "Resume")
 _ENABLED: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -69,24 +68,17 @@ class ControlsView(View):
         self.widget.add_class("nbh-controls")
         self.show_state(run.state)
 
-    # Clicks run on the kernel's main thread: they only post requests.
+    # Clicks run on the kernel's main thread: they only post requests (errors shown here, the
+    # run's API raises them to callers).
     def _on_start(self, _: Any) -> None:
         steps = self.steps.value if self.run.steps is not None else None
-        self._attempt(lambda: self.run.start(steps=steps))
+        attempt(lambda: self.run.start(steps=steps), self.message)
 
     def _on_pause(self, _: Any) -> None:
-        self._attempt(self.run.resume if self.run.state == "paused" else self.run.pause)
+        attempt(self.run.resume if self.run.state == "paused" else self.run.pause, self.message)
 
     def _on_stop(self, _: Any) -> None:
-        self._attempt(self.run.stop)
-
-    def _attempt(self, action: Any) -> None:
-        try:
-            action()
-        except Exception as exc:  # shown in the view; the API raises it to callers
-            self.message.value = coloured(str(exc), ERROR_COLOUR)
-        else:
-            self.message.value = ""
+        attempt(self.run.stop, self.message)
 
     def show_state(self, state: str) -> None:
         start, pause, stop, resume = _ENABLED[state]
@@ -127,12 +119,7 @@ class NewRunButton:
         self.widget = w.HBox([self.button, self.message], layout=w.Layout(align_items="center"))
 
     def _on_click(self, _: Any) -> None:
-        try:
-            self._new_run()
-        except Exception as exc:  # shown here; dash.new_run() raises it to callers
-            self.message.value = coloured(str(exc), ERROR_COLOUR)
-        else:
-            self.message.value = ""
+        attempt(self._new_run, self.message)  # dash.new_run() raises it to callers
 
     def follow(self, state: str) -> View:
         """A view (no widget of its own) that enables the button when a run is not training."""

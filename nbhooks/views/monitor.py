@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
-from nbhooks.views.base import View, close_widget_tree, on_main_thread, resync_widget_tree
+from nbhooks.views.base import View, attempt, close_widget_tree, on_main_thread, resync_widget_tree
 from nbhooks.views.curves import CurvesView
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate
 
@@ -31,13 +31,15 @@ class JobView(View):
         }
         for action, button in self.buttons.items():
             button.add_class(f"nbh-job-{action}")
-            button.on_click(lambda _b, action=action: getattr(self.monitor, action)())
+            button.on_click(lambda _b, action=action: self._request(action))
+        self.message = w.HTML()  # why a request was refused
         self.line = w.HTML()
         self.tasks = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
         self.checkpoints = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
         self.inputs = w.HTML()
         self.problems = w.HTML()
         for widget, css in (
+            (self.message, "nbh-job-message"),
             (self.line, "nbh-job-line"),
             (self.tasks, "nbh-job-tasks"),
             (self.checkpoints, "nbh-job-checkpoints"),
@@ -48,12 +50,16 @@ class JobView(View):
         self.widget = w.VBox(
             [
                 w.HBox([*self.buttons.values(), self.line], layout=w.Layout(align_items="center")),
+                self.message,
                 w.HBox([self.tasks, self.checkpoints, self.inputs]),
                 self.problems,
             ]
         )
         self.widget.add_class("nbh-job")
         self.show(monitor.snapshot())
+
+    def _request(self, action: str) -> None:
+        attempt(getattr(self.monitor, action), self.message)  # the monitor raises it to callers
 
     def on_events(self, events: Sequence[Any]) -> None:
         latest = [e for e in events if type(e).__name__ == "JobEvent"]
