@@ -206,9 +206,12 @@ class LocalCluster:
         state = self.state
         if state == "failed":
             task = self._procs.failed or "chief:0"
+            text = self.logs(task)
+            error = _raised(text)
             raise RuntimeError(
                 f"task {task} of the local cluster failed (exit code "
-                f"{self.returncodes.get(task)}); the end of its log:\n{self.logs(task)[-3000:]}"
+                f"{self.returncodes.get(task)}){f': {error}' if error else ''}\n"
+                f"The end of its log (cluster.logs({task!r}) has all of it):\n{text[-3000:]}"
             )
         if interrupted:
             raise KeyboardInterrupt(
@@ -441,6 +444,21 @@ def stop_requested(files: Any) -> bool:
         and request.action == "stop"
         and (started is None or request.time >= started)
     )
+
+
+def _raised(log_text: str) -> str | None:
+    """The exception a task's log ends with ("ValueError: no estimator today", the module path
+    left out), or None when it holds no Python traceback."""
+    lines = log_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call")]
+    if not starts:
+        return None
+    # the frames are indented; the exception's own line is the first that is not
+    line = next((ln for ln in lines[starts[-1] + 1 :] if ln and not ln[0].isspace()), None)
+    if line is None:
+        return None
+    name, colon, message = line.partition(":")
+    return f"{name.rsplit('.', 1)[-1]}{colon}{message}" if " " not in name else line
 
 
 def _free_ports(n: int) -> list[int]:
