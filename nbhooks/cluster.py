@@ -34,6 +34,7 @@ from typing import Any
 from nbhooks import NbhooksWarning
 from nbhooks.cells import CellRegistry
 from nbhooks.checks import check_int
+from nbhooks.dirlock import ModelDirLock
 
 #: How long workers may go on after the chief ended before they are ended (they stop at once
 #: when the chief reached max_steps or was stopped: this only catches a stuck one).
@@ -171,6 +172,8 @@ class LocalCluster:
         if self._procs.started:
             raise RuntimeError("this LocalCluster was started already: make a new one")
         Path(self.model_dir).mkdir(parents=True, exist_ok=True)
+        _claim_cell(self._procs)  # first: ends what an earlier run of this cell started
+        ModelDirLock(self.model_dir).check("train")  # the chief holds it while it runs
         ports = _free_ports(len([t for t in self.task_names if not t.startswith("evaluator")]))
         cluster: dict[str, list[str]] = {}
         for name in self.task_names:
@@ -182,7 +185,6 @@ class LocalCluster:
             tf_config = {"cluster": cluster, "task": {"type": kind, "index": int(index)}}
             self._procs.launch(name, tf_config)
         self._procs.supervise()
-        _claim_cell(self._procs)
         return self
 
     def wait(self, timeout: float | None = None) -> str:
@@ -426,7 +428,7 @@ def _claim_cell(procs: _Processes) -> None:
     """Record ``procs`` as started by the notebook cell running now; end the clusters an
     earlier execution of the same cell started (re-running the cell replaces them)."""
     for each in _CLUSTERS.claim(procs):
-        if not each.done.is_set():
+        if each.started and not each.done.is_set():
             warnings.warn(
                 "re-running a notebook cell ends the local cluster it started before",
                 NbhooksWarning,
@@ -562,8 +564,11 @@ def _run_task(spec_path: str) -> None:
     spec: _Spec = cloudpickle.loads(Path(spec_path).read_bytes())
     from nbhooks._tf import tf
     from nbhooks.hooks.cluster_control import ClusterControlHook
+    from nbhooks.jobfiles import task_from_env
 
     t = tf()
+    if task_from_env()[0] == "chief":  # held (its descriptor open) until this process ends
+        ModelDirLock(spec.model_dir).acquire("train", who="a LocalCluster's chief")
     config = t.estimator.RunConfig(
         model_dir=spec.model_dir,
         save_checkpoints_steps=spec.save_checkpoints_steps,

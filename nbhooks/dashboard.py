@@ -338,7 +338,8 @@ class Dashboard:
 
         if self.run.running:
             raise RuntimeError(f"rewind needs an idle run: this one is {self.state}; stop() it")
-        rewind(self.run.model_dir, self._input_rewinder()[0], step)
+        with self.run.dir_lock.holding("rewind"):  # refused while another process trains
+            rewind(self.run.model_dir, self._input_rewinder()[0], step)
         self.run.reread_step()
         self._branch_from(step, "rewind")
 

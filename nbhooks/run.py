@@ -26,6 +26,7 @@ from nbhooks.checks import (
     check_model_dir,
     check_steps,
 )
+from nbhooks.dirlock import ModelDirLock
 from nbhooks.errors import describe_error
 from nbhooks.events import FINAL_STATES, EventBus, RunState, RunStateEvent
 from nbhooks.meter import ProgressMeter
@@ -122,6 +123,8 @@ class TrainingRun:
         self.error: BaseException | None = None
         self.error_traceback: str | None = None
         self._owned: list[Closable] = []  # closed by close(), newest first
+        #: held while training: one training process per model_dir (see nbhooks.dirlock)
+        self.dir_lock = ModelDirLock(self.model_dir)
         #: close() was called: the run neither trains nor shows itself again.
         self.closed = False
         self.reread_step()  # a model_dir with a checkpoint: its step, not 0
@@ -188,11 +191,16 @@ class TrainingRun:
         with self._lock:
             if self.running:
                 raise RuntimeError(f"this run is already {self._state}")
+            self.dir_lock.acquire("train")  # refused if another process trains here
+            try:
+                self.reread_step()  # where this train() starts: the checkpoint's step
+            except BaseException:
+                self.dir_lock.release()
+                raise
             self._stop_requested = self._pause_requested = False
             self.reason, self.error, self.error_traceback = None, None, None
             self._done.clear()
             self.meter.reset_clock()
-            self.reread_step()  # where this train() starts: the checkpoint's step
             self._thread = threading.Thread(
                 target=self._work, args=(steps, max_steps), name="nbhooks-training", daemon=True
             )
@@ -200,6 +208,7 @@ class TrainingRun:
             try:
                 self._thread.start()
             except BaseException as exc:
+                self.dir_lock.release()
                 self._done.set()
                 self.error, self._state = exc, "failed"
                 raise
@@ -279,12 +288,15 @@ class TrainingRun:
         self._session_started = False
         self._input_ended = False
         try:
-            self.estimator.train(
-                self.input_fn,
-                hooks=[ControlHook(self, self.estimator.model_dir), *self.hooks],
-                steps=steps,
-                max_steps=max_steps,
-            )
+            try:
+                self.estimator.train(
+                    self.input_fn,
+                    hooks=[ControlHook(self, self.estimator.model_dir), *self.hooks],
+                    steps=steps,
+                    max_steps=max_steps,
+                )
+            finally:
+                self.dir_lock.release()  # before wait() returns: a start() right after may lock
         except BaseException as exc:  # re-raised by wait()
             self.error = exc
             self.error_traceback = "".join(traceback.format_exception(exc))
