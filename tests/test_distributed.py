@@ -25,7 +25,7 @@ from nbhooks.cluster import LocalCluster, _task_hooks
 from nbhooks.eventfiles import EventDirReader
 from nbhooks.hooks.cluster_control import ClusterControlHook
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
-from nbhooks.jobfiles import JobFiles
+from nbhooks.jobfiles import Heartbeat, JobFiles
 from nbhooks.monitor import Monitor
 from nbhooks.rewind import checkpoint_step
 from nbhooks.views.monitor import JobView
@@ -492,8 +492,13 @@ def test_the_monitor_widget_is_fed_by_its_publisher_only(tmp_path, comm_log):
     assert len(face.curves.figure.data[0].x) == drawn + 2
     assert "pause" in face.job.line.value
     assert "nbh-monitor" in panel_widget._dom_classes
+    now = time.time()  # a chief's hook reports, as ClusterControlHook does: a task to reach
+    JobFiles(tmp_path / "model").write_heartbeat(
+        Heartbeat("chief:0", "running", 400, now, now, "host", os.getpid())
+    )
     face.job.buttons["stop"].click()  # the button writes the job's control file
     assert JobFiles(tmp_path / "model").read_request().action == "stop"
+    assert face.job.message.value == ""  # nothing refused
     monitor.close()
     assert panel_widget.comm is None  # closed with the monitor
 
