@@ -61,9 +61,16 @@ def test_start_button_trains_a_run_made_without_steps_until_its_input_ends(model
 
 def test_start_refused_shows_a_message(panel_run):
     run, panel = panel_run
+    message = panel.controls.message
+    assert message.layout.display == "none"  # no blank line while there is nothing to say
     run.start()
     panel.controls._on_start(None)  # a second click that raced the button's disabling
-    assert "already running" in panel.controls.message.value
+    assert "already running" in message.value and message.layout.display is None
+    panel.controls._on_pause(None)  # a request that succeeds clears it
+    assert (message.value, message.layout.display) == ("", "none")
+    # a long message goes under the buttons, which keep their size (never "...")
+    assert panel.controls.widget.layout.flex_flow == "row wrap"
+    assert {panel.controls.start.layout.flex, panel.controls.stop.layout.flex} == {"0 0 auto"}
 
 
 def test_progress_shows_step_target_rate_and_eta(estimator, train_fn, comm_log):

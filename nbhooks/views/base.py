@@ -34,15 +34,31 @@ class View(ABC):
             close_widget_tree(self.widget)
 
 
+def message_line(css_class: str, **layout: str) -> Any:
+    """An HTML widget for what a click says (see :func:`show`): hidden while empty, so it
+    takes no line of its own until there is something to read."""
+    import ipywidgets as w
+
+    message = w.HTML(layout=w.Layout(display="none", **layout))
+    message.add_class(css_class)
+    return message
+
+
+def show(message: Any, html_text: str) -> None:
+    """Put ``html_text`` in a :func:`message_line` (shown) or clear it (hidden)."""
+    message.value = html_text
+    message.layout.display = None if html_text else "none"
+
+
 def attempt(action: Callable[[], object], message: Any) -> None:
-    """A click's ``action``: its error shown in ``message`` (an HTML widget) in red, cleared
-    when it succeeds. The API behind the button raises the same error to its callers."""
+    """A click's ``action``: its error shown in ``message`` (a :func:`message_line`) in red,
+    cleared when it succeeds. The API behind the button raises the same error to callers."""
     try:
         action()
     except Exception as exc:
-        message.value = coloured(str(exc), ERROR_COLOUR)
+        show(message, coloured(str(exc), ERROR_COLOUR))
     else:
-        message.value = ""
+        show(message, "")
 
 
 def walk_widgets(widget: Any) -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.events import RunStateEvent
-from nbhooks.views.base import View, attempt
+from nbhooks.views.base import View, attempt, message_line
 
 #: state -> (start enabled, pause/resume enabled, stop enabled, pause button shows "Resume")
 _ENABLED: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -52,19 +52,24 @@ class ControlsView(View):
         # Start trains the box's steps; a run made with max_steps (or neither: until the input
         # ends) starts as it was made, without the box.
         self.steps.layout.display = None if run.steps is not None else "none"
-        self.message = w.HTML()
-        for button, css in (
+        # Beside the buttons when there is room, else on a line under them: never squeezing
+        # them to "..." (a refusal can be three lines long).
+        self.message = message_line("nbh-controls-message", flex="1 1 240px", min_width="0")
+        for widget, css in (
             (self.start, "nbh-start"),
             (self.pause, "nbh-pause"),
             (self.stop, "nbh-stop"),
+            (self.steps, "nbh-steps"),
         ):
-            button.add_class(css)
-        self.steps.add_class("nbh-steps")
-        self.message.add_class("nbh-controls-message")
+            widget.add_class(css)
+            widget.layout.flex = "0 0 auto"
         self.start.on_click(self._on_start)
         self.pause.on_click(self._on_pause)
         self.stop.on_click(self._on_stop)
-        self.widget = w.HBox([self.start, self.pause, self.stop, self.steps, self.message])
+        self.widget = w.HBox(
+            [self.start, self.pause, self.stop, self.steps, self.message],
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
+        )
         self.widget.add_class("nbh-controls")
         self.show_state(run.state)
 
@@ -113,8 +118,7 @@ class NewRunButton:
             layout=w.Layout(width="auto", flex="0 0 auto"),
         )
         self.button.add_class("nbh-new-run")
-        self.message = w.HTML()
-        self.message.add_class("nbh-new-run-message")
+        self.message = message_line("nbh-new-run-message")
         self.button.on_click(self._on_click)
         self.widget = w.HBox([self.button, self.message], layout=w.Layout(align_items="center"))
 

@@ -11,7 +11,14 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
-from nbhooks.views.base import View, attempt, close_widget_tree, on_main_thread, resync_widget_tree
+from nbhooks.views.base import (
+    View,
+    attempt,
+    close_widget_tree,
+    message_line,
+    on_main_thread,
+    resync_widget_tree,
+)
 from nbhooks.views.curves import CurvesView
 from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate
 
@@ -32,14 +39,13 @@ class JobView(View):
         for action, button in self.buttons.items():
             button.add_class(f"nbh-job-{action}")
             button.on_click(lambda _b, action=action: self._request(action))
-        self.message = w.HTML()  # why a request was refused
+        self.message = message_line("nbh-job-message")  # why a request was refused
         self.line = w.HTML()
         self.tasks = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
         self.checkpoints = w.HTML(layout=w.Layout(margin="0 2em 0 0"))
         self.inputs = w.HTML()
         self.problems = w.HTML()
         for widget, css in (
-            (self.message, "nbh-job-message"),
             (self.line, "nbh-job-line"),
             (self.tasks, "nbh-job-tasks"),
             (self.checkpoints, "nbh-job-checkpoints"),
