@@ -125,18 +125,23 @@ def _read_holder(fd: int) -> dict[str, Any]:
 
 
 def _busy_message(model_dir: str, action: str, holder: dict[str, Any]) -> str:
-    who = "another process"
-    if holder.get("pid"):
-        who = (
-            f"{holder.get('program') or 'a process'} (pid {holder['pid']} on {holder.get('host')})"
-        )
+    doing = {"rewind": "rewinding"}.get(holder.get("action", ""), "training")
     since = holder.get("since")
     when = (
         f", since {time.strftime('%H:%M:%S', time.localtime(since))}"
         if isinstance(since, int | float)
         else ""
     )
-    doing = {"rewind": "rewinding"}.get(holder.get("action", ""), "training")
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        return (
+            f"cannot {action} in {model_dir}: another run in this process is {doing} there"
+            f"{when}. Stop it (its Stop button, or stop()) and try again, or give this one "
+            f"another model_dir"
+        )
+    who = "another process"
+    if holder.get("pid"):
+        program = holder.get("program") or "a process"
+        who = f"{program} (pid {holder['pid']} on {holder.get('host')})"
     return (
         f"cannot {action} in {model_dir}: {who} is {doing} there{when}. Two processes on "
         f"one model_dir overwrite each other's checkpoints. Stop it there (or shut down its "

@@ -39,6 +39,18 @@ CHILD = textwrap.dedent(
 )
 
 
+def one_task_cluster(model_dir: Path) -> LocalCluster:
+    return LocalCluster(
+        models.make_estimator,
+        models.input_fn(),
+        None,
+        steps=5,
+        workers=0,
+        evaluator=False,
+        model_dir=model_dir,
+    )
+
+
 def holder(model_dir: Path) -> dict:
     try:
         return json.loads((model_dir / LOCK_FILE).read_text() or "{}")
@@ -70,18 +82,10 @@ def test_a_second_process_is_refused_until_the_first_is_gone(tmp_path: Path) -> 
             run.start()
         assert run.state == "idle" and run.wait(timeout=1) == "idle"  # nothing half-started
 
-        cluster = LocalCluster(
-            models.make_estimator,
-            models.input_fn(),
-            None,
-            steps=5,
-            workers=0,
-            evaluator=False,
-            model_dir=model_dir,
-        )
+        cluster = one_task_cluster(model_dir)
         with pytest.raises(RuntimeError, match=rf"cannot train in {model_dir}: {who}"):
             cluster.start()
-        assert cluster.returncodes == {} or all(c is None for c in cluster.returncodes.values())
+        assert cluster.state == "idle"  # no process launched
         cluster.stop()
 
         child.send_signal(signal.SIGKILL)  # no clean stop: the OS frees the lock
@@ -116,3 +120,20 @@ def test_one_process_keeps_one_run_per_model_dir_without_refusing_itself(tmp_pat
     newer.start()
     assert newer.wait(timeout=120) == "finished"
     newer.close()
+
+
+def test_a_local_cluster_is_refused_a_model_dir_this_process_trains(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    run = TrainingRun(models.make_estimator(model_dir), models.input_fn(), steps=10**6, report=None)
+    run.start()
+    try:
+        harness.poll(lambda: run.global_step > 0, 60, "the run to train")
+        cluster = one_task_cluster(model_dir)
+        with pytest.raises(
+            RuntimeError,
+            match=rf"cannot train in {model_dir}: another run in this process is training there",
+        ):
+            cluster.start()
+        assert cluster.state == "idle" and run.state == "running"
+    finally:
+        run.close()
