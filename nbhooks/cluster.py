@@ -165,6 +165,7 @@ class LocalCluster:
         # at exit or when this object is collected: end the processes, delete spec and logs
         self._finalizer = weakref.finalize(self, _cleanup, self._procs, self.workdir)
         self._monitors: list[Any] = []
+        self._launched_at = 0.0  # when start() launched the tasks (time.time())
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> LocalCluster:
@@ -174,6 +175,7 @@ class LocalCluster:
         Path(self.model_dir).mkdir(parents=True, exist_ok=True)
         _claim_cell(self._procs)  # first: ends what an earlier run of this cell started
         ModelDirLock(self.model_dir).check("train")  # the chief holds it while it runs
+        self._launched_at = time.time()  # a job start recorded before it is an earlier job's
         ports = _free_ports(len([t for t in self.task_names if not t.startswith("evaluator")]))
         cluster: dict[str, list[str]] = {}
         for name in self.task_names:
@@ -192,17 +194,15 @@ class LocalCluster:
         ``"finished"``, ``"stopped"`` or ``"failed"``. Raises TimeoutError on timeout and
         RuntimeError, with the end of its log, when the chief or the evaluator failed.
         Interrupted (the notebook's interrupt button, Ctrl-C), it asks every task to stop at
-        its next check, as ``monitor().stop()`` does (the chief saves a last checkpoint), waits
-        for the job to end and raises ``KeyboardInterrupt``."""
-        from nbhooks.jobfiles import JobFiles
+        its next check, as ``monitor().stop()`` does (the chief saves a last checkpoint), or
+        ends the processes at once when the chief has not begun the job (nothing trained yet),
+        waits for the job to end and raises ``KeyboardInterrupt``."""
         from nbhooks.rewind import checkpoint_step
         from nbhooks.run import wait_or_stop
 
         if not self._procs.started:
             raise RuntimeError("the cluster was not started: call start() first")
-        done, interrupted = wait_or_stop(
-            self._procs.done, timeout, lambda reason: JobFiles(self.model_dir).request("stop")
-        )
+        done, interrupted = wait_or_stop(self._procs.done, timeout, self._stop_interrupted)
         if not done:
             raise TimeoutError(f"the cluster still runs after {timeout} s: {self.returncodes}")
         state = self.state
@@ -216,11 +216,27 @@ class LocalCluster:
                 f"The end of its log (cluster.logs({task!r}) has all of it):\n{text[-3000:]}"
             )
         if interrupted:
-            raise KeyboardInterrupt(
-                f"the cluster's job {state}, its last checkpoint at step "
-                f"{checkpoint_step(self.model_dir)}: wait() was interrupted"
+            step = checkpoint_step(self.model_dir)
+            at = (
+                "before its first checkpoint"
+                if step is None
+                else f"its last checkpoint at step {step}"
             )
+            raise KeyboardInterrupt(f"the cluster's job {state}, {at}: wait() was interrupted")
         return state
+
+    def _stop_interrupted(self, reason: str) -> None:
+        """A stop request for every task; before the chief has begun the job (its start not
+        recorded) the tasks would take the request for an earlier job's and train on, so the
+        processes are ended instead: this job has trained and saved nothing yet."""
+        from nbhooks.jobfiles import JobFiles
+
+        files = JobFiles(self.model_dir)
+        began = files.read_job_start()
+        if began is None or began < self._launched_at:
+            self._procs.kill_all()
+        else:
+            files.request("stop")
 
     def stop(self) -> None:
         """End every process now (SIGTERM, then SIGKILL). For a clean stop at a step boundary
@@ -555,6 +571,19 @@ def _watch_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
+def _check_built_with(estimator: Any, config: Any) -> None:
+    """Refuse, before anything is written, an Estimator not built with the task's RunConfig
+    (a Dashboard's factory, which takes a model_dir, makes one named after the RunConfig)."""
+    built = str(getattr(estimator, "model_dir", None))
+    if os.path.realpath(built) != os.path.realpath(config.model_dir):
+        raise ValueError(
+            f"make_estimator(config) built an Estimator whose model_dir is {built!r}, not the "
+            f"cluster's {config.model_dir!r}: build it with the RunConfig it is given, e.g. "
+            "tf.estimator.DNNClassifier(..., config=config) (a Dashboard's factory takes a "
+            "model_dir; a LocalCluster's takes a RunConfig)"
+        )
+
+
 def _run_task(spec_path: str) -> None:
     parent = int(os.environ.get("NBHOOKS_PARENT_PID", "0"))
     if parent:
@@ -576,6 +605,7 @@ def _run_task(spec_path: str) -> None:
         keep_checkpoint_max=spec.keep_checkpoint_max,
     )
     estimator = spec.make_estimator(config)
+    _check_built_with(estimator, config)
     train_spec = t.estimator.TrainSpec(
         spec.train_fn,
         max_steps=spec.steps,

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import harness
 import models
@@ -348,6 +349,82 @@ def test_interrupting_wait_stops_the_job_cleanly(tmp_path):
         assert cluster.state == "stopped"
         assert cluster.returncodes["chief:0"] == 0
         assert 0 < checkpoint_step(cluster.model_dir) < 10_000_000
+    finally:
+        cluster.stop()
+
+
+def gated_estimator(gate: Path, ready: Path) -> Callable[[Any], Any]:
+    """A task's estimator factory that holds the task before its job begins (polling, in the
+    task's own process) until ``gate`` exists; it touches ``ready`` when it gets there."""
+
+    def make(config: Any) -> Any:
+        ready.touch()
+        while not gate.exists():
+            time.sleep(0.05)  # a polling interval in the task process
+        return make_estimator(config)
+
+    return make
+
+
+def test_interrupting_wait_before_the_job_began_ends_it_at_once(tmp_path):
+    """Before: the stop request was older than the job's start, so every task took it for an
+    earlier job's and trained on; wait() waited for the whole job."""
+    gate, ready = tmp_path / "gate", tmp_path / "ready"
+    cluster = LocalCluster(
+        gated_estimator(gate, ready),
+        models.input_fn(),
+        None,
+        steps=10_000_000,
+        workers=1,
+        ps=1,
+        evaluator=False,
+        model_dir=tmp_path / "job",
+    )
+    deadline = time.monotonic() + 90  # without the fix: a second interrupt, not a hang
+    try:
+        cluster.start()
+        with (
+            interrupted_when(ready.exists, lambda: time.monotonic() > deadline),
+            pytest.raises(KeyboardInterrupt) as interrupted,
+        ):
+            cluster.wait(120)
+        assert str(interrupted.value) == (
+            "the cluster's job stopped, before its first checkpoint: wait() was interrupted"
+        )
+        gate.touch()  # too late: every process has ended, none trained
+        assert cluster.state == "stopped"
+        assert all(code is not None for code in cluster.returncodes.values())
+        assert checkpoint_step(cluster.model_dir) is None
+    finally:
+        gate.touch()
+        cluster.stop()
+
+
+def test_a_factory_that_ignores_its_run_config_is_refused(tmp_path, monkeypatch):
+    """Before: a Dashboard-style factory (model_dir -> Estimator) trained the job in a folder
+    named after the RunConfig ("<...RunConfig object at 0x...>") in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    cluster = LocalCluster(
+        models.make_estimator,  # takes a model_dir: given the task's RunConfig
+        models.input_fn(),
+        None,
+        steps=10,
+        workers=0,
+        evaluator=False,
+        model_dir=tmp_path / "job",
+    )
+    try:
+        cluster.start()
+        with pytest.raises(RuntimeError) as failed:
+            cluster.wait(120)
+        first = str(failed.value).split("\n", 1)[0]
+        assert first.startswith(
+            "task chief:0 of the local cluster failed (exit code 1): ValueError: "
+            "make_estimator(config) built an Estimator whose model_dir is '<tensorflow_estimator"
+        ), first
+        assert "a LocalCluster's takes a RunConfig" in first
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]  # nothing else written
+        assert checkpoint_step(cluster.model_dir) is None
     finally:
         cluster.stop()
 
