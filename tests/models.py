@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,4 +77,24 @@ def make_linear_classifier(model_dir, **config):
     column = t.feature_column.numeric_column("x", shape=(N_FEATURES,))
     return t.estimator.LinearClassifier(
         [column], config=t.estimator.RunConfig(model_dir=str(model_dir), **config)
+    )
+
+
+def estimator_with(config: Any) -> Any:
+    """The model of :func:`make_estimator` built with a given RunConfig (a LocalCluster
+    task's factory: RunConfig -> Estimator)."""
+    return tf().estimator.Estimator(model_fn, config=config, params={"learning_rate": 0.1})
+
+
+def small_cluster(
+    make_estimator: Callable[[Any], Any], model_dir: Any, steps: int = 10, **options: Any
+) -> Any:
+    """A LocalCluster on :func:`input_fn` with no evaluator and, unless ``options`` say
+    otherwise, a chief and a parameter server only; ``make_estimator(config)`` builds each
+    task's Estimator."""
+    from nbhooks.cluster import LocalCluster
+
+    options = {"workers": 0, "evaluator": False, **options}
+    return LocalCluster(
+        make_estimator, input_fn(), None, steps=steps, model_dir=model_dir, **options
     )

@@ -16,7 +16,6 @@ import models
 import pytest
 
 import nbhooks as nh
-from nbhooks.cluster import LocalCluster
 from nbhooks.dirlock import LOCK_FILE
 from nbhooks.rewind import checkpoint_step
 from nbhooks.run import TrainingRun
@@ -37,18 +36,6 @@ CHILD = textwrap.dedent(
     run.wait()
     """
 )
-
-
-def one_task_cluster(model_dir: Path) -> LocalCluster:
-    return LocalCluster(
-        models.make_estimator,
-        models.input_fn(),
-        None,
-        steps=5,
-        workers=0,
-        evaluator=False,
-        model_dir=model_dir,
-    )
 
 
 def holder(model_dir: Path) -> dict:
@@ -82,7 +69,7 @@ def test_a_second_process_is_refused_until_the_first_is_gone(tmp_path: Path) -> 
             run.start()
         assert run.state == "idle" and run.wait(timeout=1) == "idle"  # nothing half-started
 
-        cluster = one_task_cluster(model_dir)
+        cluster = models.small_cluster(models.estimator_with, model_dir)
         with pytest.raises(RuntimeError, match=rf"cannot train in {model_dir}: {who}"):
             cluster.start()
         assert cluster.state == "idle"  # no process launched
@@ -128,7 +115,7 @@ def test_a_local_cluster_is_refused_a_model_dir_this_process_trains(tmp_path: Pa
     run.start()
     try:
         harness.poll(lambda: run.global_step > 0, 60, "the run to train")
-        cluster = one_task_cluster(model_dir)
+        cluster = models.small_cluster(models.estimator_with, model_dir)
         with pytest.raises(
             RuntimeError,
             match=rf"cannot train in {model_dir}: another run in this process is training there",

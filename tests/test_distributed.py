@@ -48,8 +48,7 @@ def _no_process_left():
     assert not left, f"processes left running: {left}"
 
 
-def make_estimator(config):
-    return tf().estimator.Estimator(models.model_fn, config=config, params={"learning_rate": 0.1})
+make_estimator = models.estimator_with  # a task's factory: RunConfig -> Estimator
 
 
 def write_evals(directory: Path, steps: range, suffix: str = ".a") -> Path:
@@ -328,16 +327,8 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
 
 def test_interrupting_wait_stops_the_job_cleanly(tmp_path):
     """Before: the KeyboardInterrupt left wait() and the job went on in its processes."""
-    cluster = LocalCluster(
-        make_estimator,
-        models.input_fn(),
-        None,
-        steps=10_000_000,
-        workers=1,
-        ps=1,
-        evaluator=False,
-        model_dir=tmp_path / "job",
-        save_checkpoints_secs=1,
+    cluster = models.small_cluster(
+        make_estimator, tmp_path / "job", 10_000_000, workers=1, save_checkpoints_secs=1
     )
     try:
         cluster.start()
@@ -370,15 +361,8 @@ def test_interrupting_wait_before_the_job_began_ends_it_at_once(tmp_path):
     """Before: the stop request was older than the job's start, so every task took it for an
     earlier job's and trained on; wait() waited for the whole job."""
     gate, ready = tmp_path / "gate", tmp_path / "ready"
-    cluster = LocalCluster(
-        gated_estimator(gate, ready),
-        models.input_fn(),
-        None,
-        steps=10_000_000,
-        workers=1,
-        ps=1,
-        evaluator=False,
-        model_dir=tmp_path / "job",
+    cluster = models.small_cluster(
+        gated_estimator(gate, ready), tmp_path / "job", 10_000_000, workers=1
     )
     deadline = time.monotonic() + 90  # without the fix: a second interrupt, not a hang
     try:
@@ -404,15 +388,8 @@ def test_a_factory_that_ignores_its_run_config_is_refused(tmp_path, monkeypatch)
     """Before: a Dashboard-style factory (model_dir -> Estimator) trained the job in a folder
     named after the RunConfig ("<...RunConfig object at 0x...>") in the working directory."""
     monkeypatch.chdir(tmp_path)
-    cluster = LocalCluster(
-        models.make_estimator,  # takes a model_dir: given the task's RunConfig
-        models.input_fn(),
-        None,
-        steps=10,
-        workers=0,
-        evaluator=False,
-        model_dir=tmp_path / "job",
-    )
+    # models.make_estimator takes a model_dir: it is given the task's RunConfig
+    cluster = models.small_cluster(models.make_estimator, tmp_path / "job")
     try:
         cluster.start()
         with pytest.raises(RuntimeError) as failed:
@@ -663,15 +640,7 @@ def test_a_failing_chief_fails_the_cluster_with_its_log(tmp_path):
     def make_broken_estimator(config):
         raise ValueError("no estimator today")
 
-    cluster = LocalCluster(
-        make_broken_estimator,
-        models.input_fn(),
-        None,
-        steps=10,
-        workers=0,
-        evaluator=False,
-        model_dir=tmp_path / "job",
-    )
+    cluster = models.small_cluster(make_broken_estimator, tmp_path / "job")
     try:
         cluster.start()
         with pytest.raises(RuntimeError) as failed:
