@@ -41,10 +41,6 @@ class ModelDirLock:
         self._fd: int | None = None
         self._guard = threading.Lock()
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self, action: str, who: str | None = None) -> None:
         """Take the lock to ``action`` ("train" or "rewind"); raises RuntimeError, having
         changed nothing, when another process (or another run of this one) holds it. ``who``:

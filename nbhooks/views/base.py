@@ -35,7 +35,7 @@ class View(ABC):
 
 
 def message_line(css_class: str, **layout: str) -> Any:
-    """An HTML widget for what a click says (see :func:`show`): hidden while empty, so it
+    """An HTML widget for what a click says (see :func:`show_message`): hidden while empty, so it
     takes no line of its own until there is something to read."""
     import ipywidgets as w
 
@@ -44,7 +44,7 @@ def message_line(css_class: str, **layout: str) -> Any:
     return message
 
 
-def show(message: Any, html_text: str) -> None:
+def show_message(message: Any, html_text: str) -> None:
     """Put ``html_text`` in a :func:`message_line` (shown) or clear it (hidden)."""
     message.value = html_text
     message.layout.display = None if html_text else "none"
@@ -56,9 +56,9 @@ def attempt(action: Callable[[], object], message: Any) -> None:
     try:
         action()
     except Exception as exc:
-        show(message, coloured(str(exc), ERROR_COLOUR))
+        show_message(message, coloured(str(exc), ERROR_COLOUR))
     else:
-        show(message, "")
+        show_message(message, "")
 
 
 def walk_widgets(widget: Any) -> list[Any]:
