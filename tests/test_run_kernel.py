@@ -227,6 +227,23 @@ CLUSTER_CELL = (
 )
 
 
+def test_rerunning_a_cell_on_a_fixed_model_dir_is_not_refused_its_own_lock(execute, tmp_path):
+    """The cell's earlier cluster (its chief holding the model_dir's training lock) is ended
+    before the new one checks the lock: run again with its cellId, the cell starts anew."""
+    cell = CLUSTER_CELL.replace(
+        "evaluator=False)", f"evaluator=False, model_dir={str(tmp_path / 'job')!r})"
+    )
+    execute(
+        cell + "from waiting import poll\n"
+        "from nbhooks.jobfiles import JobFiles\n"
+        "poll(lambda: JobFiles(cluster.model_dir).read_job_start(), 120, 'the chief to begin')",
+        "fixed-dir-cell",
+    )
+    _, err = execute(cell + "cluster.stop()", "fixed-dir-cell")  # raised if refused
+    assert "re-running a notebook cell ends the local cluster it started before" in err
+    assert "cannot train" not in err
+
+
 def test_rerunning_a_cell_ends_the_local_cluster_it_started(execute):
     """A cell that starts a local cluster, run again with its cellId: the earlier cluster's
     processes end (with a warning); a cell elsewhere leaves the new one running."""
