@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from nbhooks import NbhooksWarning
 from nbhooks.cells import CellRegistry
 from nbhooks.checks import check_int
 from nbhooks.dirlock import ModelDirLock
+from nbhooks.memory import format_bytes, headroom
 
 #: How long workers may go on after the chief ended before they are ended (they stop at once
 #: when the chief reached max_steps or was stopped: this only catches a stuck one).
@@ -42,6 +44,9 @@ WORKER_GRACE = 30.0
 #: How long the evaluator may go on after the chief ended (it ends itself after evaluating the
 #: checkpoint of max_steps, or is ended once it evaluated the last one after a Stop).
 EVALUATOR_GRACE = 180.0
+#: The least memory a task takes: a TensorFlow process training a small model (its own pages
+#: measured 230-290 MB; the libraries' pages are shared between the processes).
+TASK_MEMORY = 250 * 2**20
 _POLL = 0.2
 log = logging.getLogger("nbhooks")
 
@@ -169,11 +174,14 @@ class LocalCluster:
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> LocalCluster:
-        """Start every task process (returns at once; returns self)."""
+        """Start every task process (returns at once; returns self). Raises MemoryError,
+        starting nothing, when the memory free here (or in this container) cannot hold
+        ``TASK_MEMORY`` a task."""
         if self._procs.started:
             raise RuntimeError("this LocalCluster was started already: make a new one")
-        Path(self.model_dir).mkdir(parents=True, exist_ok=True)
         _claim_cell(self._procs)  # first: ends what an earlier run of this cell started
+        _check_memory(self.task_names)
+        Path(self.model_dir).mkdir(parents=True, exist_ok=True)
         ModelDirLock(self.model_dir).check("train")  # the chief holds it while it runs
         self._launched_at = time.time()  # a job start recorded before it is an earlier job's
         ports = _free_ports(len([t for t in self.task_names if not t.startswith("evaluator")]))
@@ -192,7 +200,8 @@ class LocalCluster:
     def wait(self, timeout: float | None = None) -> str:
         """Block until the job is done (ps tasks ended by the cluster); returns the state:
         ``"finished"``, ``"stopped"`` or ``"failed"``. Raises TimeoutError on timeout and
-        RuntimeError, with the end of its log, when the chief or the evaluator failed.
+        RuntimeError, with the end of its log, when the chief or the evaluator failed or a
+        parameter server ended (a killed task: the signal named).
         Interrupted (the notebook's interrupt button, Ctrl-C), it asks every task to stop at
         its next check, as ``monitor().stop()`` does (the chief saves a last checkpoint), or
         ends the processes at once when the chief has not begun the job (nothing trained yet),
@@ -211,9 +220,14 @@ class LocalCluster:
             text = self.logs(task)
             error = _raised(text)
             raise RuntimeError(
-                f"task {task} of the local cluster failed (exit code "
-                f"{self.returncodes.get(task)}){f': {error}' if error else ''}\n"
-                f"The end of its log (cluster.logs({task!r}) has all of it):\n{text[-3000:]}"
+                f"task {task} of the local cluster failed "
+                f"({_how_it_ended(task, self.returncodes.get(task))})"
+                f"{f': {error}' if error else ''}\n"
+                + (
+                    f"The end of its log (cluster.logs({task!r}) has all of it):\n{text[-3000:]}"
+                    if text.strip()
+                    else "Its log is empty."
+                )
             )
         if interrupted:
             step = checkpoint_step(self.model_dir)
@@ -363,11 +377,7 @@ class _Processes:
             chief = codes.get("chief:0")
             if chief is not None and chief_ended is None:
                 chief_ended = time.monotonic()
-            if chief is not None and chief != 0:
-                self.failed = "chief:0"
-            evaluator = codes.get("evaluator:0", 0)
-            if evaluator and "evaluator:0" not in self.ended:
-                self.failed = "evaluator:0"
+            self.failed = _failed_task(codes, self.ended)
             if self.failed:
                 break
             if chief_ended is None:
@@ -451,6 +461,65 @@ def _claim_cell(procs: _Processes) -> None:
                 stacklevel=3,
             )
             each.kill_all()
+
+
+def _failed_task(codes: dict[str, int | None], ended: set[str]) -> str | None:
+    """The task whose end fails the job, if one did: the chief or the evaluator ending with an
+    error or a signal the cluster did not send, or a parameter server ending at all while the
+    chief runs (the variables it holds are gone; the others would wait for it for ever). A
+    task killed by a signal comes first: the others' errors follow from it. A worker's end
+    does not fail the job: the chief trains on, as on a real cluster (the Monitor shows the
+    worker silent)."""
+    chief_runs = codes.get("chief:0") is None
+    failed = [
+        name
+        for name, code in codes.items()
+        if code is not None
+        and name not in ended
+        and (
+            (name.startswith("ps:") and chief_runs)
+            or (code != 0 and name.split(":")[0] in ("chief", "evaluator"))
+        )
+    ]
+    return min(failed, key=lambda name: (codes[name] or 0) >= 0, default=None)
+
+
+def _how_it_ended(task: str, code: int | None) -> str:
+    """How ``task`` ended, for the failure message: its exit code, and for a signal its name
+    and what sends it."""
+    if code is None or code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    text = f"killed by {name}, exit code {code}"
+    if -code == signal.SIGKILL:
+        text += (
+            ", which the cluster did not send: the system sends it when memory runs out (each "
+            f"task is a TensorFlow process of {format_bytes(TASK_MEMORY)} or more: ask for "
+            "fewer tasks, or free memory)"
+        )
+    if task.startswith("ps:"):
+        text += "; the job cannot go on without its parameter server: the cluster ended it"
+    return text
+
+
+def _check_memory(task_names: list[str]) -> None:
+    """Refuse a cluster that the memory free here cannot hold: started, it would have the
+    system's out-of-memory killer end a task, or this kernel."""
+    room = headroom()
+    need = len(task_names) * TASK_MEMORY
+    if room is None or room.available >= need:
+        return
+    raise MemoryError(
+        f"a LocalCluster of {len(task_names)} tasks ({', '.join(task_names)}) needs "
+        f"{format_bytes(need)} of memory or more ({format_bytes(TASK_MEMORY)} a task, each a "
+        f"TensorFlow process), and {room.where} has {format_bytes(room.available)} free: "
+        "started, the system would end processes, this kernel perhaps among them. Ask for "
+        "fewer tasks (workers=0, evaluator=False: the least is a chief and one ps) or free "
+        "memory (shut down the kernels of notebooks you are not using)"
+    )
 
 
 def stop_requested(files: Any) -> bool:

@@ -22,11 +22,12 @@ import pytest
 from waiting import interrupted_when
 
 from nbhooks._tf import tf
-from nbhooks.cluster import LocalCluster, _task_hooks
+from nbhooks.cluster import TASK_MEMORY, LocalCluster, _task_hooks
 from nbhooks.eventfiles import EventDirReader
 from nbhooks.hooks.cluster_control import ClusterControlHook
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
 from nbhooks.jobfiles import Heartbeat, JobFiles
+from nbhooks.memory import format_bytes, headroom
 from nbhooks.monitor import Monitor
 from nbhooks.rewind import checkpoint_step
 from nbhooks.views.monitor import JobView
@@ -49,6 +50,14 @@ def _no_process_left():
 
 
 make_estimator = models.estimator_with  # a task's factory: RunConfig -> Estimator
+
+
+def failure(cluster: LocalCluster, timeout: float) -> tuple[str, str]:
+    """The first line of the RuntimeError ``cluster.wait(timeout)`` raises, and the rest."""
+    with pytest.raises(RuntimeError) as failed:
+        cluster.wait(timeout)
+    first, _, rest = str(failed.value).partition("\n")
+    return first, rest
 
 
 def write_evals(directory: Path, steps: range, suffix: str = ".a") -> Path:
@@ -384,6 +393,50 @@ def test_interrupting_wait_before_the_job_began_ends_it_at_once(tmp_path):
         cluster.stop()
 
 
+def test_a_killed_parameter_server_fails_the_job_at_once_naming_the_signal(tmp_path):
+    """Before: the chief waited for the lost parameter server for ever, the cluster "running"
+    (the out-of-memory killer ends a task this way on a small machine, such as Binder's)."""
+    cluster = models.small_cluster(make_estimator, tmp_path / "job", 10_000_000)
+    try:
+        cluster.start()
+        monitor = cluster.monitor(interval=0.2)
+        harness.poll(lambda: (monitor.global_step or 0) > 0, 120, "the chief to train")
+        os.kill(cluster.pids["ps:0"], signal.SIGKILL)
+        first, _ = failure(cluster, 60)
+        assert first.startswith(
+            "task ps:0 of the local cluster failed (killed by SIGKILL, exit code -9, which the "
+            "cluster did not send: the system sends it when memory runs out (each task is a "
+            "TensorFlow process of 250 MB or more"
+        ), first
+        assert first.endswith(
+            "the job cannot go on without its parameter server: the cluster ended it)"
+        )
+        assert cluster.state == "failed"
+        assert cluster.returncodes["chief:0"] == -signal.SIGTERM  # ended by the cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_cluster_the_free_memory_cannot_hold_is_refused_before_it_starts(tmp_path):
+    """Before: it started, and the system's out-of-memory killer ended processes (in a 1.5 GB
+    container, the kernel running the notebook)."""
+    room = headroom()
+    assert room is not None
+    workers = room.available // TASK_MEMORY + 8  # 2 GB more than is free
+    cluster = models.small_cluster(make_estimator, tmp_path / "job", workers=workers)
+    with pytest.raises(MemoryError) as refused:
+        cluster.start()
+    assert str(refused.value).startswith(
+        f"a LocalCluster of {workers + 2} tasks (chief:0, worker:0, worker:1, "
+    )
+    assert f"needs {format_bytes((workers + 2) * TASK_MEMORY)} of memory or more" in str(
+        refused.value
+    )
+    assert f"and {room.where} has " in str(refused.value)
+    assert cluster.state == "idle" and cluster.pids == {}
+    assert not os.path.exists(cluster.model_dir)  # nothing written
+
+
 def test_a_factory_that_ignores_its_run_config_is_refused(tmp_path, monkeypatch):
     """Before: a Dashboard-style factory (model_dir -> Estimator) trained the job in a folder
     named after the RunConfig ("<...RunConfig object at 0x...>") in the working directory."""
@@ -392,9 +445,7 @@ def test_a_factory_that_ignores_its_run_config_is_refused(tmp_path, monkeypatch)
     cluster = models.small_cluster(models.make_estimator, tmp_path / "job")
     try:
         cluster.start()
-        with pytest.raises(RuntimeError) as failed:
-            cluster.wait(120)
-        first = str(failed.value).split("\n", 1)[0]
+        first, _ = failure(cluster, 120)
         assert first.startswith(
             "task chief:0 of the local cluster failed (exit code 1): ValueError: "
             "make_estimator(config) built an Estimator whose model_dir is '<tensorflow_estimator"
@@ -643,9 +694,7 @@ def test_a_failing_chief_fails_the_cluster_with_its_log(tmp_path):
     cluster = models.small_cluster(make_broken_estimator, tmp_path / "job")
     try:
         cluster.start()
-        with pytest.raises(RuntimeError) as failed:
-            cluster.wait(120)
-        first, rest = str(failed.value).split("\n", 1)  # the task's own error first
+        first, rest = failure(cluster, 120)  # the task's own error first
         assert first == (
             "task chief:0 of the local cluster failed (exit code 1): ValueError: no estimator today"
         )
