@@ -217,12 +217,9 @@ class LocalCluster:
         state = self.state
         if state == "failed":
             task = self._procs.failed or "chief:0"
-            text = self.logs(task)
-            error = _raised(text)
+            text = self._procs.log(task)
             raise RuntimeError(
-                f"task {task} of the local cluster failed "
-                f"({_how_it_ended(task, self.returncodes.get(task))})"
-                f"{f': {error}' if error else ''}\n"
+                f"{self._procs.failure(task)}\n"
                 + (
                     f"The end of its log (cluster.logs({task!r}) has all of it):\n{text[-3000:]}"
                     if text.strip()
@@ -300,16 +297,17 @@ class LocalCluster:
         name = task if ":" in task else f"{task}:0"
         if name not in self.task_names:
             raise KeyError(f"no task {task!r} in this cluster; its tasks: {self.task_names}")
-        path = self.workdir / f"{name.replace(':', '-')}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self._procs.log(name)
 
     def monitor(self, **kwargs: Any) -> Any:
-        """A :class:`~nbhooks.Monitor` on this cluster's model_dir; :meth:`stop` ends its polling
-        (its widgets stay, showing the end of the job)."""
+        """A :class:`~nbhooks.Monitor` on this cluster's model_dir, told when a task fails the
+        job (a warning on its panel); :meth:`stop` ends its polling (its widgets stay, showing
+        the end of the job)."""
         from nbhooks.monitor import Monitor
 
         monitor = Monitor(self.model_dir, **kwargs)
         self._monitors.append(monitor)
+        self._procs.on_failure.append(monitor.warn)
         return monitor
 
     def __repr__(self) -> str:
@@ -335,6 +333,8 @@ class _Processes:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: told the failure's line once the failed job's processes have ended
+        self.on_failure: list[Callable[[str], None]] = []
 
     def launch(self, name: str, tf_config: dict[str, Any]) -> None:
         self.started = True
@@ -369,6 +369,17 @@ class _Processes:
         except Exception:
             log.exception("nbhooks: the local cluster's supervisor failed; ending the cluster")
         self._finish()
+
+    def log(self, name: str) -> str:
+        """What task ``name`` printed."""
+        path = self.workdir / f"{name.replace(':', '-')}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def failure(self, task: str) -> str:
+        """Why the job failed, in a line: the failed task, how it ended, its error if any."""
+        error = _raised(self.log(task))
+        how = _how_it_ended(task, self.popen[task].poll())
+        return f"task {task} of the local cluster failed ({how}){f': {error}' if error else ''}"
 
     def _supervise(self) -> None:
         chief_ended: float | None = None
@@ -429,6 +440,9 @@ class _Processes:
             for output in self._logs:
                 output.close()
             self._logs.clear()
+            if self.failed and not self.done.is_set():  # told before wait() returns
+                for tell in self.on_failure:
+                    tell(self.failure(self.failed))
             self.done.set()
 
     def kill_all(self) -> None:

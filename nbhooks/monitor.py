@@ -137,7 +137,7 @@ class Monitor:
         self._poll_lock = threading.Lock()
         self._warnings: list[str] = []
         self._chief = EventDirReader(
-            self.model_dir, truncated_after=truncated_after, warn=self._warn
+            self.model_dir, truncated_after=truncated_after, warn=self.warn
         )
         self._evals: dict[str, EventDirReader] = {}
         self._truncated_after = truncated_after
@@ -225,7 +225,8 @@ class Monitor:
 
     @property
     def warnings(self) -> list[str]:
-        """What was skipped and why (corrupt or truncated event files)."""
+        """What was skipped and why (corrupt or truncated event files), and what went wrong
+        with the job as its LocalCluster saw it (a failed task)."""
         with self._lock:
             return list(self._warnings)
 
@@ -319,7 +320,7 @@ class Monitor:
             dirs = set()
         for name in sorted(dirs - set(self._evals)):
             self._evals[name] = EventDirReader(
-                f"{self.model_dir}/{name}", truncated_after=self._truncated_after, warn=self._warn
+                f"{self.model_dir}/{name}", truncated_after=self._truncated_after, warn=self.warn
             )
         for dirname, reader in self._evals.items():
             evaluation = dirname[len("eval_") :] if dirname.startswith("eval_") else dirname
@@ -421,7 +422,9 @@ class Monitor:
                 self._job_started = started
             self._request = request
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
+        """Add ``message`` to :attr:`warnings`, shown in red on the panel from the next poll
+        (a :class:`~nbhooks.LocalCluster` reports a failed task to its monitors this way)."""
         log.warning("nbhooks: %s", message)
         with self._lock:
             self._warnings.append(message)
