@@ -63,7 +63,10 @@ def _cgroup_limits() -> list[tuple[int, int, int]]:
         return []
     found = []
     for line in lines:
-        _, controllers, group = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, group = parts
         if controllers == "":  # cgroup v2
             found += _limits(_CGROUP_ROOT, group, "memory.max", "memory.current", "inactive_file")
         elif "memory" in controllers.split(","):  # cgroup v1
