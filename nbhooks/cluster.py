@@ -307,7 +307,7 @@ class LocalCluster:
 
         monitor = Monitor(self.model_dir, **kwargs)
         self._monitors.append(monitor)
-        self._procs.on_failure.append(monitor.warn)
+        self._procs.listeners.append(monitor.warn)
         return monitor
 
     def __repr__(self) -> str:
@@ -333,8 +333,9 @@ class _Processes:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        #: told the failure's line once the failed job's processes have ended
-        self.on_failure: list[Callable[[str], None]] = []
+        #: told, in a line, of a worker lost and of the job's failure (once its processes ended)
+        self.listeners: list[Callable[[str], None]] = []
+        self._lost: set[str] = set()  # the workers the listeners were told of
 
     def launch(self, name: str, tf_config: dict[str, Any]) -> None:
         self.started = True
@@ -375,11 +376,27 @@ class _Processes:
         path = self.workdir / f"{name.replace(':', '-')}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def failure(self, task: str) -> str:
-        """Why the job failed, in a line: the failed task, how it ended, its error if any."""
+    def failure(self, task: str, verb: str = "failed") -> str:
+        """Why ``task`` failed (or another ``verb``), in a line: how it ended, its error if any."""
         error = _raised(self.log(task))
         how = _how_it_ended(task, self.popen[task].poll())
-        return f"task {task} of the local cluster failed ({how}){f': {error}' if error else ''}"
+        return f"task {task} of the local cluster {verb} ({how}){f': {error}' if error else ''}"
+
+    def _tell(self, line: str) -> None:
+        if not self.listeners:  # a monitor logs what it is told
+            log.warning("nbhooks: %s", line)
+        for listener in self.listeners:
+            listener(line)
+
+    def _tell_lost_workers(self, codes: dict[str, int | None]) -> None:
+        """Tell of each worker that ended with an error or a signal the cluster did not send:
+        the job goes on without it, but nothing else would say why (a worker that fails before
+        its first step never shows on a Monitor)."""
+        for name, code in codes.items():
+            lost = name.startswith("worker:") and code not in (None, 0)
+            if lost and name not in self.ended and name not in self._lost:
+                self._lost.add(name)
+                self._tell(f"{self.failure(name, 'ended')}; the job goes on without it")
 
     def _supervise(self) -> None:
         chief_ended: float | None = None
@@ -391,6 +408,7 @@ class _Processes:
             self.failed = _failed_task(codes, self.ended)
             if self.failed:
                 break
+            self._tell_lost_workers(codes)
             if chief_ended is None:
                 continue
             workers = [n for n in codes if n.startswith("worker:") and codes[n] is None]
@@ -441,8 +459,7 @@ class _Processes:
                 output.close()
             self._logs.clear()
             if self.failed and not self.done.is_set():  # told before wait() returns
-                for tell in self.on_failure:
-                    tell(self.failure(self.failed))
+                self._tell(self.failure(self.failed))
             self.done.set()
 
     def kill_all(self) -> None:
@@ -482,8 +499,7 @@ def _failed_task(codes: dict[str, int | None], ended: set[str]) -> str | None:
     error or a signal the cluster did not send, or a parameter server ending at all while the
     chief runs (the variables it holds are gone; the others would wait for it for ever). A
     task killed by a signal comes first: the others' errors follow from it. A worker's end
-    does not fail the job: the chief trains on, as on a real cluster (the Monitor shows the
-    worker silent)."""
+    does not fail the job: the chief trains on, as on a real cluster (the listeners are told)."""
     chief_runs = codes.get("chief:0") is None
     failed = [
         name

@@ -333,6 +333,12 @@ def test_a_killed_worker_shows_and_stop_from_the_monitor_ends_the_job(tmp_path):
         assert last < 10_000_000
         assert monitor.tasks.set_index("task").state["chief:0"] == "ended"
         assert cluster.returncodes["worker:0"] == -signal.SIGKILL
+        assert monitor.warnings == [  # said, where before the worker only went silent
+            "task worker:0 of the local cluster ended (killed by SIGKILL, exit code -9, which "
+            "the cluster did not send: the system sends it when memory runs out (each task is "
+            "a TensorFlow process of 250 MB or more: ask for fewer tasks, or free memory)); "
+            "the job goes on without it"
+        ]
         assert monitor_values(monitor) == events_on_disk(f"{cluster.model_dir}/eval")
     finally:
         cluster.stop()
