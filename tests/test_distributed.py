@@ -281,6 +281,7 @@ def test_a_cluster_runs_to_the_end_and_the_monitor_sees_every_evaluation(tmp_pat
         assert {"ps:0": -signal.SIGTERM}.items() <= cluster.returncodes.items()
         assert cluster.returncodes["chief:0"] == 0 and cluster.returncodes["evaluator:0"] == 0
         assert "Traceback" not in cluster.logs("chief")
+        assert monitor.warnings == []  # no task said lost at the job's normal end
     finally:
         cluster.stop()
     assert not monitor.running
