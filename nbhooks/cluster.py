@@ -36,7 +36,8 @@ from nbhooks import NbhooksWarning
 from nbhooks.cells import CellRegistry
 from nbhooks.checks import check_int
 from nbhooks.dirlock import ModelDirLock
-from nbhooks.memory import format_bytes, headroom
+from nbhooks.memory import headroom
+from nbhooks.views.format import size
 
 #: How long workers may go on after the chief ended before they are ended (they stop at once
 #: when the chief reached max_steps or was stopped: this only catches a stuck one).
@@ -46,7 +47,7 @@ WORKER_GRACE = 30.0
 EVALUATOR_GRACE = 180.0
 #: The least memory a task takes: a TensorFlow process training a small model (its own pages
 #: measured 230-290 MB; the libraries' pages are shared between the processes).
-TASK_MEMORY = 250 * 2**20
+TASK_MEMORY = 250_000_000
 _POLL = 0.2
 log = logging.getLogger("nbhooks")
 
@@ -527,7 +528,7 @@ def _how_it_ended(task: str, code: int | None) -> str:
     if -code == signal.SIGKILL:
         text += (
             ", which the cluster did not send: the system sends it when memory runs out (each "
-            f"task is a TensorFlow process of {format_bytes(TASK_MEMORY)} or more: ask for "
+            f"task is a TensorFlow process of {size(TASK_MEMORY)} or more: ask for "
             "fewer tasks, or free memory)"
         )
     if task.startswith("ps:"):
@@ -544,8 +545,8 @@ def _check_memory(task_names: list[str]) -> None:
         return
     raise MemoryError(
         f"a LocalCluster of {len(task_names)} tasks ({', '.join(task_names)}) needs "
-        f"{format_bytes(need)} of memory or more ({format_bytes(TASK_MEMORY)} a task, each a "
-        f"TensorFlow process), and {room.where} has {format_bytes(room.available)} free: "
+        f"{size(need)} of memory or more ({size(TASK_MEMORY)} a task, each a "
+        f"TensorFlow process), and {room.where} has {size(room.available)} free: "
         "started, the system would end processes, this kernel perhaps among them. Ask for "
         "fewer tasks (workers=0, evaluator=False: the least is a chief and one ps) or free "
         "memory (shut down the kernels of notebooks you are not using)"

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Headroom", "format_bytes", "headroom"]
+from nbhooks.views.format import size
+
+__all__ = ["Headroom", "headroom"]
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
@@ -15,15 +17,10 @@ _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 @dataclass(frozen=True, slots=True)
 class Headroom:
     """``available`` bytes free for new processes; ``where``: what limits it ("this machine",
-    or "this container (a 2,048 MB limit, 1,210 MB in use)")."""
+    or "this container (a 2.15 GB memory limit, 1.21 GB in use)")."""
 
     available: int
     where: str
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes as "1,250 MB", or "23.5 GB" from 10 GB on (powers of 1024)."""
-    return f"{n / 2**30:.1f} GB" if n >= 10 * 2**30 else f"{n / 2**20:,.0f} MB"
 
 
 def headroom() -> Headroom | None:
@@ -36,8 +33,7 @@ def headroom() -> Headroom | None:
         free = max(0, limit - usage + reclaimable)
         if free < found.available:
             where = (
-                f"this container (a {format_bytes(limit)} memory limit, "
-                f"{format_bytes(usage - reclaimable)} in use)"
+                f"this container (a {size(limit)} memory limit, {size(usage - reclaimable)} in use)"
             )
             found = Headroom(free, where)
     return found

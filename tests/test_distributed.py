@@ -28,9 +28,10 @@ from nbhooks.eventfiles import EventDirReader
 from nbhooks.hooks.cluster_control import ClusterControlHook
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
 from nbhooks.jobfiles import Heartbeat, JobFiles
-from nbhooks.memory import format_bytes, headroom
+from nbhooks.memory import headroom
 from nbhooks.monitor import Monitor
 from nbhooks.rewind import checkpoint_step
+from nbhooks.views.format import size
 from nbhooks.views.monitor import JobView
 
 pytestmark = pytest.mark.slow
@@ -443,9 +444,7 @@ def test_a_cluster_the_free_memory_cannot_hold_is_refused_before_it_starts(tmp_p
     assert str(refused.value).startswith(
         f"a LocalCluster of {workers + 2} tasks (chief:0, worker:0, worker:1, "
     )
-    assert f"needs {format_bytes((workers + 2) * TASK_MEMORY)} of memory or more" in str(
-        refused.value
-    )
+    assert f"needs {size((workers + 2) * TASK_MEMORY)} of memory or more" in str(refused.value)
     assert f"and {room.where} has " in str(refused.value)
     assert cluster.state == "idle" and cluster.pids == {}
     assert not os.path.exists(cluster.model_dir)  # nothing written

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from nbhooks.memory import format_bytes
+from nbhooks.views.format import size
 
-LIMIT = 1024 * 2**20
+LIMIT = 1_000_000_000
 
 
 @contextlib.contextmanager
@@ -52,7 +52,7 @@ print(cluster.state, cluster.pids)
 
 
 def test_a_cluster_a_containers_memory_cannot_hold_is_refused_there(tmp_path):
-    """A LocalCluster (5 tasks of 250 MB or more) started in a 1,024 MB container, as on
+    """A LocalCluster (5 tasks of 250 MB or more) started in a 1 GB container, as on
     Binder: refused, the container's limit named, nothing started."""
     with memory_cgroup(LIMIT) as procs:
         out = subprocess.run(
@@ -65,8 +65,8 @@ def test_a_cluster_a_containers_memory_cannot_hold_is_refused_there(tmp_path):
         ).stdout.splitlines()
     assert out[0].startswith(
         "a LocalCluster of 5 tasks (chief:0, worker:0, worker:1, ps:0, evaluator:0) needs "
-        f"1,250 MB of memory or more (250 MB a task, each a TensorFlow process), and this "
-        f"container (a {format_bytes(LIMIT)} memory limit, "
+        "1.25 GB of memory or more (250 MB a task, each a TensorFlow process), and this "
+        f"container (a {size(LIMIT)} memory limit, "
     ), out
     assert out[1:] == ["idle {}"]
     assert not (tmp_path / "job").exists()

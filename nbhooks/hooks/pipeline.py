@@ -68,6 +68,7 @@ from nbhooks.stores.pipeline_files import (
     PipelineCheckpointError,
     PipelineStore,
 )
+from nbhooks.views.format import size as format_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -362,7 +363,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
             return
         elements = sum(b.elements for b in buffers or ())
         self.paused = (
-            f"automatic input checkpoints paused: each would write about {size / 1e6:.1f} MB "
+            f"automatic input checkpoints paused: each would write about {format_size(size)} "
             f"(the {elements:,} elements of the shuffle buffer are saved with the position), "
             f"a pause in training at every model checkpoint. Press Save while training runs "
             f"to save the position and turn them on (to resume or rewind the input later), "
@@ -667,7 +668,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._emit(
             "warning",
             checkpoint,
-            f"each pipeline checkpoint writes {checkpoint.size_bytes / 1e6:.0f} MB "
+            f"each pipeline checkpoint writes {format_size(checkpoint.size_bytes)} "
             f"({checkpoint.name}): the shuffle buffer is saved with the position. Use a "
             f"smaller shuffle buffer, or pipeline_checkpoints=False if you never restore it",
         )

@@ -16,7 +16,7 @@ import ipywidgets as w
 from nbhooks.events import PipelineEvent
 from nbhooks.stores.pipeline_files import Checkpoint, PipelineCheckpointError
 from nbhooks.views.base import View
-from nbhooks.views.format import ERROR_COLOUR, coloured
+from nbhooks.views.format import ERROR_COLOUR, coloured, size
 
 
 class PipelineCheckpointPanel(View):
@@ -120,14 +120,5 @@ def _label(checkpoint: Checkpoint, latest: bool) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(checkpoint.saved_at))
     mark = " · next start" if latest else ""
     return (
-        f"step {checkpoint.step} · {when} · {_size(checkpoint.size_bytes)} · "
-        f"{checkpoint.kind}{mark}"
+        f"step {checkpoint.step} · {when} · {size(checkpoint.size_bytes)} · {checkpoint.kind}{mark}"
     )
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"

@@ -20,7 +20,7 @@ from nbhooks.views.base import (
     resync_widget_tree,
 )
 from nbhooks.views.curves import CurvesView
-from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate
+from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate, size
 
 _STATE_COLOURS = {"silent": ERROR_COLOUR, "paused": "var(--jp-warn-color1, #ef6c00)"}
 
@@ -112,8 +112,7 @@ def _checkpoints_table(items: Sequence[Any]) -> str:
     if not items:
         return coloured("no checkpoint yet", MUTED_COLOUR)
     body = "".join(
-        f"<tr><td style='text-align:right'>{c.step:,}</td><td>{c.size_bytes / 1024:,.0f} KiB</td>"
-        f"</tr>"
+        f"<tr><td style='text-align:right'>{c.step:,}</td><td>{size(c.size_bytes)}</td></tr>"
         for c in items[-8:]
     )
     return f"<table><tr><th>checkpoint</th><th>size</th></tr>{body}</table>"
@@ -129,7 +128,7 @@ def _inputs_table(items: Sequence[Any]) -> str:
     body = "".join(
         f"<tr><td>{html.escape(task)}</td>"
         f"<td style='text-align:right'>{', '.join(f'{c.step:,}' for c in saved[-3:])}</td>"
-        f"<td>{saved[-1].size_bytes / 1024:,.0f} KiB</td></tr>"
+        f"<td>{size(saved[-1].size_bytes)}</td></tr>"
         for task, saved in by_task.items()
     )
     head = "<tr><th>task</th><th>input checkpoints</th><th>size</th></tr>"

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from nbhooks.stores.metrics import guess_mode
-from nbhooks.views.format import duration, plural, rate
+from nbhooks.views.format import duration, plural, rate, size
 
 _CSS = """
 body {font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em;
@@ -163,7 +163,7 @@ def checkpoint_rows(pipeline: Any, start: Path) -> list[dict[str, Any]]:
         {
             "step": f"{row.step:,}",
             "file": relative(row.path, start),
-            "size": f"{row.size_bytes / 1000:,.1f} kB",
+            "size": size(row.size_bytes),
             "saved at": local_time(row.saved_at.timestamp()),
             "kind": row.kind,
         }
