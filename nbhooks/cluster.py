@@ -37,7 +37,7 @@ from nbhooks.cells import CellRegistry
 from nbhooks.checks import check_int
 from nbhooks.dirlock import ModelDirLock
 from nbhooks.memory import headroom
-from nbhooks.views.format import size
+from nbhooks.units import size
 
 #: How long workers may go on after the chief ended before they are ended (they stop at once
 #: when the chief reached max_steps or was stopped: this only catches a stuck one).

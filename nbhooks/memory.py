@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbhooks.views.format import size
+from nbhooks.units import size
 
 __all__ = ["Headroom", "headroom"]
 

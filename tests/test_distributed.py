@@ -31,7 +31,7 @@ from nbhooks.jobfiles import Heartbeat, JobFiles
 from nbhooks.memory import headroom
 from nbhooks.monitor import Monitor
 from nbhooks.rewind import checkpoint_step
-from nbhooks.views.format import size
+from nbhooks.units import size
 from nbhooks.views.monitor import JobView
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nbhooks.views.format import size
+from nbhooks.units import size
 
 LIMIT = 1_000_000_000
 

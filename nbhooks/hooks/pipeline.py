@@ -68,7 +68,7 @@ from nbhooks.stores.pipeline_files import (
     PipelineCheckpointError,
     PipelineStore,
 )
-from nbhooks.views.format import size as format_size
+from nbhooks.units import size as format_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

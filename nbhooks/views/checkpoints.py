@@ -15,8 +15,9 @@ import ipywidgets as w
 
 from nbhooks.events import PipelineEvent
 from nbhooks.stores.pipeline_files import Checkpoint, PipelineCheckpointError
+from nbhooks.units import size
 from nbhooks.views.base import View
-from nbhooks.views.format import ERROR_COLOUR, coloured, size
+from nbhooks.views.format import ERROR_COLOUR, coloured
 
 
 class PipelineCheckpointPanel(View):

@@ -11,6 +11,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbhooks.publish import Publisher
+from nbhooks.units import size
 from nbhooks.views.base import (
     View,
     attempt,
@@ -20,7 +21,7 @@ from nbhooks.views.base import (
     resync_widget_tree,
 )
 from nbhooks.views.curves import CurvesView
-from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate, size
+from nbhooks.views.format import ERROR_COLOUR, MUTED_COLOUR, coloured, duration, rate
 
 _STATE_COLOURS = {"silent": ERROR_COLOUR, "paused": "var(--jp-warn-color1, #ef6c00)"}
 

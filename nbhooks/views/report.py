@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from nbhooks.stores.metrics import guess_mode
-from nbhooks.views.format import duration, plural, rate, size
+from nbhooks.units import size
+from nbhooks.views.format import duration, plural, rate
 
 _CSS = """
 body {font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em;
