@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from nbhooks.atomic import write_text
 from nbhooks.checks import check_int, check_steps
 from nbhooks.events import (
     FINAL_STATES,
@@ -265,7 +266,7 @@ class Compare:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write :attr:`history` as CSV (no index column); returns the path."""
         path = Path(path)
-        self.history.to_csv(path, index=False)
+        write_text(path, self.history.to_csv(index=False))
         return path
 
     def export_html(self, path: str | os.PathLike[str]) -> Path:
@@ -282,11 +283,11 @@ class Compare:
             if self.face is None:
                 view.close()
         table = self.summary.to_html(escape=True, index=False)
-        path.write_text(
+        write_text(
+            path,
             '<!doctype html><html><head><meta charset="utf-8"><title>nbhooks comparison</title>'
             "</head><body><h1>nbhooks comparison</h1>"
             f"{table}{figure}</body></html>",
-            encoding="utf-8",
         )
         return path
 

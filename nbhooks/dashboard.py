@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from nbhooks.atomic import write_text
 from nbhooks.checks import (
     check_estimator,
     check_hooks,
@@ -540,7 +541,7 @@ class Dashboard:
 
         path = Path(path)
         page = report_html(self, path.parent, self._made_with, self._pipeline)
-        path.write_text(page, encoding="utf-8")
+        write_text(path, page)
         return path
 
 

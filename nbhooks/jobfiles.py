@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from nbhooks._tf import tf
+from nbhooks.atomic import write_text
 
 log = logging.getLogger("nbhooks")
 
@@ -162,14 +163,7 @@ class JobFiles:
 
     # -- plumbing -------------------------------------------------------------------------
     def _write_json(self, path: str, data: dict[str, Any]) -> None:
-        gfile = tf().io.gfile
-        folder = path.rsplit("/", 1)[0]
-        if not gfile.isdir(folder):
-            gfile.makedirs(folder)
-        tmp = f"{folder}/.{path.rsplit('/', 1)[1]}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        with gfile.GFile(tmp, "w") as f:
-            f.write(json.dumps(data))
-        gfile.rename(tmp, path, overwrite=True)
+        write_text(path, json.dumps(data))
 
     @staticmethod
     def _read_json(path: str) -> dict[str, Any] | None:

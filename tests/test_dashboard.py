@@ -8,6 +8,7 @@ import threading
 import models
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_faults import fill
 from waiting import poll, wait_for
 
 import nbhooks as nh
@@ -162,12 +163,20 @@ def test_a_closed_dashboard_neither_trains_nor_shows_again(dash, tmp_path):
     assert "Evaluation curves" in dash.export_html(tmp_path / "r.html").read_text()  # still
 
 
-def test_export_html_report(dash, tmp_path):
+def test_export_html_report(dash, tmp_path, tmpfs):
     dash.train()
     dash.wait(timeout=120)
-    report = dash.export_html(tmp_path / "report.html").read_text()
+    report = dash.export_html(tmp_path / "reports" / "report.html").read_text()  # folder made
     assert "Evaluation curves" in report and "Final-op values" in report
     assert "Pipeline checkpoints" in report and "plotly" in report
+    # a report written again on a full disk: a clear error, and the earlier one whole
+    disk = tmpfs(f"size={len(report.encode()) + 200_000}")
+    earlier = dash.export_html(disk / "report.html").read_text()
+    fill(disk, leave=len(report.encode()) // 2)
+    with pytest.raises(OSError, match=r"could not write .*report\.html \(No space left on device"):
+        dash.export_html(disk / "report.html")
+    assert (disk / "report.html").read_text() == earlier
+    assert sorted(p.name for p in disk.iterdir()) == ["ballast", "report.html"]
 
 
 def test_early_stopping_stops_through_the_run(estimator, train_fn, eval_fn, comm_log):

@@ -5,7 +5,6 @@ No TensorFlow session: checkpoints are stand-in files with the names TensorFlow 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nbhooks.atomic import temporary
 from nbhooks.stores.pipeline_files import (
     INDEX_END,
     STATE_FILE,
@@ -86,17 +86,23 @@ def test_leftovers_are_those_of_interrupted_writes_only(tmp_path):
     (tmp_path / "input.ckpt-12.ended").touch()
     (tmp_path / "model.ckpt-10_temp").mkdir()  # the model's: not ours
     (tmp_path / "notes.tmp").touch()
+    # the state file's temporary of a write_text killed before its rename, and of a live one
     dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
+        [
+            sys.executable,
+            "-c",
+            "from nbhooks.atomic import temporary; print(temporary('checkpoint_input'))",
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    (tmp_path / f".checkpoint_input.{dead}.1.tmp").touch()
-    (tmp_path / f".checkpoint_input.{os.getpid()}.1.tmp").touch()  # alive: maybe writing
+    alive = temporary("checkpoint_input")
+    (tmp_path / dead).touch()
+    (tmp_path / alive).touch()  # this process: maybe writing
     store = PipelineStore(tmp_path)
     expected = [
-        f".checkpoint_input.{dead}.1.tmp",
+        dead,
         tf_tmp,
         "input.ckpt-10_temp",
         "input.ckpt-12.data-00000-of-00001",
@@ -108,7 +114,7 @@ def test_leftovers_are_those_of_interrupted_writes_only(tmp_path):
     assert store.leftovers() == []
     left = sorted(p.name for p in tmp_path.iterdir())
     assert "input.ckpt-5.ended" in left and "model.ckpt-10_temp" in left
-    assert f".checkpoint_input.{os.getpid()}.1.tmp" in left and "notes.tmp" in left
+    assert alive in left and "notes.tmp" in left
     assert [c.step for c in store.list()] == [5]
 
 

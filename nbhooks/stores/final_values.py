@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from nbhooks.atomic import write_text
+
 #: The columns of :meth:`FinalValuesTable.to_frame`, in order.
 COLUMNS: tuple[str, ...] = (
     "run_id",
@@ -156,8 +158,7 @@ class FinalValuesTable:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_frame` (without arrays) as CSV; returns the path written."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.to_frame().to_csv(path, index=False)
+        write_text(path, self.to_frame().to_csv(index=False))
         return path
 
     @property

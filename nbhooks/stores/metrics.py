@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from nbhooks.atomic import write_text
+
 Mode = Literal["min", "max"]
 COLUMNS = ("step", "evaluation", "metric", "value", "wall_time")
 _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "mape", "entropy", "perplexity")
@@ -320,8 +322,8 @@ class MetricHistory:
         return frame.iloc[order].reset_index(drop=True)
 
     def to_csv(self, path: str | PathLike[str]) -> None:
-        """Write :meth:`to_frame` to ``path`` as CSV (no index column)."""
-        self.to_frame().to_csv(path, index=False)
+        """Write :meth:`to_frame` to ``path`` as CSV (no index column), whole or not at all."""
+        write_text(path, self.to_frame().to_csv(index=False))
 
 
 def _better(a: float, b: float, mode: str) -> bool:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from nbhooks.atomic import write_text
 from nbhooks.checks import check_int
 
 Kind = Literal["auto", "manual"]
@@ -123,12 +124,13 @@ class _Names:
         self.glob = f"{base}*.ckpt-*.index"
         self.name = re.compile(rf"^({b}(?:\.manual)?\.ckpt)-(\d+)$")
         #: What interrupted writes leave: a sharded save's shard folder, a copy's or a state
-        #: file's temporary file (ours, and TensorFlow's ``checkpoint_input.tmp<hex>``).
+        #: file's temporary file (ours, from :mod:`nbhooks.atomic`, and TensorFlow's
+        #: ``checkpoint_input.tmp<hex>``).
         self.temp_dir = re.compile(rf"^{b}(?:\.manual)?\.ckpt-\d+_temp$")
         self.temp_file = re.compile(
             rf"^(?:{b}(?:\.manual)?\.ckpt-\d+\..+\.tmp"
             rf"|checkpoint_{b}\.tmp[0-9a-f]{{32}}"
-            rf"|\.checkpoint_{b}\.(?P<pid>\d+)\.\d+\.tmp)$"
+            rf"|\.checkpoint_{b}\.(?P<pid>\d+)\.\d+(?:\.[0-9a-f]{{8}})?\.tmp)$"
         )
 
     def parse(self, name: str) -> tuple[Kind, int] | None:
@@ -321,7 +323,7 @@ class PipelineStore:
             names = [c.name for c in self.list() if c.kind == "auto" and c.path != checkpoint.path]
             lines = [CHOSEN_MARK, f'model_checkpoint_path: "{checkpoint.name}"']
             lines += [f'all_model_checkpoint_paths: "{n}"' for n in [*names, checkpoint.name]]
-            atomic_write(self.state_file, "\n".join(lines) + "\n")
+            write_text(self.state_file, "\n".join(lines) + "\n")
 
     def pin(self, checkpoint: Checkpoint) -> Checkpoint:
         """Copy ``checkpoint`` as a manual one (kept apart from automatic rotation)."""
@@ -497,16 +499,3 @@ def _alive(pid: int) -> bool:
 
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

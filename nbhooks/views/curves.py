@@ -43,6 +43,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from nbhooks.atomic import write_text
 from nbhooks.checks import check_int
 from nbhooks.events import EvalEvent, EvalPreparedEvent, RunStateEvent, StopRequestEvent
 from nbhooks.stores.metrics import MetricHistory, Mode, check_mode, guess_mode
@@ -508,7 +509,7 @@ class CurvesView(View):
                     if tuple(faded) == key:
                         x, y = _abandoned_points(steps, values, branch, live, b)
                         figure.data[trace].update(x=x, y=y)
-        figure.write_html(path, include_plotlyjs=True, full_html=True)
+        write_text(path, figure.to_html(include_plotlyjs=True, full_html=True))
 
     def to_csv(self, path: str | PathLike[str]) -> None:
         """Write the full history (not the downsampled curves) as CSV."""
