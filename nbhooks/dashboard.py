@@ -118,6 +118,7 @@ class Dashboard:
         self.evaluators = self._make_evaluators(
             evals, every_n_iter, eval_steps, evaluate_from, asynchronous_eval
         )
+        self._read_earlier_evaluations()
         self.early_stopping = _make_early_stopping(early_stopping, self.evaluators)
         self.final_ops_hook = self._make_final_ops(final_ops)
         self._pipeline = self._make_pipeline(
@@ -142,6 +143,21 @@ class Dashboard:
         self._views: dict[str, Any] = {}
         #: The evaluations built ahead when the dashboard was shown (None before).
         self.eval_preparation: Any = None
+
+    def _read_earlier_evaluations(self) -> None:
+        """Put on the curves what earlier trainings of this model_dir evaluated (its
+        ``eval_<name>`` folders), up to the checkpoint training goes on from: a dashboard made
+        again (a restarted kernel, the notebook opened another day) shows the whole history."""
+        from nbhooks.eventfiles import earlier_evaluations
+        from nbhooks.rewind import checkpoint_step
+
+        last = checkpoint_step(self.estimator.model_dir) if self.evaluators else None
+        if last is None:
+            return
+        for hook in self.evaluators:
+            folder = self.estimator.eval_dir(hook.evaluation)
+            for step, metrics, wall_time in earlier_evaluations(folder, last):
+                self.metrics.record(hook.evaluation, step, metrics, wall_time)
 
     # -- building the hooks -----------------------------------------------------------------
     def _make_evaluators(

@@ -231,3 +231,24 @@ class EventDirReader:
     def scalars(self) -> list[Scalar]:
         """The scalar values of :meth:`read`."""
         return [s for event in self.read() for s in scalars_of(event)]
+
+
+def earlier_evaluations(
+    directory: str, last_step: int, *, warn: Callable[[str], None] | None = None
+) -> list[tuple[int, dict[str, float], float]]:
+    """The evaluations an earlier training wrote to ``directory`` (an ``eval_<name>`` folder),
+    as TensorBoard shows them: a session-start marker at step P drops the values of step P and
+    later written before it (a rewound or restarted training's abandoned branch), and a step
+    evaluated again keeps its last evaluation. Steps after ``last_step`` (the checkpoint the
+    next training starts from) are left out. Returns (step, metrics, wall time), by step."""
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    by_step: dict[int, tuple[dict[str, float], float]] = {}
+    for event in EventDirReader(directory, warn=warn).read():
+        if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+            by_step = {step: kept for step, kept in by_step.items() if step < event.step}
+            continue
+        metrics = {scalar.tag: scalar.value for scalar in scalars_of(event)}
+        if metrics and event.step <= last_step:
+            by_step[int(event.step)] = (metrics, float(event.wall_time))
+    return [(step, *by_step[step]) for step in sorted(by_step)]

@@ -273,3 +273,43 @@ def test_without_input_positions_the_model_alone_is_rewound(tmp_path, comm_log, 
         assert branch.value.item() == pytest.approx(expected["loss"], rel=1e-6)
     finally:
         dash.close()
+
+
+@pytest.mark.slow
+def test_a_dashboard_made_again_shows_the_history_it_goes_on_from(tmp_path, comm_log) -> None:
+    """A restarted kernel's dashboard on the same model_dir draws the earlier evaluations,
+    read from the eval folder, up to the checkpoint it goes on from; none of the branch a
+    rewind abandoned (for TensorBoard either), though its steps are on disk."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    dash = make_dash(tmp_path / "m")
+    dash.train(steps=230)  # evaluated at 0, 50, ..., 200 and 230
+    dash.wait(timeout=300)
+    dash.rewind(100)
+    dash.train(steps=150)  # the new branch: 150, 200 and 250; 230 is abandoned
+    dash.wait(timeout=300)
+    history = dash.history
+    loss = history[(history.metric == "loss") & (history.evaluation == "eval")]
+    live = loss[(loss.branch == 1) | (loss.step <= 100)].drop_duplicates("step", keep="last")
+    expected = live.set_index("step").value
+    assert sorted(expected.index) == [0, 50, 100, 150, 200, 250]
+    assert 230 in set(loss.step)  # recorded, on the abandoned branch
+    dash.close()
+
+    again = make_dash(tmp_path / "m")
+    loss = again.history[again.history.metric == "loss"].set_index("step").value
+    assert sorted(loss.index) == sorted(expected.index)  # not 230
+    np.testing.assert_array_equal(
+        loss.sort_index().to_numpy(np.float32), expected.sort_index().to_numpy(np.float32)
+    )
+    assert again.widget is not None
+    faded, drawn = faded_and_live(again._views["curves"])
+    assert xs(drawn) == [0, 50, 100, 150, 200, 250] and not faded
+    board = EventAccumulator(str(tmp_path / "m" / "eval_eval"), size_guidance={"scalars": 0})
+    board.Reload()
+    assert [e.step for e in board.Scalars("loss")] == [0, 50, 100, 150, 200, 250]
+    again.train(steps=50)  # goes on: 250 is not evaluated again
+    again.wait(timeout=300)
+    steps = again.history[again.history.metric == "loss"].step.tolist()
+    assert steps == [0, 50, 100, 150, 200, 250, 300]
+    again.close()

@@ -33,6 +33,7 @@ from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.checks import check_estimator, check_input_fn, check_int
 from nbhooks.errors import describe_error
+from nbhooks.eventfiles import EVENTS_GLOB
 from nbhooks.events import (
     EvalEvent,
     EvalPreparedEvent,
@@ -172,6 +173,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._unbuilt: tuple[tuple[str, str, str], ...] | None = None
         #: That first evaluation, until the first step is done: (step, snapshot, signature).
         self._first: tuple[int, Mapping[str, Any], tuple[Any, ...]] | None = None
+        self._marks_start = False  #: the eval folder had events when the session began
         self._eval_session: EvalSession | None = None
         self._thread: threading.Thread | None = None  # the evaluation in flight (asynchronous)
         self._async_error: BaseException | None = None
@@ -333,6 +335,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._interrupt.clear()
         self._async_error = None
         self._unbuilt = self._first = None
+        # an eval folder written before: mark where this session starts (see _mark_start)
+        self._marks_start = bool(_tf.io.gfile.glob(f"{tfi.eval_dir(self)}/{EVENTS_GLOB}"))
         v1 = _tf.compat.v1
         if self.evaluate_from == "checkpoints":
             self._begin_checkpoints(self.why or "evaluate_from='checkpoints'")
@@ -397,6 +401,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         thread of its own: the first step neither waits for it nor shares the CPU with it
         (its results are those of this step all the same). An error building or running it
         fails training at a later step."""
+        if self._marks_start:
+            self._mark_start(int(session.run(self._global_step)))
         signature, self._unbuilt = self._unbuilt, None
         if signature is None:
             self._evaluate(session)
@@ -404,6 +410,16 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         tfi.mark_evaluated(self)
         step, values = session.run((self._global_step, self._train_vars))
         self._first = (int(step), values, signature)
+
+    def _mark_start(self, step: int) -> None:
+        """Write a session-start marker at ``step + 1`` to the eval folder: values written
+        there before for later steps are of a branch this session abandons (a rewind, or a
+        restart from an earlier checkpoint), and readers drop them, as TensorBoard does
+        (:func:`~nbhooks.eventfiles.earlier_evaluations` for a later dashboard). The writer
+        is the one the evaluations' summaries go through, so the marker comes before them."""
+        v1 = _tf.compat.v1
+        writer = v1.summary.FileWriterCache.get(tfi.eval_dir(self))
+        writer.add_session_log(v1.SessionLog(status=v1.SessionLog.START), step + 1)
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
         self._start_first()
