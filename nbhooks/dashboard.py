@@ -150,14 +150,27 @@ class Dashboard:
         again (a restarted kernel, the notebook opened another day) shows the whole history."""
         from nbhooks.eventfiles import earlier_evaluations
         from nbhooks.rewind import checkpoint_step
+        from nbhooks.views.format import plural
 
+        self._earlier: dict[str, str] = {}  # evaluation -> what was read, for its status
         last = checkpoint_step(self.estimator.model_dir) if self.evaluators else None
         if last is None:
             return
         for hook in self.evaluators:
             folder = self.estimator.eval_dir(hook.evaluation)
-            for step, metrics, wall_time in earlier_evaluations(folder, last):
+            earlier = earlier_evaluations(folder, last)
+            for step, metrics, wall_time in earlier:
                 self.metrics.record(hook.evaluation, step, metrics, wall_time)
+            if earlier:
+                self._earlier[hook.evaluation] = (
+                    f"{plural(len(earlier), 'earlier evaluation')} (steps {earlier[0][0]:,}-"
+                    f"{earlier[-1][0]:,}) read from {folder}"
+                )
+
+    def _status(self, hook: Any) -> str:
+        """How ``hook``'s evaluation runs, and what of it was read from an earlier training."""
+        earlier = self._earlier.get(hook.evaluation)
+        return f"{hook.status}; {earlier}" if earlier else hook.status
 
     # -- building the hooks -----------------------------------------------------------------
     def _make_evaluators(
@@ -187,7 +200,7 @@ class Dashboard:
     @property
     def eval_status(self) -> str:
         """How each evaluation runs: in memory, or from checkpoints and why (one line each)."""
-        return "\n".join(h.status for h in self.evaluators)
+        return "\n".join(self._status(h) for h in self.evaluators)
 
     def _eval_status_section(self) -> Any:
         """The panel's line saying how the evaluations run, kept current by the publisher; an
@@ -207,9 +220,9 @@ class Dashboard:
             @staticmethod
             def text() -> str:
                 lines = (
-                    coloured(h.status, ERROR_COLOUR)
+                    coloured(dash._status(h), ERROR_COLOUR)
                     if h.prepare_error
-                    else f'<span style="opacity:.75">{html.escape(h.status)}</span>'.replace(
+                    else f'<span style="opacity:.75">{html.escape(dash._status(h))}</span>'.replace(
                         "\n", "<br>"
                     )
                     for h in dash.evaluators

@@ -299,6 +299,9 @@ def test_a_dashboard_made_again_shows_the_history_it_goes_on_from(tmp_path, comm
     again = make_dash(tmp_path / "m")
     loss = again.history[again.history.metric == "loss"].set_index("step").value
     assert sorted(loss.index) == sorted(expected.index)  # not 230
+    assert again.eval_status.endswith(
+        f"6 earlier evaluations (steps 0-250) read from {tmp_path / 'm' / 'eval_eval'}"
+    )
     np.testing.assert_array_equal(
         loss.sort_index().to_numpy(np.float32), expected.sort_index().to_numpy(np.float32)
     )
