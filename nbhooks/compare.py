@@ -38,7 +38,7 @@ from nbhooks.events import (
     RunStateEvent,
 )
 from nbhooks.run import refuse_if_closed, wait_or_stop
-from nbhooks.stores.metrics import MetricHistory, guess_mode
+from nbhooks.stores.metrics import Evaluation, MetricHistory, guess_mode
 
 __all__ = ["BUDGET_BYTES", "Compare"]
 
@@ -93,10 +93,20 @@ class Compare:
         self._done.set()
         self.errors: dict[str, BaseException] = {}  #: start failures (training errors: wait())
         self.face: Any = None  #: the CompareFace (table, curves, publisher), made on display
-        self._unsubscribe = [
-            dash.run.events.subscribe(self._listener(name))
-            for name, dash in self.dashboards.items()
-        ]
+        # What the runs evaluated before (earlier train() calls, an earlier training of their
+        # model_dir), then what they send; the lock keeps an evaluation sent meanwhile after it.
+        self._copying = threading.Lock()
+        with self._copying:
+            self._unsubscribe = [
+                dash.run.events.subscribe(self._listener(name))
+                for name, dash in self.dashboards.items()
+            ]
+            for name, dash in self.dashboards.items():
+                for done in dash.metrics.replay():
+                    if isinstance(done, Evaluation):
+                        self._record(name, done)
+                    else:
+                        self._fork(name, done[0])
 
     # -- events from the runs (their training threads) ----------------------------------------
     def _listener(self, name: str) -> Callable[[Event], None]:
@@ -104,10 +114,11 @@ class Compare:
             if isinstance(event, EvalEvent | EvalPreparedEvent):  # named as self.metrics names it
                 event = dataclasses.replace(event, name=curve_name(name, event.name))
             if isinstance(event, EvalEvent):
-                self.metrics.record(event.name, event.step, event.metrics, event.wall_time)
+                with self._copying:
+                    self.metrics.record(event.name, event.step, event.metrics, event.wall_time)
             elif isinstance(event, BranchEvent):  # the run's own history forked: so does its part
-                evaluations = self.dashboards[name].evaluators
-                self.metrics.fork(event.step, [curve_name(name, h.evaluation) for h in evaluations])
+                with self._copying:
+                    self._fork(name, event.step)
             elif isinstance(event, RunStateEvent) and event.state in FINAL_STATES:
                 with self._cond:
                     self._active.discard(name)
@@ -115,6 +126,15 @@ class Compare:
             self.events.emit(event)
 
         return on_event
+
+    def _record(self, name: str, done: Evaluation) -> None:
+        evaluation = curve_name(name, done.evaluation)
+        self.metrics.record(evaluation, done.step, done.metrics, done.wall_time)
+
+    def _fork(self, name: str, step: int) -> None:
+        """Run ``name``'s history forked at ``step``: so does its part of the curves."""
+        evaluations = self.dashboards[name].evaluators
+        self.metrics.fork(step, [curve_name(name, h.evaluation) for h in evaluations])
 
     # -- control --------------------------------------------------------------------------
     def train(self, steps: int | None = None, max_steps: int | None = None) -> None:

@@ -295,9 +295,9 @@ def _walk(widget):
     return walk_widgets(widget)
 
 
-def test_a_run_that_starts_a_branch_starts_one_in_the_comparison_alone(tmp_path) -> None:
-    """A run restarted from step 0 (its RunConfig saves no checkpoints) forks its own history;
-    the comparison forks that run's part too, not the others', and shows the new values."""
+def kept_and_unsaved(tmp_path):
+    """Two runs: one whose RunConfig saves checkpoints, one whose saves none (each train()
+    restarts it from step 0: a branch)."""
     kept = make_dash(tmp_path, RATES[0])
     estimator = models.make_estimator(
         tmp_path / "unsaved", learning_rate=RATES[1], save_checkpoints_steps=None,
@@ -307,6 +307,13 @@ def test_a_run_that_starts_a_branch_starts_one_in_the_comparison_alone(tmp_path)
         unsaved = nh.Dashboard(estimator, models.input_fn(shuffle=True), every_n_iter=50,
                                evals={"eval": models.input_fn(n=128, repeat=False, seed=1)},
                                pipeline_checkpoints=False)  # fmt: skip
+    return kept, unsaved
+
+
+def test_a_run_that_starts_a_branch_starts_one_in_the_comparison_alone(tmp_path) -> None:
+    """A run restarted from step 0 (its RunConfig saves no checkpoints) forks its own history;
+    the comparison forks that run's part too, not the others', and shows the new values."""
+    kept, unsaved = kept_and_unsaved(tmp_path)
     cmp = nh.Compare({"kept": kept, "unsaved": unsaved}, parallel=1)
     try:
         for _ in range(2):
@@ -324,5 +331,35 @@ def test_a_run_that_starts_a_branch_starts_one_in_the_comparison_alone(tmp_path)
         _, values, _, live = cmp.metrics.lineage("unsaved · eval", "loss")
         assert values[live].tolist() == own[own.branch == 1].value.tolist()  # the live line
         assert set(cmp.history.query("run == 'kept'").branch) == {0}  # not NaN
+    finally:
+        cmp.close()
+
+
+def test_a_comparison_of_runs_that_trained_before_draws_what_they_did(tmp_path) -> None:
+    """Runs trained (and one restarted: a branch) before the comparison was made: its curves
+    hold their values and branches from the start, as each run's own history has them (they
+    were empty until the runs trained again), and go on from there."""
+    kept, unsaved = kept_and_unsaved(tmp_path)
+    for dash in (kept, unsaved, unsaved):
+        dash.train(steps=100)
+        assert dash.wait(timeout=300) == "finished"
+    cmp = nh.Compare({"kept": kept, "unsaved": unsaved}, parallel=1)
+    try:
+        frame = cmp.metrics.to_frame().query("metric == 'loss'")
+        for name, dash in (("kept", kept), ("unsaved", unsaved)):
+            ours = frame[frame.evaluation == f"{name} · eval"]
+            own = dash.history.query("metric == 'loss'")
+            assert ours.step.tolist() == own.step.tolist()
+            assert ours.value.tolist() == own.value.tolist()
+            assert ours.wall_time.tolist() == own.wall_time.tolist()
+        assert frame[frame.evaluation == "unsaved · eval"].branch.tolist() == [0, 0, 0, 1, 1, 1]
+        assert set(frame[frame.evaluation == "kept · eval"].branch) == {0}
+        _, values, _, live = cmp.metrics.lineage("unsaved · eval", "loss")
+        own = unsaved.history.query("metric == 'loss' and branch == 1")
+        assert values[live].tolist() == own.value.tolist()
+        cmp.train(steps=50)
+        assert cmp.wait(timeout=300) == {"kept": "finished", "unsaved": "finished"}
+        steps, _ = cmp.metrics.series("kept · eval", "loss")
+        assert steps.tolist() == [0, 50, 100, 150]
     finally:
         cmp.close()

@@ -173,3 +173,22 @@ def test_lineage_says_which_values_two_rewinds_left_off_the_live_line() -> None:
     assert live.tolist() == [True, True, False, False, False, True, True]
     assert values[live].tolist() == [1.0, 1.0, 3.0, 3.0]
     assert h.lineage("eval", "nothing")[0].size == 0
+
+
+def test_replay_gives_another_history_the_same_values_and_branches() -> None:
+    history = MetricHistory()
+    history.record("eval", 0, {"loss": 1.0, "acc": 0.1}, wall_time=10.0)
+    history.record("train", 0, {"loss": 0.9}, wall_time=11.0)
+    history.record("eval", 50, {"loss": 0.5, "acc": 0.6}, wall_time=12.0)
+    history.fork(0, ["eval"])
+    history.record("eval", 50, {"loss": 0.4, "acc": 0.7}, wall_time=13.0)
+    history.fork(50)
+    copy = MetricHistory()
+    for done in history.replay():
+        if isinstance(done, tuple):
+            copy.fork(*done)
+        else:
+            copy.record(done.evaluation, done.step, done.metrics, done.wall_time)
+    pd.testing.assert_frame_equal(copy.to_frame(), history.to_frame())
+    assert copy.branch == history.branch == 2
+    assert history.replay()[-1] == (50, None)  # a fork after the last value is kept too

@@ -168,6 +168,37 @@ class MetricHistory:
             self.version += 1
             return len(self._forks_of(next(iter(forked)) if forked else None))
 
+    def replay(self) -> list[Evaluation | tuple[int, frozenset[str] | None]]:
+        """What was recorded, in order, with the forks between: each :class:`Evaluation`, and
+        ``(step, names)`` for each :meth:`fork` (``names`` None: of all). Recording and
+        forking them in this order gives another history (a Compare's) the same values and
+        branches."""
+        with self._lock:
+            rows = sorted(
+                (int(seq), name, metric, int(step), float(value), float(wall_time))
+                for (name, metric), series in self._series.items()
+                for seq, step, value, wall_time in series.columns().T
+            )
+            forks = list(self._forks)
+        done: list[Evaluation | tuple[int, frozenset[str] | None]] = []
+        pending: tuple[str, int, dict[str, float], float] | None = None
+        for seq, name, metric, step, value, wall_time in rows:
+            while forks and forks[0][0] <= seq:
+                if pending is not None:
+                    done.append(Evaluation(*pending))
+                    pending = None
+                _, at, names = forks.pop(0)
+                done.append((at, names))
+            if pending is None or pending[:2] != (name, step):
+                if pending is not None:
+                    done.append(Evaluation(*pending))
+                pending = (name, step, {}, wall_time)
+            pending[2][metric] = value
+        if pending is not None:
+            done.append(Evaluation(*pending))
+        done.extend((at, names) for _, at, names in forks)
+        return done
+
     def _forks_of(self, name: str | None) -> list[tuple[int, int]]:
         """(first row, step) of the branches of evaluation ``name`` (None: of every one)."""
         return [(row, step) for row, step, names in self._forks
