@@ -132,9 +132,12 @@ class Compare:
         self.metrics.record(evaluation, done.step, done.metrics, done.wall_time)
 
     def _fork(self, name: str, step: int) -> None:
-        """Run ``name``'s history forked at ``step``: so does its part of the curves."""
-        evaluations = self.dashboards[name].evaluators
-        self.metrics.fork(step, [curve_name(name, h.evaluation) for h in evaluations])
+        """Run ``name``'s history forked at ``step``: so does its part of the curves, unless
+        it has as many forks already (a fork the copy of its history had, told again)."""
+        dash = self.dashboards[name]
+        ours = [curve_name(name, h.evaluation) for h in dash.evaluators]
+        if ours and self.metrics.forks(ours[0]) < dash.metrics.forks(dash.evaluators[0].evaluation):
+            self.metrics.fork(step, ours)
 
     # -- control --------------------------------------------------------------------------
     def train(self, steps: int | None = None, max_steps: int | None = None) -> None:

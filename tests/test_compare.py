@@ -11,7 +11,7 @@ from waiting import interrupted_when, wait_for
 
 import nbhooks as nh
 from nbhooks.compare import BUDGET_BYTES
-from nbhooks.events import RunStateEvent
+from nbhooks.events import BranchEvent, RunStateEvent
 
 pytestmark = pytest.mark.slow
 
@@ -357,6 +357,9 @@ def test_a_comparison_of_runs_that_trained_before_draws_what_they_did(tmp_path) 
         _, values, _, live = cmp.metrics.lineage("unsaved · eval", "loss")
         own = unsaved.history.query("metric == 'loss' and branch == 1")
         assert values[live].tolist() == own.value.tolist()
+        # a fork the copy had, told once more (its run forked while the comparison was made)
+        unsaved.run.events.emit(BranchEvent(-1))
+        assert cmp.metrics.forks("unsaved · eval") == unsaved.metrics.forks("eval") == 1
         cmp.train(steps=50)
         assert cmp.wait(timeout=300) == {"kept": "finished", "unsaved": "finished"}
         steps, _ = cmp.metrics.series("kept · eval", "loss")

@@ -199,6 +199,11 @@ class MetricHistory:
         done.extend((at, names) for _, at, names in forks)
         return done
 
+    def forks(self, name: str) -> int:
+        """How many forks evaluation ``name`` went through: the branch it records in now."""
+        with self._lock:
+            return len(self._forks_of(name))
+
     def _forks_of(self, name: str | None) -> list[tuple[int, int]]:
         """(first row, step) of the branches of evaluation ``name`` (None: of every one)."""
         return [(row, step) for row, step, names in self._forks
