@@ -104,7 +104,8 @@ class Compare:
             for name, dash in self.dashboards.items():
                 for done in dash.metrics.replay():
                     if isinstance(done, Evaluation):
-                        self._record(name, done)
+                        evaluation = curve_name(name, done.evaluation)
+                        self.metrics.record(evaluation, done.step, done.metrics, done.wall_time)
                     else:
                         self._fork(name, done[0])
 
@@ -126,10 +127,6 @@ class Compare:
             self.events.emit(event)
 
         return on_event
-
-    def _record(self, name: str, done: Evaluation) -> None:
-        evaluation = curve_name(name, done.evaluation)
-        self.metrics.record(evaluation, done.step, done.metrics, done.wall_time)
 
     def _fork(self, name: str, step: int) -> None:
         """Run ``name``'s history forked at ``step``: so does its part of the curves, unless

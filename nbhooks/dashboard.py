@@ -118,6 +118,7 @@ class Dashboard:
         self.evaluators = self._make_evaluators(
             evals, every_n_iter, eval_steps, evaluate_from, asynchronous_eval
         )
+        self._earlier: dict[str, str] = {}  # evaluation -> what was read, for its status
         self._read_earlier_evaluations()
         self.early_stopping = _make_early_stopping(early_stopping, self.evaluators)
         self.final_ops_hook = self._make_final_ops(final_ops)
@@ -152,7 +153,6 @@ class Dashboard:
         from nbhooks.rewind import checkpoint_step
         from nbhooks.views.format import plural
 
-        self._earlier: dict[str, str] = {}  # evaluation -> what was read, for its status
         last = checkpoint_step(self.estimator.model_dir) if self.evaluators else None
         if last is None:
             return

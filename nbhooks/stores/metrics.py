@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import groupby
 from os import PathLike
 from typing import Any, Literal
 
@@ -180,24 +182,18 @@ class MetricHistory:
                 for seq, step, value, wall_time in series.columns().T
             )
             forks = list(self._forks)
-        done: list[Evaluation | tuple[int, frozenset[str] | None]] = []
-        pending: tuple[str, int, dict[str, float], float] | None = None
-        for seq, name, metric, step, value, wall_time in rows:
-            while forks and forks[0][0] <= seq:
-                if pending is not None:
-                    done.append(Evaluation(*pending))
-                    pending = None
-                _, at, names = forks.pop(0)
-                done.append((at, names))
-            if pending is None or pending[:2] != (name, step):
-                if pending is not None:
-                    done.append(Evaluation(*pending))
-                pending = (name, step, {}, wall_time)
-            pending[2][metric] = value
-        if pending is not None:
-            done.append(Evaluation(*pending))
-        done.extend((at, names) for _, at, names in forks)
-        return done
+        starts = [row for row, _, _ in forks]
+        # a fork comes before the row it starts at; one evaluation is one (branch, name, step)
+        found: list[tuple[float, Evaluation | tuple[int, frozenset[str] | None]]] = [
+            (row - 0.5, (step, names)) for row, step, names in forks
+        ]
+        for (_, name, step), group in groupby(
+            rows, lambda r: (bisect_right(starts, r[0]), r[1], r[3])
+        ):
+            values = list(group)
+            metrics = {metric: value for _, _, metric, _, value, _ in values}
+            found.append((values[0][0], Evaluation(name, step, metrics, values[0][5])))
+        return [done for _, done in sorted(found, key=lambda item: item[0])]
 
     def forks(self, name: str) -> int:
         """How many forks evaluation ``name`` went through: the branch it records in now."""
