@@ -6,16 +6,19 @@ import glob
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 
 import models
+import numpy as np
 import pytest
 from waiting import wait_for
 
 import nbhooks as nh
 from nbhooks._tf import tf
 from nbhooks.events import EvalEvent, StopRequestEvent
+from nbhooks.hooks.evaluator import EvalPreparation
 from nbhooks.stores.metrics import MetricHistory
 
 
@@ -840,3 +843,53 @@ def test_dashboard_panel_shows_how_it_evaluates(model_dir, train_fn, eval_fn, co
         status[0].value
     )
     dash.close()
+
+
+def nice_model_fn(features, labels, mode, params):
+    """The test model, whose evaluation also measures the nice value of the thread that runs
+    its ops (a ``py_func``: it runs where the evaluation's ops run)."""
+    spec = models.model_fn(features, labels, mode, params)
+    if mode != tf().estimator.ModeKeys.EVAL:
+        return spec
+    v1 = tf().compat.v1
+
+    def nice() -> np.float32:
+        return np.float32(os.getpriority(os.PRIO_PROCESS, 0))
+
+    measured = v1.py_func(nice, [], tf().float32, stateful=True)
+    metrics = {**spec.eval_metric_ops, "nice": v1.metrics.mean(measured)}
+    return spec._replace(eval_metric_ops=metrics)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value")
+@pytest.mark.parametrize("prepared", [False, True])
+def test_asynchronous_evaluations_take_only_the_cpu_training_leaves(
+    tmp_path, train_fn, eval_fn, prepared
+) -> None:
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    if base >= 19:
+        pytest.skip("already as nice as can be")
+    config = tf().estimator.RunConfig(model_dir=str(tmp_path), save_summary_steps=None)
+    est = tf().estimator.Estimator(nice_model_fn, config=config, params={})
+    hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=10, asynchronous=True)
+    if prepared:  # the evaluation session made ahead, as a shown Dashboard makes it
+        preparation = EvalPreparation(est, train_fn, [hook])
+        preparation.wait()
+        assert preparation.prepared == ["eval"]
+    seen = []
+
+    class Training(tf().estimator.SessionRunHook):
+        def after_run(self, run_context, run_values) -> None:
+            seen.append(os.getpriority(os.PRIO_PROCESS, 0))
+
+    est.train(train_fn, steps=30, hooks=[hook, Training()])
+    nice = hook.history.query("metric == 'nice'").set_index("step")["value"]
+    assert list(nice.index) == [0, 10, 20, 30]
+    assert (nice == 19).all(), nice  # the lowest priority
+    assert set(seen) == {base} and os.getpriority(os.PRIO_PROCESS, 0) == base
+    hook.close()
+    # Synchronous evaluations run on training's threads, at its priority.
+    sync = nh.LiveEvaluatorHook(est, eval_fn, name="sync", every_n_iter=10)
+    est.train(train_fn, steps=10, hooks=[sync])
+    assert (sync.history.query("metric == 'nice'")["value"] == base).all()
+    sync.close()

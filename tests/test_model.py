@@ -183,6 +183,8 @@ HEADLESS = [
     "units.py",
     "memory.py",
     "dirlock.py",
+    "niceness.py",
+    "eventfiles.py",
     "stores",
     "hooks",
     "_tf.py",

@@ -52,6 +52,7 @@ from nbhooks.hooks.eval_session import (
     variables_signature,
     without_autotune,
 )
+from nbhooks.niceness import BACKGROUND, lower_this_thread
 from nbhooks.stores.metrics import (
     MetricHistory,
     Mode,
@@ -90,13 +91,14 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     ``asynchronous=True`` (the persistent session path only): each evaluation takes a snapshot
     of the variables at its step (the one fetch the copy-in makes anyway) and evaluates it on a
-    thread of this hook while training goes on; the results are those of that step. At most one
-    evaluation is in flight. When the next evaluation step comes while one still runs,
-    ``when_busy="wait"`` (default) makes training wait for it there, so that every step is
-    evaluated; ``"skip"`` skips that step instead (counted in ``skipped``, logged). The final
-    evaluation in ``end()`` waits for the one in flight and runs synchronously; an evaluation an
-    :class:`EarlyStopping` watches always runs synchronously, so that it stops at that very
-    step.
+    thread of this hook while training goes on; the results are those of that step (on Linux
+    that thread and the evaluation session's run ``niceness`` levels below training: they take
+    the CPU training leaves idle). At most one evaluation is in flight. When the next
+    evaluation step comes while one still runs, ``when_busy="wait"`` (default) makes training
+    wait for it there, so that every step is evaluated; ``"skip"`` skips that step instead
+    (counted in ``skipped``, logged). The final evaluation in ``end()`` waits for the one in
+    flight and runs synchronously; an evaluation an :class:`EarlyStopping` watches always runs
+    synchronously, so that it stops at that very step.
 
     The evaluation graph and session are built by the first evaluation (at the start of the
     first session), on a thread of this hook beside the first training steps, from a snapshot
@@ -529,6 +531,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     ) -> None:
         """The evaluation thread: ``train_graph`` is the default graph there, as on the
         training thread (summaries, the training variables' collections)."""
+        lower_this_thread(self.niceness)
         started = time.perf_counter()
         try:
             with train_graph.as_default():
@@ -550,6 +553,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     #: Asynchronous: the evaluation session runs its ops on threads of its own (one inter-op,
     #: one intra-op) instead of queueing them behind training's in the shared pools.
     own_threads = True
+    #: Asynchronous: how much nicer than training the evaluation threads run (Linux; 0: as
+    #: nice), so that they take the CPU training leaves idle rather than training's.
+    niceness = BACKGROUND
 
     def _session_config(self) -> Any:
         """The evaluation session's config: the estimator's, on threads of its own when
@@ -687,6 +693,7 @@ class EvalPreparation:
         self._thread.start()
 
     def _work(self, estimator: Any, train_input_fn: InputFn) -> None:
+        lower_this_thread(max((h.niceness for h in self.hooks), default=0))
         try:
             from nbhooks.variables import training_graph
 
