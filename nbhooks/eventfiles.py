@@ -233,6 +233,17 @@ class EventDirReader:
         return [s for event in self.read() for s in scalars_of(event)]
 
 
+def session_start(event: Any) -> int | None:
+    """The step of a session-start marker (``SessionLog.START``: values of this step and later
+    written before it belong to an abandoned branch, as TensorBoard reads it); None for any
+    other Event."""
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+        return int(event.step)
+    return None
+
+
 def earlier_evaluations(
     directory: str, last_step: int, *, warn: Callable[[str], None] | None = None
 ) -> list[tuple[int, dict[str, float], float]]:
@@ -241,12 +252,11 @@ def earlier_evaluations(
     later written before it (a rewound or restarted training's abandoned branch), and a step
     evaluated again keeps its last evaluation. Steps after ``last_step`` (the checkpoint the
     next training starts from) are left out. Returns (step, metrics, wall time), by step."""
-    from tensorboard.compat.proto.event_pb2 import SessionLog
-
     by_step: dict[int, tuple[dict[str, float], float]] = {}
     for event in EventDirReader(directory, warn=warn).read():
-        if event.HasField("session_log") and event.session_log.status == SessionLog.START:
-            by_step = {step: kept for step, kept in by_step.items() if step < event.step}
+        start = session_start(event)
+        if start is not None:
+            by_step = {step: kept for step, kept in by_step.items() if step < start}
             continue
         metrics = {scalar.tag: scalar.value for scalar in scalars_of(event)}
         if metrics and event.step <= last_step:

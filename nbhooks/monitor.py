@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from nbhooks._tf import tf
-from nbhooks.eventfiles import EVENTS_GLOB, EventDirReader, Scalar
+from nbhooks.eventfiles import EVENTS_GLOB, EventDirReader, Scalar, scalars_of, session_start
 from nbhooks.events import EvalEvent, EventBus, StepEvent
 from nbhooks.jobfiles import ControlRequest, Heartbeat, JobFiles
 from nbhooks.stores.metrics import MetricHistory
@@ -325,17 +325,29 @@ class Monitor:
         for dirname, reader in self._evals.items():
             evaluation = dirname[len("eval_") :] if dirname.startswith("eval_") else dirname
             by_step: dict[int, dict[str, Scalar]] = {}
-            for scalar in reader.scalars():
-                by_step.setdefault(scalar.step, {})[scalar.tag] = scalar
-            for step, values in sorted(by_step.items()):
-                wall_time = max(s.wall_time for s in values.values())
-                metrics = {tag: s.value for tag, s in values.items()}
-                if self.metrics.record(evaluation, step, metrics, wall_time):
-                    self.events.emit(EvalEvent(evaluation, step, metrics, wall_time))
-                with self._lock:
-                    seen = self._eval_seen.get(evaluation)
-                    if seen is None or wall_time >= seen[0]:
-                        self._eval_seen[evaluation] = (wall_time, step)
+            for event in reader.read():
+                start = session_start(event)
+                if start is None:
+                    for scalar in scalars_of(event):
+                        by_step.setdefault(scalar.step, {})[scalar.tag] = scalar
+                    continue
+                self._record_evals(evaluation, by_step)
+                by_step = {}
+                last = self.metrics.last_step([evaluation])
+                if last is not None and last >= start:  # a rewound or restarted training's
+                    self.metrics.fork(start - 1, [evaluation])  # steps, evaluated again
+            self._record_evals(evaluation, by_step)
+
+    def _record_evals(self, evaluation: str, by_step: dict[int, dict[str, Scalar]]) -> None:
+        for step, values in sorted(by_step.items()):
+            wall_time = max(s.wall_time for s in values.values())
+            metrics = {tag: s.value for tag, s in values.items()}
+            if self.metrics.record(evaluation, step, metrics, wall_time):
+                self.events.emit(EvalEvent(evaluation, step, metrics, wall_time))
+            with self._lock:
+                seen = self._eval_seen.get(evaluation)
+                if seen is None or wall_time >= seen[0]:
+                    self._eval_seen[evaluation] = (wall_time, step)
 
     def _read_heartbeats(self) -> None:
         beats = self.files.read_heartbeats()

@@ -316,3 +316,36 @@ def test_a_dashboard_made_again_shows_the_history_it_goes_on_from(tmp_path, comm
     steps = again.history[again.history.metric == "loss"].step.tolist()
     assert steps == [0, 50, 100, 150, 200, 250, 300]
     again.close()
+
+
+def test_a_monitor_following_a_rewound_training_draws_its_new_branch(tmp_path, comm_log):
+    """A Monitor that follows a model_dir while its training is rewound draws the new
+    branch's evaluations as the live line (the abandoned ones faded), not both as one."""
+    dash = make_dash(tmp_path / "m")
+    dash.train(steps=230)  # evaluated at 0, 50, ..., 200 and 230
+    dash.wait(timeout=300)
+    monitor = nh.Monitor(tmp_path / "m", start=False)
+    monitor.widget  # noqa: B018 - shown
+    face = monitor._face
+    face.publisher.flush()
+    assert xs(faded_and_live(face.curves)[1]) == [0, 50, 100, 150, 200, 230]
+    dash.rewind(100)
+    dash.train(steps=150)  # the new branch: 150, 200 and 250; 230 is abandoned
+    dash.wait(timeout=300)
+    monitor.poll()
+    face.publisher.flush()
+    faded, live = faded_and_live(face.curves)
+    assert xs(live) == [0, 50, 100, 150, 200, 250]
+    assert [xs(trace) for trace in faded.values()] == [[100, 150, 200, 230]]
+
+    def live_loss(history):  # branch 1, and branch 0 up to the rewind
+        loss = history[(history.metric == "loss") & ((history.branch == 1) | (history.step <= 100))]
+        return loss.drop_duplicates("step", keep="last").set_index("step").value.sort_index()
+
+    expected = live_loss(dash.history)
+    assert list(expected.index) == [0, 50, 100, 150, 200, 250]
+    np.testing.assert_array_equal(live_loss(monitor.history), expected)
+    later = nh.Monitor(tmp_path / "m", start=False)  # one that reads it all at once
+    np.testing.assert_array_equal(live_loss(later.history), expected)
+    for closing in (later, monitor, dash):
+        closing.close()
