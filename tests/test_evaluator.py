@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -893,3 +894,54 @@ def test_asynchronous_evaluations_take_only_the_cpu_training_leaves(
     est.train(train_fn, steps=10, hooks=[sync])
     assert (sync.history.query("metric == 'nice'")["value"] == base).all()
     sync.close()
+
+
+FIRST_SESSION = """
+import glob, json, os, sys
+sys.path.insert(0, {tests!r})
+import models
+import nbhooks as nh
+from nbhooks._tf import tf
+from nbhooks.hooks.evaluator import EvalPreparation
+
+def threads():  # thread id -> nice value
+    found = {{}}
+    for task in glob.glob("/proc/self/task/*"):
+        try:
+            with open(task + "/stat") as stat:
+                found[task] = int(stat.read().rsplit(")", 1)[1].split()[16])
+        except OSError:
+            pass
+    return found
+
+config = tf().compat.v1.ConfigProto(
+    intra_op_parallelism_threads={intra}, inter_op_parallelism_threads=2
+)
+est = models.make_estimator({model_dir!r}, session_config=config)
+before = threads()
+hook = nh.LiveEvaluatorHook(est, models.input_fn(n=64, repeat=False), asynchronous=True)
+preparation = EvalPreparation(est, models.input_fn(), [hook])
+assert preparation.wait(timeout=120) and preparation.prepared == ["eval"]
+print(json.dumps([nice for task, nice in threads().items() if task not in before]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value")
+def test_training_gets_the_thread_pools_its_config_asks_for(tmp_path) -> None:
+    """In a new process (a kernel whose first act is to show a dashboard), nbhooks' scratch
+    sessions (the check that the evaluation input ends, the evaluation prepared on a thread of
+    low priority) come before training's: TensorFlow's process-wide pools are made first, as
+    the estimator's config says and at training's priority; the first session sizes them."""
+    intra = (os.cpu_count() or 1) + 3  # more than a session's default: its own config's
+    script = FIRST_SESSION.format(
+        tests=os.path.dirname(__file__), model_dir=str(tmp_path), intra=intra
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    made = json.loads(out.stdout.strip().splitlines()[-1])
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert made.count(base) >= intra + 2, made  # the intra-op and inter-op pools
+    assert made.count(19) >= 1, made  # the evaluation session's inter-op thread, its input's
+    assert set(made) == {base, 19}, made

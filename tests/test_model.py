@@ -184,6 +184,7 @@ HEADLESS = [
     "memory.py",
     "dirlock.py",
     "niceness.py",
+    "thread_pools.py",
     "eventfiles.py",
     "stores",
     "hooks",

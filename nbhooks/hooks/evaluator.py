@@ -60,6 +60,7 @@ from nbhooks.stores.metrics import (
     guess_mode,
     is_improvement,
 )
+from nbhooks.thread_pools import open_process_pools
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
@@ -137,6 +138,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
                 f'"skip" (that step is not evaluated), got {when_busy!r}'
             )
         _check_args(estimator, input_fn, name, every_n_iter, steps, store, evaluate_from)
+        open_process_pools(estimator)  # before any scratch session (the check below)
         if steps is None:
             check_input_ends(estimator, input_fn, name or "eval")
         super().__init__(
@@ -550,8 +552,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             with self._lock:
                 self._evaluating = False
 
-    #: Asynchronous: the evaluation session runs its ops on threads of its own (one inter-op,
-    #: one intra-op) instead of queueing them behind training's in the shared pools.
+    #: Asynchronous: the evaluation session runs its ops on an inter-op thread of its own
+    #: instead of queueing them behind training's in the shared pool (the intra-op pool is
+    #: the process's: see :mod:`nbhooks.thread_pools`).
     own_threads = True
     #: Asynchronous: how much nicer than training the evaluation threads run (Linux; 0: as
     #: nice), so that they take the CPU training leaves idle rather than training's.
@@ -570,7 +573,6 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         )
         config.use_per_session_threads = True
         config.inter_op_parallelism_threads = 1
-        config.intra_op_parallelism_threads = 1
         return config
 
     def _finish_in_flight(self, cancel: bool) -> None:
@@ -693,8 +695,9 @@ class EvalPreparation:
         self._thread.start()
 
     def _work(self, estimator: Any, train_input_fn: InputFn) -> None:
-        lower_this_thread(max((h.niceness for h in self.hooks), default=0))
         try:
+            open_process_pools(estimator)  # at training's priority
+            lower_this_thread(max((h.niceness for h in self.hooks), default=0))
             from nbhooks.variables import training_graph
 
             graph = training_graph(estimator, train_input_fn)

@@ -68,6 +68,7 @@ from nbhooks.stores.pipeline_files import (
     PipelineCheckpointError,
     PipelineStore,
 )
+from nbhooks.thread_pools import open_process_pools
 from nbhooks.units import size as format_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,6 +120,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         automatic_limit: int | None = None,
     ) -> None:
         config = _check_estimator(estimator)
+        open_process_pools(estimator)  # before this hook's scratch sessions
         if external_state_policy is not None and external_state_policy not in POLICIES:
             raise ValueError(
                 f"external_state_policy must be None (= 'fail'), 'fail', 'warn' or 'ignore', "
