@@ -7,6 +7,7 @@ import threading
 import pytest
 from test_pipeline import Recorder, ids_estimator, ids_input_fn
 
+from nbhooks.events import StepEvent
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
 from nbhooks.publish import Publisher
 from nbhooks.views.checkpoints import PipelineCheckpointPanel
@@ -104,3 +105,21 @@ def test_buttons_are_disabled_while_a_save_waits_for_the_step_boundary(trained):
     assert "saved position of step 8" in panel.status.value
     assert hook.checkpoints.query("kind == 'manual'").step.tolist() == [8]
     assert rec.steps == [7, 8, 9, 10]
+
+
+def test_a_panel_made_while_training_starts_shows_what_its_first_events_missed(model_dir):
+    """A dashboard shown in the cell that starts training makes its panel while the hook's
+    begin() runs: the "paused" warning can go out between the panel reading the hook's status
+    and the publisher feeding the panel. The panel's next batch says it all the same."""
+    est = ids_estimator(model_dir)
+    hook = PipelineCheckpointHook(est, automatic_limit=1000)  # the buffer: 7 x ~250 bytes
+    panel = PipelineCheckpointPanel(hook)  # made first; the hook's events reach no publisher
+    assert "no pipeline checkpoint restored yet" in panel.status.value
+    est.train(ids_input_fn(), hooks=[hook], steps=3)  # begin(): the warning, missed
+    panel.on_events([StepEvent(3, None, None, 0.1, None)])  # the panel's first batch
+    assert "⚠ automatic input checkpoints paused" in panel.status.value
+    publisher = Publisher(hook.events, [panel])
+    panel.save_button.click()  # what the events say still shows after: here, a refusal
+    publisher.flush()
+    assert "no position to save while idle" in panel.status.value
+    publisher.close()

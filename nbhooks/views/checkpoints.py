@@ -58,6 +58,7 @@ class PipelineCheckpointPanel(View):
         self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
         self.list.observe(lambda _: self._sync_buttons(), names="value")
         # Shown after training started, it missed the hook's warning event: the status says it.
+        self._status_read = (hook.status, hook.status_warns)
         self._show(hook.status, "warning" if hook.status_warns else "note")
 
     @property
@@ -73,6 +74,10 @@ class PipelineCheckpointPanel(View):
             action()
 
     def on_events(self, events: Sequence[Any]) -> None:
+        status = (self.hook.status, self.hook.status_warns)
+        if status != self._status_read:  # its event may have gone out before this view was fed
+            self._status_read = status  # (made while training starts): the hook's word for it
+            self._show(status[0], "warning" if status[1] else "note")
         pipeline = [e for e in events if isinstance(e, PipelineEvent)]
         if not pipeline:
             return
