@@ -31,7 +31,6 @@ from nbhooks.errors import describe_error
 from nbhooks.events import FINAL_STATES, EventBus, RunState, RunStateEvent
 from nbhooks.meter import ProgressMeter
 from nbhooks.rewind import checkpoint_step
-from nbhooks.thread_pools import open_process_pools
 
 #: model_dir -> the run that owns it: one training thread per model_dir.
 _OWNERS: dict[str, weakref.ref[TrainingRun]] = {}
@@ -96,7 +95,6 @@ class TrainingRun:
         hooks = tuple(hooks)
         check_estimator(estimator)
         check_input_fn(input_fn)
-        open_process_pools(estimator)  # before any scratch session of a check or a hook
         steps, max_steps = check_steps(steps, max_steps)
         check_hooks(hooks)
         from nbhooks.hooks.pipeline import check_input_savers

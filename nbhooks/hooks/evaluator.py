@@ -138,7 +138,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
                 f'"skip" (that step is not evaluated), got {when_busy!r}'
             )
         _check_args(estimator, input_fn, name, every_n_iter, steps, store, evaluate_from)
-        open_process_pools(estimator)  # before any scratch session (the check below)
+        open_process_pools(estimator)  # before any scratch session: the check below, a preparation
         if steps is None:
             check_input_ends(estimator, input_fn, name or "eval")
         super().__init__(
@@ -696,7 +696,8 @@ class EvalPreparation:
 
     def _work(self, estimator: Any, train_input_fn: InputFn) -> None:
         try:
-            open_process_pools(estimator)  # at training's priority
+            # The process's pools exist (the hooks' constructors made them): only what this
+            # thread makes from now on inherits its lower priority.
             lower_this_thread(max((h.niceness for h in self.hooks), default=0))
             from nbhooks.variables import training_graph
 

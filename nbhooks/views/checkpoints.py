@@ -58,8 +58,7 @@ class PipelineCheckpointPanel(View):
         self.delete_button.on_click(lambda _: self._post(lambda: hook.delete(self.list.value)))
         self.list.observe(lambda _: self._sync_buttons(), names="value")
         # Shown after training started, it missed the hook's warning event: the status says it.
-        self._status_read = (hook.status, hook.status_warns)
-        self._show(hook.status, "warning" if hook.status_warns else "note")
+        self._show_hook_status()
 
     @property
     def buttons(self) -> tuple[w.Button, w.Button, w.Button]:
@@ -74,10 +73,8 @@ class PipelineCheckpointPanel(View):
             action()
 
     def on_events(self, events: Sequence[Any]) -> None:
-        status = (self.hook.status, self.hook.status_warns)
-        if status != self._status_read:  # its event may have gone out before this view was fed
-            self._status_read = status  # (made while training starts): the hook's word for it
-            self._show(status[0], "warning" if status[1] else "note")
+        if (self.hook.status, self.hook.status_warns) != self._status_read:
+            self._show_hook_status()  # its event may have gone out before this view was fed
         pipeline = [e for e in events if isinstance(e, PipelineEvent)]
         if not pipeline:
             return
@@ -90,6 +87,11 @@ class PipelineCheckpointPanel(View):
             self._new_save = last.path
         level = {"failed": "failed", "warning": "warning", "off": "warning"}.get(last.action, "")
         self._show(last.message or last.action, level or "note")
+
+    def _show_hook_status(self) -> None:
+        """Show the hook's own status, and remember it as read."""
+        self._status_read = (self.hook.status, self.hook.status_warns)
+        self._show(self.hook.status, "warning" if self.hook.status_warns else "note")
 
     def _sync_buttons(self) -> None:
         """Disabled while a request is pending; Delete also needs a selection."""
