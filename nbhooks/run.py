@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol
 
-from nbhooks import NbhooksWarning
+from nbhooks import NbhooksWarning, training_threads
 from nbhooks._tf import tf
 from nbhooks.checks import (
     check_estimator,
@@ -114,7 +114,6 @@ class TrainingRun:
         self._lock = threading.RLock()
         self._resume = threading.Condition(self._lock)
         self._state: RunState = "idle"
-        self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._done.set()
         self._stop_requested = False
@@ -201,12 +200,12 @@ class TrainingRun:
             self.reason, self.error, self.error_traceback = None, None, None
             self._done.clear()
             self.meter.reset_clock()
-            self._thread = threading.Thread(
-                target=self._work, args=(steps, max_steps), name="nbhooks-training", daemon=True
-            )
             self._set_state("running")
             try:
-                self._thread.start()
+                # A thread that trained before, if one waits: see nbhooks.training_threads.
+                training_threads.start(
+                    lambda: self._work(steps, max_steps), "nbhooks-training", self._done.set
+                )
             except BaseException as exc:
                 self.dir_lock.release()
                 self._done.set()
@@ -311,7 +310,7 @@ class TrainingRun:
 
     def _finish(self, state: RunState | None, max_steps: int | None = None, **info: Any) -> None:
         """Publish the final state (``None``: stopped or finished, decided here under the
-        lock, so a stop() racing the end cannot be lost), then release wait()."""
+        lock, so a stop() racing the end cannot be lost)."""
         self.events.emit(self.meter.final())
         with self._lock:
             if state is None:
@@ -321,9 +320,9 @@ class TrainingRun:
                 info["reason"] = self.reason
             self._state = state
         # Outside the lock: listeners may do real work (serving queued pipeline requests)
-        # and must not block stop()/pause()/start() on the main thread meanwhile.
+        # and must not block stop()/pause()/start() on the main thread meanwhile. wait() is
+        # released once the thread is a spare again (training_threads.start's ``then``).
         self.events.emit(RunStateEvent(state, step=self.meter.step, **info))
-        self._done.set()
 
     def _finished_reason(self, max_steps: int | None) -> str:
         step, target = self.meter.step, self.meter.target

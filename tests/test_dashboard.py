@@ -12,6 +12,7 @@ from test_faults import fill
 from waiting import poll, wait_for
 
 import nbhooks as nh
+from nbhooks import training_threads
 from nbhooks._tf import tf
 from nbhooks.events import RunStateEvent
 from nbhooks.views.base import CODE_KEYS, walk_widgets
@@ -33,7 +34,12 @@ def dash(estimator, train_fn, eval_fn, comm_log):
 
 
 def live_threads() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith("nbhooks")}
+    """nbhooks threads, but for the spare training threads nbhooks.training_threads keeps."""
+    return {
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("nbhooks") and t.name != training_threads.SPARE
+    }
 
 
 def test_train_fills_history_final_ops_and_checkpoints(dash):

@@ -186,6 +186,7 @@ HEADLESS = [
     "niceness.py",
     "thread_pools.py",
     "eventfiles.py",
+    "training_threads.py",
     "stores",
     "hooks",
     "_tf.py",
