@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 
 #: The name of a thread waiting for its next training.
 SPARE = "nbhooks-spare"
-#: How many threads may wait (Compare trains two runs at once by default).
+#: How many threads may wait (a Compare with parallel=2 trains two runs at once).
 KEEP = 2
 #: How long a thread waits for a training before it ends.
 IDLE_SECONDS = 600.0
 
+#: A training and what to call once its thread is a spare again.
+_Job = tuple[Callable[[], object], Callable[[], object]]
 _lock = threading.Lock()
 _waiting: list[_Spare] = []
 
@@ -38,7 +40,7 @@ class _Spare:
     def __init__(self) -> None:
         self.thread = threading.current_thread()
         self.ready = threading.Condition(_lock)
-        self.job: tuple[str, Callable[[], object], Callable[[], object]] | None = None
+        self.job: _Job | None = None
 
 
 def start(target: Callable[[], object], name: str, then: Callable[[], object]) -> None:
@@ -46,7 +48,7 @@ def start(target: Callable[[], object], name: str, then: Callable[[], object]) -
     thread is named :data:`SPARE` again, ``then`` (e.g. what tells ``wait()`` that training
     ended: a thread still named for training is never seen after it). Raises what starting
     a new thread raises; ``target`` and ``then`` must not raise (what they do is logged)."""
-    job = (name, target, then)
+    job = (target, then)
     with _lock:
         if _waiting:
             spare = _waiting.pop()
@@ -58,11 +60,11 @@ def start(target: Callable[[], object], name: str, then: Callable[[], object]) -
     thread.start()
 
 
-def _serve(job: tuple[str, Callable[[], object], Callable[[], object]] | None) -> None:
+def _serve(job: _Job | None) -> None:
     me = threading.current_thread()  # named for its first job by start()
     spare = _Spare()
     while job is not None:
-        _, target, then = job
+        target, then = job
         _call(target)
         me.name = SPARE
         _call(then)
@@ -70,9 +72,7 @@ def _serve(job: tuple[str, Callable[[], object], Callable[[], object]] | None) -
         job = _next_job(spare)
 
 
-def _next_job(
-    spare: _Spare,
-) -> tuple[str, Callable[[], object], Callable[[], object]] | None:
+def _next_job(spare: _Spare) -> _Job | None:
     """Wait for a training (None: none came in time, or enough threads wait already)."""
     with _lock:
         if len(_waiting) >= KEEP:
