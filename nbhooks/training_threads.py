@@ -61,12 +61,11 @@ def start(target: Callable[[], object], name: str, then: Callable[[], object]) -
 
 
 def _serve(job: _Job | None) -> None:
-    me = threading.current_thread()  # named for its first job by start()
-    spare = _Spare()
+    spare = _Spare()  # this thread, named for its first job by start()
     while job is not None:
         target, then = job
         _call(target)
-        me.name = SPARE
+        spare.thread.name = SPARE
         _call(then)
         del job, target, then  # the run is not kept alive by a waiting thread
         job = _next_job(spare)
