@@ -20,8 +20,10 @@ All in one process, the variants interleaved round by round so machine noise hit
     evaluation (the first, which builds the session, left out) over the raw lower bound (a
     bare session on a prebuilt evaluation graph running the update op, nothing recorded).
     Variants: training alone, raw lower bound, TF's ``InMemoryEvaluatorHook``, nbhooks
-    synchronous, nbhooks asynchronous with its own threads (the default) and in TF's shared
-    pools (ms per evaluation there: wall time on its own thread, beside training).
+    synchronous, nbhooks asynchronous (the default: its own threads, at nice 19 on Linux),
+    the same in TF's shared pools, and at training's priority (``niceness=0``). Asynchronous
+    ms per evaluation is wall time on its own thread, beside training: at nice 19 it runs on
+    the CPU training leaves idle and waits for it, at nice 0 it shares the CPU alike.
     ``--live-only`` runs just this part.
 (f) ``train()`` -> end of the first training step, bare ``estimator.train`` vs with nbhooks'
     evaluator (synchronous and asynchronous), on both models: each round trains a new model a
@@ -250,9 +252,11 @@ class RawEvalHook(EveryN):
         self.session.close()
 
 
-def shared_pools(est, eval_fn, every: int) -> nh.LiveEvaluatorHook:
+def asynchronous(est, eval_fn, every: int, **attrs: object) -> nh.LiveEvaluatorHook:
+    """An asynchronous evaluator, ``attrs`` set on it (``niceness``, ``own_threads``)."""
     hook = nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=every, asynchronous=True)
-    hook.own_threads = False
+    for key, value in attrs.items():
+        setattr(hook, key, value)
     return hook
 
 
@@ -295,12 +299,12 @@ def live_variants(root: str, model: str, steps: int, every: int) -> tuple[dict, 
         "nbhooks sync": variant(
             "nbhooks sync", lambda est: nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=every)
         ),
-        "nbhooks async": variant(
-            "nbhooks async",
-            lambda est: nh.LiveEvaluatorHook(est, eval_fn, every_n_iter=every, asynchronous=True),
-        ),
+        "nbhooks async": variant("nbhooks async", lambda est: asynchronous(est, eval_fn, every)),
         "async shared pool": variant(
-            "async shared pool", lambda est: shared_pools(est, eval_fn, every)
+            "async shared pool", lambda est: asynchronous(est, eval_fn, every, own_threads=False)
+        ),
+        "async at nice 0": variant(
+            "async at nice 0", lambda est: asynchronous(est, eval_fn, every, niceness=0)
         ),
     }
     return variants, stats
