@@ -45,9 +45,10 @@ class _Spare:
 
 def start(target: Callable[[], object], name: str, then: Callable[[], object]) -> None:
     """Run ``target`` on a thread named ``name`` (a spare one if one waits), then, once the
-    thread is named :data:`SPARE` again, ``then`` (e.g. what tells ``wait()`` that training
-    ended: a thread still named for training is never seen after it). Raises what starting
-    a new thread raises; ``target`` and ``then`` must not raise (what they do is logged)."""
+    thread is named :data:`SPARE` again and waits (unless :data:`KEEP` do), ``then`` (e.g.
+    what tells ``wait()`` that training ended: a thread still named for training is never seen
+    after it, and a training started after it gets this thread). Raises what starting a new
+    thread raises; ``target`` and ``then`` must not raise (what they do is logged)."""
     job = (target, then)
     with _lock:
         if _waiting:
@@ -66,18 +67,25 @@ def _serve(job: _Job | None) -> None:
         target, then = job
         _call(target)
         spare.thread.name = SPARE
+        offered = _offer(spare)  # before ``then``: a training started after it gets this thread
         _call(then)
         del job, target, then  # the run is not kept alive by a waiting thread
-        job = _next_job(spare)
+        job = _next_job(spare) if offered else None
+
+
+def _offer(spare: _Spare) -> bool:
+    """Count this thread among those waiting; False when enough wait already."""
+    with _lock:
+        if len(_waiting) >= KEEP:
+            return False
+        spare.job = None
+        _waiting.append(spare)
+        return True
 
 
 def _next_job(spare: _Spare) -> _Job | None:
-    """Wait for a training (None: none came in time, or enough threads wait already)."""
+    """Wait for a training (None: none came in time)."""
     with _lock:
-        if len(_waiting) >= KEEP:
-            return None
-        spare.job = None
-        _waiting.append(spare)
         spare.ready.wait_for(lambda: spare.job is not None, timeout=IDLE_SECONDS)
         if spare.job is None:
             _waiting.remove(spare)

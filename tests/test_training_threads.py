@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import models
+import pytest
 from waiting import wait_for
 
 import nbhooks as nh
@@ -49,17 +50,23 @@ def test_the_next_training_runs_on_the_thread_the_last_one_trained_on(tmp_path):
 
 
 def test_a_failed_training_leaves_its_thread_serving_the_next(tmp_path):
-    hook = ThreadOf()
+    hook, failed_on = ThreadOf(), []
 
     def broken():
+        failed_on.append(threading.current_thread())
         raise ValueError("no data here")
 
     bad = nh.TrainingRun(models.make_estimator(tmp_path / "bad"), broken, steps=5, report=None)
     bad.start()
-    assert wait_for(lambda: bad.state == "failed", timeout=120)
+    with pytest.raises(ValueError, match="no data here"):  # wait() raises training's error
+        bad.wait(timeout=120)
+    assert bad.state == "failed"
+    # Waiting already when wait() returns (before: some time after), so the next training,
+    # started at once, gets it.
+    assert failed_on[0].name == training_threads.SPARE
     good = train(tmp_path, "good", hook)
     assert good.wait(timeout=120) == "finished"
-    assert hook.threads[0].name == training_threads.SPARE
+    assert hook.threads == failed_on
     bad.close()
     good.close()
 
@@ -78,3 +85,18 @@ def test_at_most_two_threads_wait_and_each_ends_when_idle_long_enough(tmp_path, 
     assert training_threads.waiting() == 0
     for run in runs:
         run.close()
+
+
+def test_a_training_started_as_soon_as_the_last_one_ends_gets_its_thread():
+    """``then`` (what releases ``wait()``) runs once the thread waits for the next training,
+    so a training started then runs on it. Before: on another thread, unless this one was
+    quicker to wait than the caller to start."""
+    ran_on: list[threading.Thread] = []
+    done = threading.Event()
+
+    def then_start_next() -> None:
+        training_threads.start(lambda: ran_on.append(threading.current_thread()), "b", done.set)
+
+    training_threads.start(lambda: ran_on.append(threading.current_thread()), "a", then_start_next)
+    assert done.wait(timeout=10)
+    assert ran_on[0] is ran_on[1]
