@@ -380,18 +380,21 @@ class Monitor:
             return
         if state is None:
             return
-        items = []
+        items, whole = [], True
         for path in state.all_model_checkpoint_paths:
             match = _CKPT_STEP.search(path)
             if match is None:
                 continue
             size, saved = _files_size(path)
-            if size is None:
-                continue  # deleted by the chief's rotation meanwhile
+            if size is None:  # not written yet, deleted by rotation, or renamed meanwhile
+                whole = False
+                continue
             items.append(Checkpoint(int(match[1]), path, size, saved))
         with self._lock:
             self._checkpoints = tuple(sorted(items, key=lambda c: c.step))
-        self._ckpt_state_mtime = mtime
+        # The state file may not change again (the job's last save): read it again next poll
+        # unless every checkpoint it lists was read.
+        self._ckpt_state_mtime = mtime if whole else None
 
     def _read_inputs(self) -> None:
         """List every task's input checkpoints; a complete one (its ``.index`` written to the
@@ -561,7 +564,8 @@ def _whole_index(index: str) -> bool:
 
 
 def _files_size(prefix: str) -> tuple[int | None, float | None]:
-    """The total size and latest change of a checkpoint's files; (None, None) once gone."""
+    """The total size and latest change of a checkpoint's files; (None, None) when it has none
+    or one went away while they were read."""
     t = tf()
     size, saved = 0, None
     try:
@@ -571,7 +575,7 @@ def _files_size(prefix: str) -> tuple[int | None, float | None]:
             saved = max(saved or 0.0, stat.mtime_nsec / 1e9)
     except t.errors.OpError:
         return None, None
-    return size, saved
+    return (size, saved) if saved is not None else (None, None)
 
 
 def _task_key(task: str) -> tuple[int, int, str]:

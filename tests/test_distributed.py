@@ -220,6 +220,26 @@ def test_pause_resume_and_stop_from_a_monitor(tmp_path):
         assert monitor.checkpoints.step.max() == result[0]  # the chief's last checkpoint
 
 
+def test_a_checkpoint_unreadable_at_one_poll_is_listed_at_the_next(tmp_path):
+    """The chief's last save: its state file lists the checkpoint before every file is in
+    place (TensorFlow renames its .meta in after it), and then never changes again. Before: a
+    poll that caught it half-written kept the list without it for good."""
+    model_dir = tmp_path / "model"
+    models.make_estimator(model_dir).train(models.input_fn(), max_steps=20)
+    last = sorted(model_dir.glob("model.ckpt-20.*"))
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for part in last:  # listed by the state file, its files not (yet) there
+        part.rename(aside / part.name)
+    with Monitor(model_dir, start=False) as monitor:
+        assert monitor.checkpoints.step.tolist() == [0]  # not shown as 0 bytes
+        for part in last:  # in place now; the state file untouched
+            (aside / part.name).rename(part)
+        monitor.poll()
+        listed = monitor.checkpoints.set_index("step")
+        assert listed.loc[20, "size_bytes"] == sum(part.stat().st_size for part in last)
+
+
 def test_a_request_no_task_would_read_is_refused_before_it_is_written(tmp_path):
     model_dir = tmp_path / "model"
     models.make_estimator(model_dir).train(models.input_fn(), max_steps=20)  # no hook
