@@ -21,7 +21,9 @@ noisy: each figure is a ratio to bare ``estimator.train`` in the same round):
   starts and every ``every`` steps, a thread spends the raw evaluation's CPU seconds
   (``bench_eval.RawEvalHook``'s, measured alone in the warm-up round) in numpy, without the
   GIL: a lower bound for evaluating beside training in one process (the evaluation's CPU
-  and nothing else); what the Dashboard costs above it is its own.
+  and nothing else); what the Dashboard costs above it is its own;
+- the same floor, the thread spending the CPU at nice 19 (Linux), the priority the Dashboard's
+  asynchronous evaluations run at: the floor to compare the defaults with.
 
 The clock runs from ``dash.train()`` to ``dash.wait()`` returning "finished"; the CPU seconds
 of the whole process over the same span are printed beside it (steadier than wall time here:
@@ -53,6 +55,7 @@ from common import clocks, install_recording_comm, interleave, median, ratios, s
 import nbhooks as nh
 from nbhooks._tf import tf
 from nbhooks.demo import make_demo_estimator
+from nbhooks.niceness import BACKGROUND, lower_this_thread
 
 PHASES = ("setup", "steps", "tail")
 
@@ -103,13 +106,14 @@ class CpuBeside(EveryN):
     at its cheapest. One at a time, as an evaluator (a burst still running skips the next);
     the last one is waited for at the end, as the Dashboard waits for its last evaluation."""
 
-    def __init__(self, every: int, seconds: float) -> None:
+    def __init__(self, every: int, seconds: float, niceness: int = 0) -> None:
         super().__init__(every)
-        self.seconds, self.bursts = seconds, 0
+        self.seconds, self.niceness, self.bursts = seconds, niceness, 0
         self.thread: threading.Thread | None = None
         self.buffer = np.ones(100_000)
 
     def _burn(self) -> None:
+        lower_this_thread(self.niceness)
         start = time.thread_time()
         while time.thread_time() - start < self.seconds:
             np.sqrt(self.buffer, out=self.buffer)
@@ -184,24 +188,28 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
 
     raw: dict[str, float] = {}
 
-    def floor(i: int) -> None:
-        model_dir = root / f"{model}-floor-{i}"
-        est = make_demo_estimator(model_dir, **params)
-        if not raw:  # the warm-up round: the raw evaluation's CPU, training waiting for it
-            hook = RawEvalHook(est, eval_fn, every)
-            est.train(train_fn, steps=steps, hooks=[hook])
-            raw["cpu"] = after_first(hook.cpu, hook.first_cpu, hook.evaluations)
-        else:
-            beside, phases = CpuBeside(every, raw["cpu"]), Phases()
-            with phases.clocked(note, "floor"):
-                est.train(train_fn, steps=steps, hooks=[beside, phases])
-            note("floor: bursts", beside.bursts)
-            note("floor: raw evaluation CPU", raw["cpu"])
-        shutil.rmtree(model_dir, ignore_errors=True)
+    def floor(name: str, niceness: int = 0):
+        def run(i: int) -> None:
+            model_dir = root / f"{model}-{name}-{i}"
+            est = make_demo_estimator(model_dir, **params)
+            if not raw:  # the first warm-up: the raw evaluation's CPU, training waiting for it
+                hook = RawEvalHook(est, eval_fn, every)
+                est.train(train_fn, steps=steps, hooks=[hook])
+                raw["cpu"] = after_first(hook.cpu, hook.first_cpu, hook.evaluations)
+            else:
+                beside, phases = CpuBeside(every, raw["cpu"], niceness), Phases()
+                with phases.clocked(note, name):
+                    est.train(train_fn, steps=steps, hooks=[beside, phases])
+                note(f"{name}: bursts", beside.bursts)
+                note(f"{name}: raw evaluation CPU", raw["cpu"])
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+        return run
 
     return {
         "bare train()": bare,
-        "floor": floor,
+        "floor": floor("floor"),
+        "floor at nice 19": floor("floor at nice 19", BACKGROUND),
         "defaults": dashboard("defaults"),
         "defaults, not shown": dashboard("defaults, not shown", shown=False),
         "synchronous eval": dashboard("synchronous eval", asynchronous_eval=False),
@@ -250,11 +258,13 @@ def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) ->
             continue
         run = stats[f"{name}: run"]
         line = f"    {name:22s} {spread(run, '.2f', ' s')}  / bare {spread(ratios(run, bare))}"
-        if name == "floor":
-            cpu_ms = spread([c * 1e3 for c in stats["floor: raw evaluation CPU"]], ".1f", " ms")
-            line += f"  ({median(stats['floor: bursts']):.0f} bursts of {cpu_ms})"
-        elif "floor: run" in stats:
-            line += f"  / floor {spread(ratios(run, stats['floor: run']))}"
+        if name.startswith("floor"):
+            cpu_ms = spread([c * 1e3 for c in stats[f"{name}: raw evaluation CPU"]], ".1f", " ms")
+            line += f"  ({median(stats[f'{name}: bursts']):.0f} bursts of {cpu_ms})"
+        else:
+            for floor_name in ("floor", "floor at nice 19"):
+                if f"{floor_name}: run" in stats:
+                    line += f"  / {floor_name} {spread(ratios(run, stats[f'{floor_name}: run']))}"
         if name == "defaults" and "pipeline off: run" in stats:
             off, off_cpu = stats["pipeline off: run"], stats["pipeline off: cpu"]
             line += f"  / pipeline off {spread(ratios(run, off))}"
