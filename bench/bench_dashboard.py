@@ -247,6 +247,7 @@ def main() -> None:
 def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) -> None:
     """One model's table: each variant's run time over bare train()'s of the same round."""
     bare, bare_cpu = stats["bare train(): run"], stats["bare train(): cpu"]
+    floors = [name for name in fns if name.startswith("floor")]
     print(
         f"{model}: {args.steps} steps, an evaluation every {args.every}, {args.rounds} rounds; "
         "median (min-max) of the per-round ratios"
@@ -258,13 +259,12 @@ def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) ->
             continue
         run = stats[f"{name}: run"]
         line = f"    {name:22s} {spread(run, '.2f', ' s')}  / bare {spread(ratios(run, bare))}"
-        if name.startswith("floor"):
+        if name in floors:
             cpu_ms = spread([c * 1e3 for c in stats[f"{name}: raw evaluation CPU"]], ".1f", " ms")
             line += f"  ({median(stats[f'{name}: bursts']):.0f} bursts of {cpu_ms})"
         else:
-            for floor_name in ("floor", "floor at nice 19"):
-                if f"{floor_name}: run" in stats:
-                    line += f"  / {floor_name} {spread(ratios(run, stats[f'{floor_name}: run']))}"
+            for floor in floors:
+                line += f"  / {floor} {spread(ratios(run, stats[f'{floor}: run']))}"
         if name == "defaults" and "pipeline off: run" in stats:
             off, off_cpu = stats["pipeline off: run"], stats["pipeline off: cpu"]
             line += f"  / pipeline off {spread(ratios(run, off))}"
