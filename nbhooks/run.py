@@ -282,6 +282,7 @@ class TrainingRun:
     # -- the training thread --------------------------------------------------------------
     def _work(self, steps: int | None, max_steps: int | None) -> None:
         from nbhooks.hooks.control import ControlHook
+        from nbhooks.hooks.group import grouped
 
         self._target = {"steps": steps, "max_steps": max_steps}
         self._session_started = False
@@ -290,7 +291,7 @@ class TrainingRun:
             try:
                 self.estimator.train(
                     self.input_fn,
-                    hooks=[ControlHook(self, self.estimator.model_dir), *self.hooks],
+                    hooks=grouped([ControlHook(self, self.estimator.model_dir), *self.hooks]),
                     steps=steps,
                     max_steps=max_steps,
                 )
