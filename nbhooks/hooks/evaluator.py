@@ -61,6 +61,7 @@ from nbhooks.stores.metrics import (
     is_improvement,
 )
 from nbhooks.thread_pools import open_process_pools
+from nbhooks.worker import Worker
 
 log = logging.getLogger("nbhooks")
 _tf = tf()
@@ -179,7 +180,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         self._first: tuple[int, Mapping[str, Any], tuple[Any, ...]] | None = None
         self._marks_start = False  #: the eval folder had events when the session began
         self._eval_session: EvalSession | None = None
-        self._thread: threading.Thread | None = None  # the evaluation in flight (asynchronous)
+        #: The thread of this training session's asynchronous evaluations (one in flight).
+        self._worker: Worker | None = None
+        self._session: Any = None  #: the training session (whose evaluations are in flight)
         self._async_error: BaseException | None = None
         self._sync_for: set[int] = set()  # EarlyStopping hooks that need each result at once
         self._saver: Any = None  # checkpoints: the training graph's saver, if it has one
@@ -332,7 +335,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     # -- SessionRunHook -------------------------------------------------------------------
     def begin(self) -> None:
         self._await_preparation()
-        self._finish_in_flight(cancel=True)  # left by a training session that crashed
+        self._stop_worker()  # left by a training session that crashed
         self._global_step = require_global_step("LiveEvaluatorHook")
         tfi.reset_schedule(self)
         self._interrupted = False
@@ -405,6 +408,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         thread of its own: the first step neither waits for it nor shares the CPU with it
         (its results are those of this step all the same). An error building or running it
         fails training at a later step."""
+        self._session = session
         if self._marks_start:
             self._mark_start(int(session.run(self._global_step)))
         signature, self._unbuilt = self._unbuilt, None
@@ -491,7 +495,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     # -- a snapshot of the step, evaluated on a thread of its own ---------------------------
     def _in_flight(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker is not None and self._worker.busy
 
     def _skip(self) -> None:
         """Asynchronous: a step reached while the evaluation before still runs."""
@@ -520,20 +524,21 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             return
         with self._lock:
             self._evaluating = True
-        self._thread = threading.Thread(
-            target=self._evaluate_snapshot,
-            args=(step, values, _tf.compat.v1.get_default_graph(), build),
-            name=f"nbhooks-eval-{self.evaluation}",
-            daemon=True,
-        )
-        self._thread.start()
+        if self._worker is None:
+            niceness = self.niceness
+            self._worker = Worker(
+                f"nbhooks-eval-{self.evaluation}",
+                setup=lambda: lower_this_thread(niceness),
+                alive=self._training_open,  # closed without end(): training failed
+            )
+        graph = _tf.compat.v1.get_default_graph()
+        self._worker.submit(lambda: self._evaluate_snapshot(step, values, graph, build))
 
     def _evaluate_snapshot(
         self, step: int, values: Mapping[str, Any], train_graph: Any, build: tuple[Any, ...] | None
     ) -> None:
         """The evaluation thread: ``train_graph`` is the default graph there, as on the
         training thread (summaries, the training variables' collections)."""
-        lower_this_thread(self.niceness)
         started = time.perf_counter()
         try:
             with train_graph.as_default():
@@ -577,19 +582,30 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
 
     def _finish_in_flight(self, cancel: bool) -> None:
         """Wait for the evaluation in flight (interrupted first if ``cancel``)."""
-        thread = self._thread
-        if thread is None:
+        worker = self._worker
+        if worker is None:
             return
-        if cancel and thread.is_alive():
+        if cancel and worker.busy:
             self._interrupt.set()
-        thread.join()
-        self._thread = None
+        worker.wait()
         if cancel:
             self._interrupt.clear()
+
+    def _training_open(self) -> bool:
+        session = self._session
+        return session is not None and not tfi.session_closed(session)
+
+    def _stop_worker(self) -> None:
+        """Cancel the evaluation in flight and end the evaluation thread."""
+        self._finish_in_flight(cancel=True)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
 
     def _raise_async_error(self) -> None:
         error, self._async_error = self._async_error, None
         if error is not None:
+            self._stop_worker()  # training fails: end() will not end it
             raise error
 
     def end(self, session: Any) -> None:
@@ -600,7 +616,8 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             if not self._interrupted:  # a stop cut an evaluation short: do not start another
                 self._evaluate(session, synchronous=True)  # the final one
         finally:
-            self._finish_in_flight(cancel=True)
+            self._stop_worker()
+            self._session = None
             if self.how != "persistent session":
                 self._close_eval_session()
 
@@ -666,7 +683,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
         return results
 
     def _close_eval_session(self) -> None:
-        self._finish_in_flight(cancel=True)
+        self._stop_worker()
         if self._eval_session is not None:
             self._eval_session.close()
         self._eval_session = None
