@@ -18,8 +18,6 @@ from nbhooks.hooks._bases import SessionRunHook
 
 __all__ = ["HookGroup", "grouped"]
 
-_METHODS = ("begin", "after_create_session", "before_run", "after_run", "end")
-
 
 def _defines(hook: Any, name: str) -> bool:
     """True when ``hook``'s ``name`` is not SessionRunHook's no-op (set on the hook or on its
@@ -36,13 +34,16 @@ class HookGroup(SessionRunHook):
 
     def __init__(self, hooks: Sequence[Any]) -> None:
         self.hooks = tuple(hooks)
-        calls = {name: [(i, getattr(h, name)) for i, h in enumerate(self.hooks)
-                        if _defines(h, name)] for name in _METHODS}  # fmt: skip
-        self._begin = [m for _, m in calls["begin"]]
-        self._after_create_session = [m for _, m in calls["after_create_session"]]
-        self._before_run = calls["before_run"]
-        self._after_run = calls["after_run"]
-        self._end = [m for _, m in calls["end"]]
+
+        def defined(name: str) -> list[tuple[int, Any]]:
+            """(index, bound method) of each hook whose ``name`` is its own."""
+            return [(i, getattr(h, name)) for i, h in enumerate(self.hooks) if _defines(h, name)]
+
+        self._begin = [m for _, m in defined("begin")]
+        self._after_create_session = [m for _, m in defined("after_create_session")]
+        self._before_run = defined("before_run")  # indexed: each request's results go back
+        self._after_run = defined("after_run")
+        self._end = [m for _, m in defined("end")]
 
     def begin(self) -> None:
         for method in self._begin:
