@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -97,8 +96,8 @@ CONTRACT: tuple[Private, ...] = (
     Private("CheckpointSaverHook", "_timer", "timer", "rearm_saver_timer, save_every_steps"),
     Private("CheckpointSaverHook", "_save", "method(session, step)", "gate_saves"),
     Private("SecondOrStepTimer", "_every_steps", "int or None", "save_every_steps"),
-    Private("SecondOrStepTimer", "_every_secs", "number or None", "save_not_due"),
-    Private("SecondOrStepTimer", "_last_triggered_time", "number or None", "save_not_due"),
+    Private("SecondOrStepTimer", "_every_secs", "number or None", "next_save_time"),
+    Private("SecondOrStepTimer", "_last_triggered_time", "number or None", "next_save_time"),
     Private("Saver", "_var_list", "saveables", "checkpoint_keys, saver_name_map"),
     Private("Saver", "_save_relative_paths", "bool", "write_relative_paths"),
     Private("Session", "_closed", "bool", "session_closed"),
@@ -289,12 +288,13 @@ def gate_saves(saver_hook: Any, allowed: Callable[[], bool]) -> None:
     saver_hook._save = gated
 
 
-def save_not_due(saver_hook: Any) -> bool:
-    """True while the hook saves every N seconds and N seconds have not passed since its last
-    save: its ``after_run`` cannot save at this step, whatever the step is."""
+def next_save_time(saver_hook: Any) -> float:
+    """The ``time.time()`` before which the hook's ``after_run`` cannot save, whatever the
+    step: N seconds after its last save when it saves every N seconds; otherwise 0 (any step
+    may be due). It only moves later while the hook runs (each save, or a re-arm, sets it)."""
     timer = saver_hook._timer
     every, last = timer._every_secs, timer._last_triggered_time
-    return every is not None and last is not None and time.time() < last + every
+    return 0.0 if every is None or last is None else last + every
 
 
 def save_every_steps(saver_hook: Any) -> int | None:

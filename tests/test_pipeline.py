@@ -21,6 +21,7 @@ import models
 import pytest
 from waiting import wait_for
 
+from nbhooks import _tf_internals as tfi
 from nbhooks._tf import tf
 from nbhooks.events import PipelineEvent
 from nbhooks.hooks.pipeline import PipelineCheckpointHook
@@ -191,10 +192,21 @@ class _DueDuringStep(tf().estimator.SessionRunHook):
             assert wait_for(lambda: time.time() > self.started + 1.05, 10)
 
 
-def test_a_seconds_schedule_adds_no_fetch_to_steps_and_saves_with_the_model(model_dir, ref):
+def test_a_seconds_schedule_adds_no_fetch_to_steps_and_saves_with_the_model(
+    model_dir, ref, monkeypatch
+):
     """RunConfig's default schedule saves every N seconds: while no save is due the hook adds
-    no fetch to the training steps; a save that falls due during a step lands on that step,
-    with the model's, and training resumes there exactly."""
+    no fetch to the training steps (and reads TF's timer once per save, not at every step); a
+    save that falls due during a step lands on that step, with the model's, and training
+    resumes there exactly."""
+    timer_reads = []
+    next_save_time = tfi.next_save_time
+
+    def counted(saver_hook: Any) -> float:
+        timer_reads.append(saver_hook)
+        return next_save_time(saver_hook)
+
+    monkeypatch.setattr(tfi, "next_save_time", counted)
     est = ids_estimator(model_dir, secs=1)
     hook = PipelineCheckpointHook(est)
     fetches: list[Any] = []
@@ -209,6 +221,7 @@ def test_a_seconds_schedule_adds_no_fetch_to_steps_and_saves_with_the_model(mode
     est.train(ids_input_fn(), hooks=[hook, _DueDuringStep(4), rec], steps=10)
 
     assert len(fetches) == 10 and not any(fetches)
+    assert len(timer_reads) == 2  # at the first step, and at the first after the save at 4
     assert hook.checkpoints.step.tolist() == [4, 10]
     assert model_steps(model_dir) == [0, 4, 10]
     assert rec.batches == ref[:10]

@@ -15,6 +15,7 @@ import inspect
 import pkgutil
 import re
 import textwrap
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,3 +438,29 @@ def test_gated_saves_keep_tfs_timer_so_saves_turned_on_land_on_its_steps(tmp_pat
                 session.run(train_op)
     saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in tmp_path.glob("*.index"))
     assert saved == [6, 8]
+
+
+def test_next_save_time_is_when_tfs_timer_lets_a_seconds_schedule_save(tmp_path) -> None:
+    """``next_save_time``: on a schedule of seconds, TF's CheckpointSaverHook cannot save
+    before N seconds after its last save (its timer says so, step after step, until then);
+    on a schedule of steps, or before its first save, any step may be due (0)."""
+    t = tf()
+    v1 = t.compat.v1
+    with t.Graph().as_default():
+        step = v1.train.get_or_create_global_step()
+        train_op = v1.assign_add(step, 1)
+        by_secs = t.estimator.CheckpointSaverHook(str(tmp_path / "s"), save_secs=600)
+        by_steps = t.estimator.CheckpointSaverHook(str(tmp_path / "n"), save_steps=2)
+        assert tfi.next_save_time(by_secs) == 0.0 == tfi.next_save_time(by_steps)
+        with v1.train.SingularMonitoredSession(hooks=[by_secs, by_steps]) as session:
+            saved = time.time()  # each hook saved step 0 in after_create_session
+            for _ in range(3):
+                session.run(train_op)
+            due = tfi.next_save_time(by_secs)
+            assert saved - 5 < due - 600 <= time.time()
+            timer = by_secs._timer
+            for ago, due_now in ((599.0, False), (600.001, True)):  # the timer agrees
+                timer._last_triggered_time = time.time() - ago
+                assert (tfi.next_save_time(by_secs) <= time.time()) is due_now
+                assert timer.should_trigger_for_step(3) is due_now
+            assert tfi.next_save_time(by_steps) == 0.0

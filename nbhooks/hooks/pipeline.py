@@ -52,6 +52,7 @@ import numbers
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -169,6 +170,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._lock = threading.Lock()
         self._queue: list[PipelineRequest] = []
         self._step_fetched = True  # this step's before_run fetched the global step
+        self._quiet_until = 0.0  # time.time() before which no automatic save falls due
         self._open = False  # a training session uses this hook (begin .. end)
         self._thread: threading.Thread | None = None
         self._session: Any = None
@@ -248,6 +250,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def begin(self) -> None:
         # Everything that can refuse runs before the session (and any evaluation) starts.
         self.off, self._off_reason, self._session_on = None, None, False
+        self._quiet_until = 0.0
         # "raise" refuses before the session; "off" leaves the costly check of the dataset's
         # serialization to a save that fails (nothing to pay until something is saved).
         deep = self.unsupported == "raise"
@@ -285,24 +288,29 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._session = session
 
     def before_run(self, run_context: Any) -> Any:
+        # Saves every N seconds (RunConfig's default): no fetch of the step with every training
+        # step while the next save is not due, and until then no more than this check.
+        if time.time() < self._quiet_until:
+            self._step_fetched = False
+            return None
         if self.off:
             return None
         if tfi.first_run_pending(self._tf_hook):
             self._restore_at_start(run_context.session)
             tfi.finish_first_run(self._tf_hook)
             self._serve_queue(run_context.session)  # left over from a session that crashed
-        # Saves every N seconds (RunConfig's default): no fetch of the step with every training
-        # step while the next save is not due.
-        self._step_fetched = not tfi.save_not_due(self._saver_hook)
+        self._quiet_until = tfi.next_save_time(self._saver_hook)  # 0: saves every N steps
+        self._step_fetched = time.time() >= self._quiet_until
         return self._saver_hook.before_run(run_context) if self._step_fetched else None
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
+        if not self._step_fetched and time.time() < self._quiet_until:
+            if self._queue:  # not due during this step either: requests only (unlocked peek)
+                self._serve_queue(run_context.session)
+            return
         if self.off:
             return
         if not self._step_fetched:
-            if tfi.save_not_due(self._saver_hook):
-                self._serve_queue_if_any(run_context.session)
-                return
             # Due during this step: read the step, as if it had been fetched with it (TF's
             # hook reads it again before saving), so the save lands on this step.
             step = run_context.session.run(tfi.global_step_tensor(self._saver_hook))
@@ -312,11 +320,8 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         self._saving(
             run_context.session, lambda: self._saver_hook.after_run(run_context, run_values)
         )
-        self._serve_queue_if_any(run_context.session)
-
-    def _serve_queue_if_any(self, session: Any) -> None:
-        if self._queue:  # unlocked peek: cheap on the hot path, re-checked under the lock
-            self._serve_queue(session)
+        if self._queue:  # unlocked peek, re-checked under the lock
+            self._serve_queue(run_context.session)
 
     def end(self, session: Any) -> None:
         if not self._session_on:  # off since begin()
@@ -379,6 +384,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def _turn_off(self, reason: tuple[str, str]) -> None:
         self._off_reason = reason
         self.off = reason[0]
+        self._quiet_until = 0.0  # before_run and after_run see ``off`` from now on
         self.status, self.status_warns = f"pipeline checkpoints off: {reason[0]}", True
         self.events.emit(PipelineEvent("off", None, None, self.status))
 
