@@ -4,8 +4,9 @@
 
 Two models (the demo; the 3x128 dense model on 20 000 rows with ``shuffle(20 000)`` of
 bench_eval), ``steps`` steps, an evaluation every ``every``, RunConfig's default checkpoint
-schedule. Variants, interleaved round by round after a warm-up round each (the machine is
-noisy: each figure is a ratio to bare ``estimator.train`` in the same round):
+schedule. Variants, interleaved round by round after a warm-up round each, each round in a
+rotated order (the machine is noisy: each figure is a ratio to bare ``estimator.train`` in the
+same round):
 
 - bare ``estimator.train`` (no hook);
 - the Dashboard with its defaults, shown (its widget built, as in a notebook, and its

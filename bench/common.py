@@ -49,11 +49,12 @@ def clocks(note: Callable[[str, float], None], name: str) -> Iterator[None]:
 
 
 def interleave(variants: dict[str, Callable[[int], object]], rounds: int) -> dict[str, list[float]]:
-    """Time each variant once per round, in turn, so machine noise hits them alike."""
+    """Time each variant once per round, each round in a rotated order (each goes first in
+    turn), so that machine noise, and what a run leaves behind for the next, hit them alike."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(rounds):
-        for name, fn in variants.items():
-            times[name].append(timed(lambda fn=fn, i=i: fn(i)))
+        for name in rotated(list(variants), i):
+            times[name].append(timed(lambda fn=variants[name], i=i: fn(i)))
     return times
 
 
