@@ -304,23 +304,20 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
         return self._saver_hook.before_run(run_context) if self._step_fetched else None
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
-        if not self._step_fetched and time.time() < self._quiet_until:
-            if self._queue:  # not due during this step either: requests only (unlocked peek)
-                self._serve_queue(run_context.session)
-            return
-        if self.off:
-            return
-        if not self._step_fetched:
-            # Due during this step: read the step, as if it had been fetched with it (TF's
-            # hook reads it again before saving), so the save lands on this step.
-            step = run_context.session.run(tfi.global_step_tensor(self._saver_hook))
-            run_values = tf().estimator.SessionRunValues(
-                step, run_values.options, run_values.run_metadata
+        if self._step_fetched or time.time() >= self._quiet_until:  # a save may be due
+            if self.off:
+                return
+            if not self._step_fetched:
+                # Due during this step: read the step, as if it had been fetched with it (TF's
+                # hook reads it again before saving), so the save lands on this step.
+                step = run_context.session.run(tfi.global_step_tensor(self._saver_hook))
+                run_values = tf().estimator.SessionRunValues(
+                    step, run_values.options, run_values.run_metadata
+                )
+            self._saving(
+                run_context.session, lambda: self._saver_hook.after_run(run_context, run_values)
             )
-        self._saving(
-            run_context.session, lambda: self._saver_hook.after_run(run_context, run_values)
-        )
-        if self._queue:  # unlocked peek, re-checked under the lock
+        if self._queue:  # unlocked peek: cheap on the hot path, re-checked under the lock
             self._serve_queue(run_context.session)
 
     def end(self, session: Any) -> None:
