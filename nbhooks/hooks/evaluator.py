@@ -557,17 +557,19 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             with self._lock:
                 self._evaluating = False
 
-    #: Asynchronous: the evaluation session runs its ops on an inter-op thread of its own
-    #: instead of queueing them behind training's in the shared pool (the intra-op pool is
-    #: the process's: see :mod:`nbhooks.thread_pools`).
+    #: Asynchronous: the evaluation session runs its ops on the evaluating thread itself
+    #: (TensorFlow's caller-thread mode), at that thread's priority, instead of queueing them
+    #: behind training's in the shared inter-op pool; no hand-off to a pool thread (which spins
+    #: after each) for each of an evaluation's many small runs. The intra-op pool is the
+    #: process's: see :mod:`nbhooks.thread_pools`.
     own_threads = True
     #: Asynchronous: how much nicer than training the evaluation threads run (Linux; 0: as
     #: nice), so that they take the CPU training leaves idle rather than training's.
     niceness = BACKGROUND
 
     def _session_config(self) -> Any:
-        """The evaluation session's config: the estimator's, on threads of its own when
-        evaluations run asynchronously (and ``own_threads``)."""
+        """The evaluation session's config: the estimator's, its ops run on the evaluating
+        thread when evaluations run asynchronously (and ``own_threads``)."""
         config = tfi.session_config(self.estimator)
         if not (self.own_threads and self.asynchronous and not self._sync_for):
             return config
@@ -576,8 +578,9 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
             if config is None
             else type(config).FromString(config.SerializeToString())
         )
-        config.use_per_session_threads = True
-        config.inter_op_parallelism_threads = 1
+        config.use_per_session_threads = False
+        del config.session_inter_op_thread_pool[:]
+        config.inter_op_parallelism_threads = -1  # run in the caller's thread
         return config
 
     def _finish_in_flight(self, cancel: bool) -> None:
