@@ -74,6 +74,9 @@ CONTRACT: tuple[Private, ...] = (
     ),
     Private(ESTIMATOR_UTIL_MODULE, "_DatasetInitializerHook", "hook class", "is_dataset_hook"),
     Private("_DatasetInitializerHook", "_iterator", "iterator", "dataset_iterators"),
+    Private("Iterator", "_iterator_resource", "tensor", "read_inputs_synchronously"),
+    Private("Operation", "_control_outputs", "list of operations", "read_inputs_synchronously"),
+    Private("Operation", "_update_input", "method(index, tensor)", "read_inputs_synchronously"),
     Private(EVALUATION_MODULE, "_StopAfterNEvalsHook", "hook class", "is_eval_steps_hook"),
     Private(
         TRAINING_UTIL_MODULE,
@@ -221,6 +224,36 @@ def is_eval_steps_hook(hook: Any) -> bool:
 def dataset_iterators(hooks: Sequence[Any]) -> list[Any]:
     """The ``tf.data`` input iterators that the dataset hooks among ``hooks`` initialize."""
     return [h._iterator for h in hooks if is_dataset_hook(h)]
+
+
+def read_inputs_synchronously(hooks: Sequence[Any]) -> int:
+    """Read the ``tf.data`` inputs that the dataset hooks among ``hooks`` initialize with
+    ``IteratorGetNextSync``, the synchronous twin of the ``IteratorGetNext`` an Estimator
+    builds (the same iterator, elements and outputs). ``IteratorGetNext`` hands each batch to a
+    tf.data thread, which then runs the rest of the step while the caller waits: two thread
+    hand-offs a batch. In the default graph, before any session has run it (the consumers of
+    each read are rewired to the twin; a read something depends on by control edge is left as
+    it is). Returns how many reads were swapped."""
+    t = tf()
+    swapped = 0
+    for iterator in dataset_iterators(hooks):
+        resource = iterator._iterator_resource
+        for read in resource.consumers():
+            if read.type != "IteratorGetNext" or read._control_outputs:
+                continue
+            with t.compat.v1.colocate_with(read):
+                twin = t.raw_ops.IteratorGetNextSync(
+                    iterator=resource,
+                    output_types=read.get_attr("output_types"),
+                    output_shapes=read.get_attr("output_shapes"),
+                )
+            for old, new in zip(read.outputs, twin, strict=True):
+                for consumer in old.consumers():
+                    for index, value in enumerate(consumer.inputs):
+                        if value.op is read and value.value_index == old.value_index:
+                            consumer._update_input(index, new)
+            swapped += 1
+    return swapped
 
 
 # -- CheckpointInputPipelineHook and its CheckpointSaverHook --------------------------------

@@ -880,14 +880,17 @@ def test_dashboard_panel_shows_how_it_evaluates(model_dir, train_fn, eval_fn, co
 
 def measuring_model_fn(name: str, measure: Callable[[], float]) -> Callable[..., Any]:
     """The test model, whose evaluation also has a metric ``name``: the mean of ``measure()``
-    called by a ``py_func`` in each evaluation batch, on the thread that runs its ops."""
+    called by a ``py_func`` in each evaluation batch (on the batch's features), on the thread
+    that runs its ops."""
 
     def model_fn(features, labels, mode, params):
         spec = models.model_fn(features, labels, mode, params)
         if mode != tf().estimator.ModeKeys.EVAL:
             return spec
         v1 = tf().compat.v1
-        measured = v1.py_func(lambda: np.float32(measure()), [], tf().float32, stateful=True)
+        measured = v1.py_func(
+            lambda x: np.float32(measure()), [features["x"]], tf().float32, stateful=True
+        )
         return spec._replace(
             eval_metric_ops={**spec.eval_metric_ops, name: v1.metrics.mean(measured)}
         )
@@ -904,7 +907,8 @@ def test_asynchronous_evaluations_run_their_ops_on_the_evaluation_thread(
 ) -> None:
     """Before: on an inter-op thread of the evaluation session's own, each of an evaluation's
     many small runs handed over to it and back, the pool thread spinning after each (~3 ms of
-    CPU in a 3x128 evaluation of ~17 ms, bench/README.md)."""
+    CPU in a 3x128 evaluation of ~17 ms, bench/README.md). Then, until the input was read
+    synchronously: the ops after the input's read on tf.data's thread that read it."""
     ran_on: list[int] = []
     model_fn = measuring_model_fn("ran", lambda: ran_on.append(threading.get_native_id()) or 0)
     config = tf().estimator.RunConfig(model_dir=str(tmp_path), save_summary_steps=None)

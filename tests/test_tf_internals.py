@@ -24,6 +24,7 @@ from typing import Any
 
 import ipywidgets
 import models
+import numpy as np
 import plotly
 import plotly.graph_objects as go
 import pytest
@@ -87,6 +88,11 @@ def _dataset_hook(o: TFObjects) -> Any:
     return next(h for h in tfi.eval_hooks(o.eval_hook) if tfi.is_dataset_hook(h))
 
 
+def _operation(o: TFObjects) -> Any:
+    with tf().Graph().as_default():
+        return tf().constant(0).op
+
+
 #: How to build (or find) the real object that owns each attribute.
 OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     "InMemoryEvaluatorHook": lambda o: o.eval_hook,
@@ -96,6 +102,8 @@ OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     tfi.EVALUATION_MODULE: lambda o: importlib.import_module(tfi.EVALUATION_MODULE),
     tfi.TRAINING_UTIL_MODULE: lambda o: importlib.import_module(tfi.TRAINING_UTIL_MODULE),
     "_DatasetInitializerHook": _dataset_hook,
+    "Iterator": lambda o: tfi.dataset_iterators(tfi.eval_hooks(o.eval_hook))[0],
+    "Operation": _operation,
     tfi.EARLY_STOPPING_MODULE: lambda o: importlib.import_module(tfi.EARLY_STOPPING_MODULE),
     "_StopOnPredicateHook": lambda o: tf().estimator.experimental.stop_if_no_decrease_hook(
         o.estimator, "loss", 100
@@ -149,6 +157,9 @@ def kinds() -> dict[str, Callable[[Any], bool]]:
         "fetches or None": lambda v: v is None or isinstance(v, Mapping | list | str),
         "values or None": lambda v: v is None or isinstance(v, Mapping | list),
         "operation": lambda v: isinstance(v, t.Operation),
+        "list of operations": lambda v: (
+            isinstance(v, list) and all(isinstance(op, t.Operation) for op in v)
+        ),
         "tensor": lambda v: isinstance(v, t.Tensor),
         "timer": lambda v: isinstance(v, v1.train.SecondOrStepTimer),
         "estimator": lambda v: isinstance(v, t.estimator.Estimator),
@@ -278,6 +289,35 @@ def test_evaluation_hooks_are_the_input_and_steps_hooks(objects: TFObjects) -> N
     assert len(tfi.dataset_iterators(hooks)) == 1, f"no _DatasetInitializerHook in {hooks}"
     assert any(tfi.is_eval_steps_hook(h) for h in hooks), f"no _StopAfterNEvalsHook in {hooks}"
     assert all(tfi.is_dataset_hook(h) or tfi.is_eval_steps_hook(h) for h in hooks)
+
+
+def test_an_evaluation_reads_its_input_on_the_thread_that_runs_the_step(
+    objects: TFObjects,
+) -> None:
+    """An Estimator's evaluation graph reads a tf.data input with one ``IteratorGetNext``; its
+    consumers then read from the synchronous twin instead, which yields the same batches."""
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        data = models.input_fn(n=16, batch=4, repeat=False)
+        _, _, _, hooks = tfi.evaluate_build_graph(objects.estimator, data, [])
+        reads = {op.type: op for op in graph.get_operations() if op.type.startswith("Iterator")}
+        assert "IteratorGetNext" in reads, f"the evaluation reads its input by {sorted(reads)}"
+        used = [c for out in reads["IteratorGetNext"].outputs for c in out.consumers()]
+        assert tfi.read_inputs_synchronously(hooks) == 1
+        twin = next(op for op in graph.get_operations() if op.type == "IteratorGetNextSync")
+    assert not any(out.consumers() for out in reads["IteratorGetNext"].outputs)
+    assert sorted(c.name for out in twin.outputs for c in out.consumers()) == sorted(
+        c.name for c in used
+    )
+    with t.compat.v1.Session(graph=graph) as session:
+        session.run(tfi.dataset_iterators(hooks)[0].initializer)
+        batches = [session.run(twin.outputs) for _ in range(4)]
+        with pytest.raises(t.errors.OutOfRangeError):
+            session.run(twin.outputs)
+    x, y = models.make_data(16)
+    assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
+    assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
 
 
 def test_tf_calls_the_evaluate_override_at_start_every_n_steps_and_end(
