@@ -74,7 +74,6 @@ CONTRACT: tuple[Private, ...] = (
     ),
     Private(ESTIMATOR_UTIL_MODULE, "_DatasetInitializerHook", "hook class", "is_dataset_hook"),
     Private("_DatasetInitializerHook", "_iterator", "iterator", "dataset_iterators"),
-    Private("Iterator", "_iterator_resource", "tensor", "read_inputs_synchronously"),
     Private("Operation", "_control_outputs", "list of operations", "read_inputs_synchronously"),
     Private("Operation", "_update_input", "method(index, tensor)", "read_inputs_synchronously"),
     Private(EVALUATION_MODULE, "_StopAfterNEvalsHook", "hook class", "is_eval_steps_hook"),
@@ -226,33 +225,31 @@ def dataset_iterators(hooks: Sequence[Any]) -> list[Any]:
     return [h._iterator for h in hooks if is_dataset_hook(h)]
 
 
-def read_inputs_synchronously(hooks: Sequence[Any]) -> int:
-    """Read the ``tf.data`` inputs that the dataset hooks among ``hooks`` initialize with
-    ``IteratorGetNextSync``, the synchronous twin of the ``IteratorGetNext`` an Estimator
-    builds (the same iterator, elements and outputs). ``IteratorGetNext`` hands each batch to a
-    tf.data thread, which then runs the rest of the step while the caller waits: two thread
-    hand-offs a batch. In the default graph, before any session has run it (the consumers of
-    each read are rewired to the twin; a read something depends on by control edge is left as
-    it is). Returns how many reads were swapped."""
+def read_inputs_synchronously(graph: Any) -> int:
+    """Read every ``tf.data`` input of ``graph`` with ``IteratorGetNextSync``, the synchronous
+    twin of the ``IteratorGetNext`` an Estimator builds (the same iterator, elements and
+    outputs). ``IteratorGetNext`` hands each batch to a tf.data thread of its own and the step
+    waits for it to come back; the twin reads it on the thread that runs the step (tf.data's
+    own functions keep their threads: it does not wait on the session's pools). For a graph
+    no session has run yet: the consumers of each read are rewired to its twin; a read that
+    something depends on by a control edge is left as it is. Returns how many were swapped."""
     t = tf()
     swapped = 0
-    for iterator in dataset_iterators(hooks):
-        resource = iterator._iterator_resource
-        for read in resource.consumers():
-            if read.type != "IteratorGetNext" or read._control_outputs:
-                continue
-            with t.compat.v1.colocate_with(read):
-                twin = t.raw_ops.IteratorGetNextSync(
-                    iterator=resource,
-                    output_types=read.get_attr("output_types"),
-                    output_shapes=read.get_attr("output_shapes"),
-                )
-            for old, new in zip(read.outputs, twin, strict=True):
-                for consumer in old.consumers():
-                    for index, value in enumerate(consumer.inputs):
-                        if value.op is read and value.value_index == old.value_index:
-                            consumer._update_input(index, new)
-            swapped += 1
+    for read in graph.get_operations():
+        if read.type != "IteratorGetNext" or read._control_outputs:
+            continue
+        with graph.as_default(), t.compat.v1.colocate_with(read):
+            twin = t.raw_ops.IteratorGetNextSync(
+                iterator=read.inputs[0],
+                output_types=read.get_attr("output_types"),
+                output_shapes=read.get_attr("output_shapes"),
+            )
+        for old, new in zip(read.outputs, twin, strict=True):
+            for consumer in old.consumers():
+                for index, value in enumerate(consumer.inputs):
+                    if value.op is read and value.value_index == old.value_index:
+                        consumer._update_input(index, new)
+        swapped += 1
     return swapped
 
 

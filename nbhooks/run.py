@@ -78,6 +78,11 @@ class TrainingRun:
     always, ``None`` never (display the run in a notebook for widgets).
     """
 
+    #: Training reads its ``tf.data`` input with TensorFlow's synchronous op, on the thread
+    #: that runs the step (:class:`~nbhooks.hooks.input_read.SynchronousInputHook`); False
+    #: keeps the Estimator's asynchronous read.
+    read_input_synchronously: ClassVar[bool] = True
+
     #: Makes each new run's :class:`Face` (``(run, report) -> Face``), before its hooks attach;
     #: :mod:`nbhooks.notebook` sets it. None: headless, nothing is shown.
     face_factory: ClassVar[Callable[[TrainingRun, str | None], Face] | None] = None
@@ -283,6 +288,11 @@ class TrainingRun:
     def _work(self, steps: int | None, max_steps: int | None) -> None:
         from nbhooks.hooks.control import ControlHook
         from nbhooks.hooks.group import grouped
+        from nbhooks.hooks.input_read import SynchronousInputHook
+
+        own = [ControlHook(self, self.estimator.model_dir)]
+        if self.read_input_synchronously:
+            own.append(SynchronousInputHook())
 
         self._target = {"steps": steps, "max_steps": max_steps}
         self._session_started = False
@@ -291,7 +301,7 @@ class TrainingRun:
             try:
                 self.estimator.train(
                     self.input_fn,
-                    hooks=grouped([ControlHook(self, self.estimator.model_dir), *self.hooks]),
+                    hooks=grouped([*own, *self.hooks]),
                     steps=steps,
                     max_steps=max_steps,
                 )

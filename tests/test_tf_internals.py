@@ -102,7 +102,6 @@ OWNERS: dict[str, Callable[[TFObjects], Any]] = {
     tfi.EVALUATION_MODULE: lambda o: importlib.import_module(tfi.EVALUATION_MODULE),
     tfi.TRAINING_UTIL_MODULE: lambda o: importlib.import_module(tfi.TRAINING_UTIL_MODULE),
     "_DatasetInitializerHook": _dataset_hook,
-    "Iterator": lambda o: tfi.dataset_iterators(tfi.eval_hooks(o.eval_hook))[0],
     "Operation": _operation,
     tfi.EARLY_STOPPING_MODULE: lambda o: importlib.import_module(tfi.EARLY_STOPPING_MODULE),
     "_StopOnPredicateHook": lambda o: tf().estimator.experimental.stop_if_no_decrease_hook(
@@ -304,7 +303,7 @@ def test_an_evaluation_reads_its_input_on_the_thread_that_runs_the_step(
         reads = {op.type: op for op in graph.get_operations() if op.type.startswith("Iterator")}
         assert "IteratorGetNext" in reads, f"the evaluation reads its input by {sorted(reads)}"
         used = [c for out in reads["IteratorGetNext"].outputs for c in out.consumers()]
-        assert tfi.read_inputs_synchronously(hooks) == 1
+        assert tfi.read_inputs_synchronously(graph) == 1
         twin = next(op for op in graph.get_operations() if op.type == "IteratorGetNextSync")
     assert not any(out.consumers() for out in reads["IteratorGetNext"].outputs)
     assert sorted(c.name for out in twin.outputs for c in out.consumers()) == sorted(

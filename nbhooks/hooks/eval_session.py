@@ -289,7 +289,7 @@ def _session_ops(parts: EvalGraph) -> tuple[Any, list[Any], Any | None]:
     if parts.session_ops is None:
         v1 = tf().compat.v1
         with parts.graph.as_default():
-            tfi.read_inputs_synchronously(parts.hooks)
+            tfi.read_inputs_synchronously(parts.graph)
             local_init = parts.scaffold.local_init_op
             reset = [
                 local_init if local_init is not None else v1.train.Scaffold.default_local_init_op(),
