@@ -9,6 +9,10 @@ rotated order (the machine is noisy: each figure is a ratio to bare ``estimator.
 same round):
 
 - bare ``estimator.train`` (no hook);
+- bare ``estimator.train`` reading its input as a ``TrainingRun`` does (with
+  ``SynchronousInputHook`` only): the training the Dashboard's runs do, without the
+  Dashboard; the Dashboard's variants are also given as ratios to it (what evaluating and
+  showing cost on top of the same training);
 - the Dashboard with its defaults, shown (its widget built, as in a notebook, and its
   evaluations prepared and their subplots drawn before the clock starts: a person looks at
   it before Start);
@@ -56,6 +60,7 @@ from common import clocks, install_recording_comm, interleave, median, ratios, s
 import nbhooks as nh
 from nbhooks._tf import tf
 from nbhooks.demo import make_demo_estimator
+from nbhooks.hooks.input_read import SynchronousInputHook
 from nbhooks.niceness import BACKGROUND, lower_this_thread
 
 PHASES = ("setup", "steps", "tail")
@@ -131,6 +136,10 @@ class CpuBeside(EveryN):
             self.thread.join()
 
 
+#: The variant that trains as a TrainingRun does, without the Dashboard.
+SYNCHRONOUS_BARE = "bare, synchronous read"
+
+
 def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict]:
     (train_fn, eval_fn), params = MODELS[model]()
     stats: dict[str, list[float]] = {}
@@ -138,13 +147,17 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
     def note(key: str, value: float) -> None:
         stats.setdefault(key, []).append(value)
 
-    def bare(i: int) -> None:
-        model_dir = root / f"{model}-bare-{i}"
-        est = make_demo_estimator(model_dir, **params)
-        phases = Phases()
-        with phases.clocked(note, "bare train()"):
-            est.train(train_fn, steps=steps, hooks=[phases])
-        shutil.rmtree(model_dir, ignore_errors=True)
+    def bare(name: str, synchronous_read: bool = False):
+        def run(i: int) -> None:
+            model_dir = root / f"{model}-{name}-{i}"
+            est = make_demo_estimator(model_dir, **params)
+            phases = Phases()
+            hooks = [SynchronousInputHook(), phases] if synchronous_read else [phases]
+            with phases.clocked(note, name):
+                est.train(train_fn, steps=steps, hooks=hooks)
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+        return run
 
     def dashboard(name: str, shown: bool = True, niceness: int | None = None, **options: object):
         def run(i: int) -> None:
@@ -208,7 +221,8 @@ def variants(root: Path, model: str, steps: int, every: int) -> tuple[dict, dict
         return run
 
     return {
-        "bare train()": bare,
+        "bare train()": bare("bare train()"),
+        SYNCHRONOUS_BARE: bare(SYNCHRONOUS_BARE, synchronous_read=True),
         "floor": floor("floor"),
         "floor at nice 19": floor("floor at nice 19", BACKGROUND),
         "defaults": dashboard("defaults"),
@@ -263,9 +277,9 @@ def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) ->
         if name in floors:
             cpu_ms = spread([c * 1e3 for c in stats[f"{name}: raw evaluation CPU"]], ".1f", " ms")
             line += f"  ({median(stats[f'{name}: bursts']):.0f} bursts of {cpu_ms})"
-        else:
-            for floor in floors:
-                line += f"  / {floor} {spread(ratios(run, stats[f'{floor}: run']))}"
+        elif name != SYNCHRONOUS_BARE:
+            for base in [*floors, *(n for n in fns if n == SYNCHRONOUS_BARE)]:
+                line += f"  / {base} {spread(ratios(run, stats[f'{base}: run']))}"
         if name == "defaults" and "pipeline off: run" in stats:
             off, off_cpu = stats["pipeline off: run"], stats["pipeline off: cpu"]
             line += f"  / pipeline off {spread(ratios(run, off))}"
