@@ -74,7 +74,12 @@ CONTRACT: tuple[Private, ...] = (
     ),
     Private(ESTIMATOR_UTIL_MODULE, "_DatasetInitializerHook", "hook class", "is_dataset_hook"),
     Private("_DatasetInitializerHook", "_iterator", "iterator", "dataset_iterators"),
-    Private("Operation", "_control_outputs", "list of operations", "read_inputs_synchronously"),
+    Private(
+        "Operation",
+        "_control_outputs",
+        "list of operations",
+        "read_inputs_synchronously, input_reads",
+    ),
     Private("Operation", "_update_input", "method(index, tensor)", "read_inputs_synchronously"),
     Private(EVALUATION_MODULE, "_StopAfterNEvalsHook", "hook class", "is_eval_steps_hook"),
     Private(
@@ -251,6 +256,18 @@ def read_inputs_synchronously(graph: Any) -> int:
                         consumer._update_input(index, new)
         swapped += 1
     return swapped
+
+
+def input_reads(graph: Any) -> list[Any]:
+    """The ops that read ``graph``'s ``tf.data`` inputs for the rest of it: each
+    ``IteratorGetNext``, or the ``IteratorGetNextSync`` that replaced it (a read replaced by
+    :func:`read_inputs_synchronously` is left without consumers, and is not one)."""
+    return [
+        op
+        for op in graph.get_operations()
+        if op.type.startswith("IteratorGetNext")
+        and (op._control_outputs or any(out.consumers() for out in op.outputs))
+    ]
 
 
 # -- CheckpointInputPipelineHook and its CheckpointSaverHook --------------------------------

@@ -26,7 +26,7 @@ class InputReads(tf().estimator.SessionRunHook):
         )
 
 
-def train_in_a_run(estimator: Any, input_fn: Any, steps: int, hooks: list[Any]) -> None:
+def train_in_a_run(estimator: Any, input_fn: Any, steps: int | None, hooks: list[Any]) -> None:
     run = nh.TrainingRun(estimator, input_fn, steps=steps, hooks=hooks, report=None)
     run.start()
     try:
@@ -94,3 +94,14 @@ def test_a_single_inter_op_thread_and_a_busy_input_still_train_and_evaluate(tmp_
     for metric, value in latest.metrics.items():
         assert value == pytest.approx(float(expected[metric]), rel=1e-6, abs=1e-7), metric
     evaluator.close()
+
+
+def test_a_run_still_finds_its_one_input_read(tmp_path) -> None:
+    """The read a run replaced stays in the graph, without consumers: the pipeline hook still
+    finds one read (to mark the position at the end of a finite input, to catch up with the
+    model after a crash). Before: two reads, none taken, the end not marked."""
+    est = models.make_estimator(tmp_path, save_checkpoints_steps=4)
+    hook = nh.PipelineCheckpointHook(est)
+    train_in_a_run(est, models.input_fn(n=40, batch=4, repeat=False), None, [hook])
+    latest = hook.store.latest()
+    assert latest is not None and latest.step == 10 and hook.store.ended(latest)

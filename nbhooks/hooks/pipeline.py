@@ -627,7 +627,7 @@ class PipelineCheckpointHook(RunAttached, SessionRunHook):
     def _catch_up(self, session: Any, batches: int) -> bool:
         """Read ``batches`` batches: the model's saver ran, the pipeline's did not (a kill).
 
-        Only with exactly one ``IteratorGetNext`` (one batch per step, as in an Estimator).
+        Only with exactly one input read (one batch per step, as in an Estimator).
         """
         get_next = _one_iterator(session.graph)
         if get_next is None:
@@ -916,8 +916,9 @@ def _unserializable(graph: Any, policy: str) -> tuple[str, str] | None:
 
 
 def _one_iterator(graph: Any) -> Any:
-    """The one ``IteratorGetNext`` op of ``graph``, or None when there are several or none."""
-    ops = [op for op in graph.get_operations() if op.type.startswith("IteratorGetNext")]
+    """The one op that reads ``graph``'s input (``IteratorGetNext``, or its synchronous twin
+    in a :class:`~nbhooks.run.TrainingRun`), or None when there are several or none."""
+    ops = tfi.input_reads(graph)
     return ops[0] if len(ops) == 1 else None
 
 
