@@ -5,7 +5,7 @@
 Two models (the demo; the 3x128 dense model on 20 000 rows with ``shuffle(20 000)`` of
 bench_eval), ``steps`` steps, an evaluation every ``every``, RunConfig's default checkpoint
 schedule. Variants, interleaved round by round after a warm-up round each, each round in a
-rotated order (the machine is noisy: each figure is a ratio to bare ``estimator.train`` in the
+shuffled order (the machine is noisy: each figure is a ratio to bare ``estimator.train`` in the
 same round):
 
 - bare ``estimator.train`` (no hook);

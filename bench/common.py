@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -49,11 +50,12 @@ def clocks(note: Callable[[str, float], None], name: str) -> Iterator[None]:
 
 
 def interleave(variants: dict[str, Callable[[int], object]], rounds: int) -> dict[str, list[float]]:
-    """Time each variant once per round, each round in a rotated order (each goes first in
-    turn), so that machine noise, and what a run leaves behind for the next, hit them alike."""
+    """Time each variant once per round, each round in its own shuffled order
+    (:func:`shuffled`), so that machine noise, and what a run leaves behind for the next, hit
+    them alike."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(rounds):
-        for name in rotated(list(variants), i):
+        for name in shuffled(list(variants), i):
             times[name].append(timed(lambda fn=variants[name], i=i: fn(i)))
     return times
 
@@ -70,6 +72,15 @@ def ratios(values: list[float], base: list[float]) -> list[float]:
 def spread(values: list[float], fmt: str = ".3f", unit: str = "x") -> str:
     """``median (min-max)`` of ``values``."""
     return f"{median(values):{fmt}}{unit} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def shuffled(names: list[str], i: int) -> list[str]:
+    """``names`` in round ``i``'s order: a shuffle seeded by ``i`` (repeatable). A rotation
+    keeps each variant behind the same one in every round, which then gets all of what that
+    one leaves behind."""
+    order = list(names)
+    random.Random(i).shuffle(order)
+    return order
 
 
 def rotated(names: list[str], i: int) -> list[str]:
