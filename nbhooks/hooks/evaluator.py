@@ -561,7 +561,7 @@ class LiveEvaluatorHook(RunAttached, InMemoryEvaluatorHook):
     #: (TensorFlow's caller-thread mode), at that thread's priority, instead of queueing them
     #: behind training's in the shared inter-op pool; no hand-off to a pool thread (which spins
     #: after each) for each of an evaluation's many small runs; its input is read on that
-    #: thread too (see :func:`nbhooks.hooks.eval_session.EvalSession`). The intra-op pool is
+    #: thread too (see :class:`nbhooks.hooks.eval_session.EvalSession`). The intra-op pool is
     #: the process's: see :mod:`nbhooks.thread_pools`.
     own_threads = True
     #: Asynchronous: how much nicer than training the evaluation threads run (Linux; 0: as
