@@ -36,7 +36,9 @@ the same 2000 bare steps take 0.7-1.0 s from one round to the next on this 2-cor
 what evaluation on its own thread saves shows in wall time, not in CPU). Each run is also split
 where its first and last training steps end (a last hook's ``after_run``): setup (``train()`` to
 the end of the first step), steps, and tail (the last step to ``wait()`` returning); each
-variant's phases are printed as milliseconds above bare's in the same round. Targets (#16):
+variant's phases are printed as milliseconds above bare's in the same round. Each ratio to
+bare is followed by ``[low-high]``, a 90 % bootstrap interval of its median over the rounds
+(the uncertainty of the rounds' scatter, not of the machine's drift between runs). Targets (#16):
 defaults <= 1.10x bare on both models; defaults <= 1.05x pipeline off. Also printed: the
 seconds spent inside the pipeline hook's methods (the steadier figure for its cost) and the
 time to show the dashboard and to prepare its evaluations.
@@ -55,7 +57,15 @@ from pathlib import Path
 
 import numpy as np
 from bench_eval import MODELS, EveryN, RawEvalHook, after_first
-from common import clocks, install_recording_comm, interleave, median, ratios, spread
+from common import (
+    clocks,
+    install_recording_comm,
+    interleave,
+    interval,
+    median,
+    ratios,
+    spread,
+)
 
 import nbhooks as nh
 from nbhooks._tf import tf
@@ -273,7 +283,9 @@ def print_model(model: str, args: argparse.Namespace, fns: dict, stats: dict) ->
         if name == "bare train()":
             continue
         run = stats[f"{name}: run"]
-        line = f"    {name:22s} {spread(run, '.2f', ' s')}  / bare {spread(ratios(run, bare))}"
+        to_bare = ratios(run, bare)
+        line = f"    {name:22s} {spread(run, '.2f', ' s')}  / bare {spread(to_bare)}"
+        line += f" {interval(to_bare)}"
         if name in floors:
             cpu_ms = spread([c * 1e3 for c in stats[f"{name}: raw evaluation CPU"]], ".1f", " ms")
             line += f"  ({median(stats[f'{name}: bursts']):.0f} bursts of {cpu_ms})"

@@ -74,6 +74,17 @@ def spread(values: list[float], fmt: str = ".3f", unit: str = "x") -> str:
     return f"{median(values):{fmt}}{unit} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
+def interval(values: list[float], fmt: str = ".3f", level: float = 0.9) -> str:
+    """``[low-high]``: a ``level`` bootstrap interval of the median of ``values`` (the rounds
+    resampled 2000 times, seeded: repeatable): the median's uncertainty from these rounds'
+    scatter alone, not from the machine's drift between runs."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(2000))
+    tail = (1 - level) / 2
+    low, high = medians[int(tail * len(medians))], medians[int((1 - tail) * len(medians)) - 1]
+    return f"[{low:{fmt}}-{high:{fmt}}]"
+
+
 def shuffled(names: list[str], i: int) -> list[str]:
     """``names`` in round ``i``'s order: a shuffle seeded by ``i`` (repeatable). A rotation
     keeps each variant behind the same one in every round, which then gets all of what that
